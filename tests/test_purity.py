@@ -29,8 +29,19 @@ PURE = [
     "media/player.py",
     "media/bridge.py",
 ]
-FORBIDDEN = {"asyncio", "socket", "time", "aiosqlite", "sqlite3", "starlette", "uvicorn",
-             "fastapi", "selectors", "threading", "uvloop"}
+FORBIDDEN = {
+    "asyncio",
+    "socket",
+    "time",
+    "aiosqlite",
+    "sqlite3",
+    "starlette",
+    "uvicorn",
+    "fastapi",
+    "selectors",
+    "threading",
+    "uvloop",
+}
 
 
 def _module_files(entry: str) -> list[Path]:
@@ -50,7 +61,9 @@ def _imports(path: Path) -> set[str]:
             if node.level:  # relative: resolve against the package
                 base = path.relative_to(SRC).parent.parts
                 base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
-                mod = ".".join(("callcenter112", *base, *(node.module.split(".") if node.module else ())))
+                mod = ".".join(
+                    ("callcenter112", *base, *(node.module.split(".") if node.module else ()))
+                )
                 names.add(mod)
                 for alias in node.names:
                     names.add(f"{mod}.{alias.name}")

@@ -48,7 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    return serve(cfg, config_path=args.config)
+    status: int = serve(cfg, config_path=args.config)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command_groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]]:  # noqa: E501
+def _command_groups() -> list[
+    Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
+]:
     groups = []
     import importlib
 

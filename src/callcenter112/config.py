@@ -226,16 +226,20 @@ Category = Literal["medical", "fire", "disaster", "police", "unknown"]
 Skill = Literal["medical", "fire", "disaster", "police"]
 
 
+_DEFAULT_DIGITS: dict[str, Skill] = {"1": "medical", "2": "fire", "3": "disaster", "4": "police"}
+_DEFAULT_PRIORITY: dict[Category, int] = {
+    "medical": 1,
+    "fire": 1,
+    "disaster": 1,
+    "police": 2,
+    "unknown": 3,
+}
+_ALL_SKILLS: list[Skill] = ["medical", "fire", "disaster", "police"]
+
+
 class IvrConfig(_Section):
     language: Literal["id", "en"] = "id"
-    digits: dict[str, Skill] = Field(
-        default_factory=lambda: {
-            "1": "medical",
-            "2": "fire",
-            "3": "disaster",
-            "4": "police",
-        }
-    )
+    digits: dict[str, Skill] = Field(default_factory=lambda: dict(_DEFAULT_DIGITS))
     english_key: str = "9"
     operator_key: str = "0"
     # Seconds to wait for a digit after the menu finishes playing.
@@ -262,13 +266,7 @@ class IvrConfig(_Section):
 class QueueConfig(_Section):
     # Lower number is served first; arrival time breaks ties.
     priority: dict[Category, Annotated[int, Field(ge=0, le=100)]] = Field(
-        default_factory=lambda: {
-            "medical": 1,
-            "fire": 1,
-            "disaster": 1,
-            "police": 2,
-            "unknown": 3,
-        }
+        default_factory=lambda: dict(_DEFAULT_PRIORITY)
     )
     ring_timeout_s: Annotated[float, Field(ge=3, le=120)] = 15.0
     max_missed: Annotated[int, Field(ge=1, le=100)] = 2
@@ -302,11 +300,14 @@ class TrunkConfig(_Section):
     def _cidrs(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("at least one source address or network is needed")
+        bad = []
         for i, item in enumerate(v):
             try:
                 ipaddress.ip_network(item, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"[{i}] {item!r} is not an IP network: {exc}") from None
+            except ValueError:
+                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
+        if bad:
+            raise ValueError("; ".join(bad))
         return v
 
     @field_validator("numbers")
@@ -333,7 +334,7 @@ class OperatorConfig(_Section):
     user: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     password: Annotated[str, Field(min_length=4)]
     name: str = ""
-    skills: list[Skill] = Field(default_factory=lambda: list(SKILLS))
+    skills: list[Skill] = Field(default_factory=lambda: list(_ALL_SKILLS))
 
 
 class UserConfig(_Section):
@@ -468,9 +469,7 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
             )
         elif cfg.agency_named(cfg.queue.overflow_to) is None:
             problems.append(
-                ConfigProblem(
-                    "queue.overflow_to", f"no [[agency]] named {cfg.queue.overflow_to!r}"
-                )
+                ConfigProblem("queue.overflow_to", f"no [[agency]] named {cfg.queue.overflow_to!r}")
             )
 
     lo, hi = cfg.rtp.port_range
@@ -492,6 +491,34 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
         and cfg.sip.listen.host in (cfg.web.listen.host, "0.0.0.0", "::")
     ):
         problems.append(ConfigProblem("web.listen", "same port as sip.listen"))
+    return problems
+
+
+def _raw_duplicates(data: dict[str, Any]) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for section, key in (
+        ("trunk", "name"),
+        ("operator", "user"),
+        ("agency", "name"),
+        ("user", "name"),
+    ):
+        rows = data.get(section)
+        if not isinstance(rows, list):
+            continue
+        first: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            value = row.get(key) if isinstance(row, dict) else None
+            if not isinstance(value, str):
+                continue
+            if value in first:
+                problems.append(
+                    ConfigProblem(
+                        f"{section}[{i}].{key}",
+                        f"duplicate {section} {value!r} (first at {section}[{first[value]}])",
+                    )
+                )
+            else:
+                first[value] = i
     return problems
 
 
@@ -518,21 +545,36 @@ def _reason(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     inp = err.get("input")
-    if kind in {"int_type", "int_parsing", "float_type", "float_parsing", "string_type", "bool_type",
-                "list_type", "dict_type", "literal_error", "model_type"}:
+    if kind in {
+        "int_type",
+        "int_parsing",
+        "float_type",
+        "float_parsing",
+        "string_type",
+        "bool_type",
+        "list_type",
+        "dict_type",
+        "literal_error",
+        "model_type",
+    }:
         return f"{msg} (got {inp!r})"
     return msg
 
 
-def parse_config(data: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+def parse_config(
+    data: dict[str, Any], *, source: str = "<config>", base_dir: Path | None = None
+) -> Config:
     """Validate an already-parsed TOML document."""
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         problems = [
-            ConfigProblem(_loc_to_path(tuple(e["loc"])), _reason(dict(e)))
-            for e in exc.errors()
+            ConfigProblem(_loc_to_path(tuple(e["loc"])), _reason(dict(e))) for e in exc.errors()
         ]
+        # Duplicates are found on the raw tables too, so one run names them
+        # alongside the type errors.
+        seen = {str(p) for p in problems}
+        problems += [p for p in _raw_duplicates(data) if str(p) not in seen]
         raise ConfigError(source, problems) from None
     problems = _cross_checks(cfg)
     if problems:

@@ -43,7 +43,7 @@ class _Endpoint(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.DatagramTransport)
         if hasattr(transport, "max_size"):
-            transport.max_size = RTP_MAX_DATAGRAM  # type: ignore[attr-defined]
+            transport.max_size = RTP_MAX_DATAGRAM
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:

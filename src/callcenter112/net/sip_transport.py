@@ -64,7 +64,9 @@ def _error_response(exc: SipParseError) -> bytes | None:
     except SipParseError:
         return None
     reason = exc.reason.replace("\r", " ").replace("\n", " ")[:120]
-    resp = Response.for_request(partial, exc.status_hint, headers=[("Warning", f'399 callcenter112 "{_quote(reason)}"')])
+    resp = Response.for_request(
+        partial, exc.status_hint, headers=[("Warning", f'399 callcenter112 "{_quote(reason)}"')]
+    )
     return resp.serialize()
 
 
@@ -81,7 +83,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         assert isinstance(transport, asyncio.DatagramTransport)
         # DESIGN §5: asyncio's default 256 KiB receive buffer per datagram.
         if hasattr(transport, "max_size"):
-            transport.max_size = MAX_MESSAGE_SIZE  # type: ignore[attr-defined]
+            transport.max_size = MAX_MESSAGE_SIZE
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
@@ -186,7 +188,10 @@ class SipTransport:
             assert proto.transport is not None
             self.port = proto.transport.get_extra_info("sockname")[1]
         self._server = await loop.create_server(
-            lambda: _TcpProtocol(self), host=self.host, port=self.port, family=family,
+            lambda: _TcpProtocol(self),
+            host=self.host,
+            port=self.port,
+            family=family,
             reuse_address=True,
         )
 
