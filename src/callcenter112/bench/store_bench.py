@@ -1,0 +1,101 @@
+"""Benchmark of durable incident transitions: group commit against one commit each.
+
+`bench_store(directory, n)` plays `n` simultaneous calls against a fresh
+SQLite store twice in the same run — once with group commit (the default
+writer) and once with ``max_batch=1`` (one fsync'ed commit per transition) —
+and reports durable transitions per second for both. Each call makes the five
+writes a real call makes before it may proceed: create the incident (before
+answering), answered, queued, operator answered, closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from ..incidents import Category, Status
+from ..store import SqliteStore
+
+__all__ = ["TRANSITIONS_PER_CALL", "bench_store", "bench_store_async"]
+
+TRANSITIONS_PER_CALL = 5
+
+
+async def _one_call(store: SqliteStore, i: int, t0: float) -> None:
+    arrived = t0 + i * 0.001
+    incident_id = await store.create_incident(
+        caller=f"0812{i:08d}", arrived_at=arrived, trunk="bench", dialled="112"
+    )
+    await store.update_incident(
+        incident_id, at=arrived + 0.1, stamps={"answered_at": arrived + 0.1}
+    )
+    await store.update_incident(
+        incident_id,
+        at=arrived + 5,
+        category=Category.MEDICAL,
+        stamps={"ivr_done_at": arrived + 5, "queued_at": arrived + 5},
+        event="queued",
+    )
+    await store.update_incident(
+        incident_id,
+        at=arrived + 9,
+        operator=f"op{i % 20}",
+        stamps={"offered_at": arrived + 8, "operator_answered_at": arrived + 9},
+        event="operator_answered",
+    )
+    await store.close_incident(
+        incident_id, status=Status.COMPLETED, at=arrived + 60, ended_at=arrived + 60, reason="bye"
+    )
+
+
+def _fresh(db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
+async def _run(db: Path, n: int, max_batch: int) -> dict[str, float]:
+    await asyncio.to_thread(_fresh, db)
+    store = SqliteStore(db, max_batch=max_batch)
+    await store.open()
+    try:
+        t0 = time.time()
+        start = time.perf_counter()
+        await asyncio.gather(*(_one_call(store, i, t0) for i in range(n)))
+        elapsed = time.perf_counter() - start
+        transitions = n * TRANSITIONS_PER_CALL
+        return {
+            "transitions": transitions,
+            "seconds": round(elapsed, 4),
+            "per_s": round(transitions / elapsed, 1),
+            "commits": store.commits,
+            "largest_batch": store.largest_batch,
+        }
+    finally:
+        await store.close()
+
+
+async def bench_store_async(path: str | Path, n: int) -> dict[str, object]:
+    directory = Path(path)
+    grouped = await _run(directory / "bench-group.sqlite3", n, max_batch=512)
+    single = await _run(directory / "bench-single.sqlite3", n, max_batch=1)
+    return {
+        "calls": n,
+        "transitions_per_call": TRANSITIONS_PER_CALL,
+        "group_commit": grouped,
+        "one_commit_per_transition": single,
+        "speedup": round(grouped["per_s"] / single["per_s"], 1),
+    }
+
+
+def bench_store(path: str | Path, n: int) -> dict[str, object]:
+    """Run the benchmark in its own event loop; `path` is a directory for the DB files."""
+    return asyncio.run(bench_store_async(path, n))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import json
+    import sys
+
+    print(json.dumps(bench_store(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 200)))
