@@ -29,6 +29,7 @@ __all__ = [
     "DISPOSITIONS",
     "ROLES",
     "AgencyConfig",
+    "CentreConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
@@ -121,6 +122,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+DigestAlgorithm = Literal["MD5", "SHA-256"]
+_DEFAULT_DIGEST: tuple[DigestAlgorithm, ...] = ("MD5",)
+
+
 class SipConfig(_Section):
     listen: HostPort = HostPort("0.0.0.0", 5060)
     advertise: str = "127.0.0.1"
@@ -143,11 +148,20 @@ class SipConfig(_Section):
             raise ValueError(f"{hp.host!r} is not an IP address to listen on")
         return hp
 
+    # Digest algorithms offered in 401 challenges, most preferred first.
+    # Debian's baresip 1.0.0 rejects a 401 that names SHA-256 at all, so MD5
+    # alone is the default; ["SHA-256", "MD5"] for RFC 8760 clients.
+    digest_algorithms: list[DigestAlgorithm] = Field(
+        default_factory=lambda: list(_DEFAULT_DIGEST), min_length=1
+    )
+
     @field_validator("advertise")
     @classmethod
     def _advertise(cls, v: str) -> str:
-        if not v or any(c in v for c in " ;,<>\"'"):
-            raise ValueError(f"{v!r} is not a host name or IP address")
+        # Written into SDP c= lines and Via/Contact: must be an IP literal
+        # that the carrier and the softphones can reach.
+        if not _ip_literal(v):
+            raise ValueError(f"{v!r} is not an IP address")
         return v
 
     @model_validator(mode="after")
@@ -190,6 +204,24 @@ def _port_range(text: str) -> tuple[int, int]:
     if lo >= hi:
         raise ValueError(f"range {text!r}: start must be below end")
     return lo, hi
+
+
+class CentreConfig(_Section):
+    name: str = "Call Center 112"
+    # The centre's local time zone: incident ids and "today" on the wallboard
+    # follow the local day (Kota Ambon: WIT, UTC+9).
+    timezone: str = "Asia/Jayapura"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not a known time zone (e.g. 'Asia/Jayapura')") from None
+        return v
 
 
 class StorageConfig(_Section):
@@ -367,6 +399,7 @@ class AgencyConfig(_Section):
 
 
 class Config(_Section):
+    centre: CentreConfig = CentreConfig()
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
