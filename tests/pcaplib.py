@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PcapError", "UdpDatagram", "read_udp"]
+__all__ = ["PcapError", "UdpDatagram", "iter_udp", "read_udp"]
 
 # Link-layer header types (https://www.tcpdump.org/linktypes.html).
 LINKTYPE_NULL = 0
