@@ -143,6 +143,16 @@ class _TcpProtocol(asyncio.Protocol):
                 self.owner._on_parse_error(item, self.peer)
             else:
                 self.owner._deliver(item, self.peer)
+        fault = self.framer.fault if self.framer.broken else None
+        if fault is not None:
+            # Messages before the fault were delivered; the stream cannot
+            # be resynchronised after it.
+            self.owner.stats.parse_errors += 1
+            answer = _error_response(fault)
+            if answer is not None:
+                self.transport.write(answer)
+            log.info("tcp_stream_broken", peer=str(self.peer), reason=fault.reason)
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.idle_handle is not None:
