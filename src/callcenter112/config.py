@@ -306,6 +306,9 @@ class QueueConfig(_Section):
     position_every_s: Annotated[float, Field(ge=5, le=600)] = 30.0
     overflow_after_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
     overflow_to: str = ""
+    # An operator whose phone declines an offer (busy, do-not-disturb) is
+    # skipped this long, so an instant 486 cannot make the queue spin.
+    decline_backoff_s: Annotated[float, Field(ge=0, le=600)] = 5.0
     # Operator leg considered dead after this long without RTP while talking.
     media_timeout_s: Annotated[float, Field(ge=2, le=600)] = 30.0
 
