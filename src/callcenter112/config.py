@@ -132,6 +132,9 @@ class SipConfig(_Section):
     max_calls: Annotated[int, Field(ge=1, le=100_000)] = 500
     retry_after_s: Annotated[int, Field(ge=1, le=3600)] = 30
     realm: str = "callcenter112"
+    # Log every SIP message sent and received (first line, peer, Call-ID) at
+    # info level; for telecom staff debugging a trunk or a softphone.
+    trace: bool = False
     # Registration: RFC 3261 §10.2.8 lets a registrar insist on a minimum.
     min_expires_s: Annotated[int, Field(ge=10, le=3600)] = 60
     max_expires_s: Annotated[int, Field(ge=60, le=86_400)] = 3600

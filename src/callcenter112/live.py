@@ -31,7 +31,9 @@ __all__ = [
 ]
 
 OperatorStateName = Literal["offline", "available", "reserved", "on_call", "wrap_up", "paused"]
-CallPhase = Literal["ivr", "queue", "ringing", "talking", "hold", "transfer", "conference", "ended"]
+CallPhase = Literal[
+    "arriving", "ivr", "queue", "ringing", "talking", "hold", "transfer", "conference", "ended"
+]
 TransferMode = Literal["blind", "conference"]
 SupervisionMode = Literal["listen", "whisper", "barge"]
 

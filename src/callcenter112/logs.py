@@ -42,5 +42,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
 
 def get_logger(name: str, **bound: Any) -> Any:
-    """A structlog logger with `logger=name` and the given fields bound."""
-    return structlog.get_logger(name).bind(logger=name, **bound)
+    """A structlog logger with `component=name` and the given fields bound."""
+    # Initial values (not .bind()) keep the proxy lazy: loggers made at import
+    # time must pick up the configuration applied later by `serve`.
+    return structlog.get_logger(component=name, **bound)

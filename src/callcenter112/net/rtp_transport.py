@@ -17,7 +17,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..logs import get_logger
 
@@ -41,7 +41,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.handler: PacketHandler | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
+        transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
         if hasattr(transport, "max_size"):
             transport.max_size = RTP_MAX_DATAGRAM
         self.transport = transport

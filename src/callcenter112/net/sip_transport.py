@@ -18,7 +18,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..logs import get_logger
 from ..sip.errors import SipParseError
@@ -80,7 +80,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
+        transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
         # DESIGN §5: asyncio's default 256 KiB receive buffer per datagram.
         if hasattr(transport, "max_size"):
             transport.max_size = MAX_MESSAGE_SIZE
@@ -103,7 +103,7 @@ class _TcpProtocol(asyncio.Protocol):
         self.idle_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         if len(self.owner._tcp) >= MAX_TCP_CONNECTIONS:
@@ -179,6 +179,7 @@ class SipTransport:
         self.on_message = on_message
         self.allow_source = allow_source
         self.on_connection_lost: Callable[[Peer], None] | None = None
+        self.trace = False
         self.stats = TransportStats()
         self._udp: _UdpProtocol | None = None
         self._server: asyncio.Server | None = None
@@ -256,6 +257,8 @@ class SipTransport:
         self.send(answer, dest)
 
     def _deliver(self, message: Request | Response, peer: Peer) -> None:
+        if self.trace:
+            _trace("sip_in", message.serialize(), peer)
         try:
             self.on_message(message, peer)
         except Exception:
@@ -266,6 +269,8 @@ class SipTransport:
     # -- sending --------------------------------------------------------------
 
     def send(self, data: bytes, peer: Peer) -> None:
+        if self.trace:
+            _trace("sip_out", data, peer)
         if peer.transport == "tcp":
             conn = self._tcp.get(peer.conn_id) if peer.conn_id is not None else None
             if conn is None:
@@ -309,6 +314,22 @@ class SipTransport:
     @property
     def local_port(self) -> int:
         return self.port
+
+
+def _trace(direction: str, data: bytes, peer: Peer) -> None:
+    head, _, _ = data.partition(b"\r\n")
+    call_id = b""
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:8].lower() == b"call-id:" or line[:2].lower() == b"i:":
+            call_id = line.split(b":", 1)[1].strip()
+            break
+    log.info(
+        direction,
+        peer=str(peer),
+        first_line=head.decode("utf-8", "replace"),
+        sip_call_id=call_id.decode("utf-8", "replace"),
+        message=data.decode("utf-8", "replace") if len(data) < 4096 else None,
+    )
 
 
 def response_peer(request: Request, peer: Peer) -> Peer:

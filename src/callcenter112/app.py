@@ -1,0 +1,222 @@
+"""Composition root: build the centre from the configuration and run it.
+
+Start-up order matters for an emergency service: prompts are loaded first
+(a missing prompt is a start-up error, never silence at call time), then
+the store is opened and crash recovery runs — incidents left `active` by a
+crash become `interrupted`, their partial recordings are repaired and sealed
+and their callers get callback tasks — before the first new call can be
+accepted. Then RTP sockets, the media clock, SIP and the web console start,
+all in one `asyncio.TaskGroup` on one event loop (uvloop when installed).
+SIGINT/SIGTERM end every call cleanly (BYE, recording sealed, incident
+closed) and stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .config import Config
+from .logs import configure_logging, get_logger
+from .media.prompts import PromptError, PromptLibrary
+from .media.recorder import repair_wav
+from .net.media import MediaEngine
+from .net.rtp_transport import RtpSocketPool
+from .recordings import apply_retention, recover_after_crash
+from .store import SqliteStore
+
+__all__ = ["run_server", "serve"]
+
+log = get_logger("app")
+
+
+def serve(config: Config, *, config_path: str = "") -> int:
+    """Run the server until SIGINT/SIGTERM; the process exit status."""
+    configure_logging()
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        try:
+            return runner.run(run_server(config, config_path=config_path))
+        except KeyboardInterrupt:
+            return 130
+
+
+async def run_server(
+    config: Config,
+    *,
+    config_path: str = "",
+    stop: asyncio.Event | None = None,
+    install_signals: bool = True,
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    prompts_dir = config.path(config.ivr.prompts)
+    try:
+        prompts = PromptLibrary.load(prompts_dir)
+    except PromptError as exc:
+        log.critical("prompts_unusable", directory=str(prompts_dir), error=str(exc))
+        print(f"callcenter112: prompts: {exc}", file=sys.stderr)
+        return 2
+
+    db_path = config.path(config.storage.database)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    recordings_dir = config.path(config.storage.recordings)
+    recordings_dir.mkdir(parents=True, exist_ok=True)
+    tz_offset = _utc_offset(config.centre.timezone)
+    store = SqliteStore(db_path, id_utc_offset_s=tz_offset)
+    await store.open()
+    try:
+        report = await recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav)
+        if report.interrupted or getattr(report, "repaired", None):
+            log.warning("crash_recovery", report=str(report))
+        pool = RtpSocketPool(
+            _rtp_bind_host(config), config.rtp.port_range, preopen=config.rtp.preopen
+        )
+        await pool.start()
+        try:
+            return await _run(config, store, prompts, pool, stop, install_signals, loop)
+        finally:
+            await pool.close()
+    finally:
+        await store.close()
+
+
+def _rtp_bind_host(config: Config) -> str:
+    return config.sip.listen.host
+
+
+def _utc_offset(tz: str) -> float:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
+async def _run(  # noqa: PLR0917 - private, called once
+    config: Config,
+    store: SqliteStore,
+    prompts: PromptLibrary,
+    pool: RtpSocketPool,
+    stop: asyncio.Event,
+    install_signals: bool,
+    loop: asyncio.AbstractEventLoop,
+) -> int:
+    from .centre import Centre
+
+    status = 0
+    async with asyncio.TaskGroup() as tg:
+
+        def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+            return tg.create_task(coro)
+
+        media = MediaEngine(pool, cname_host=config.sip.advertise)
+        media.start()
+        centre = Centre(config, store=store, prompts=prompts, media=media, spawn=spawn)
+        centre.handoff = _make_handoff(centre)
+        try:
+            await centre.start()
+        except OSError as exc:
+            log.critical("sip_bind_failed", listen=str(config.sip.listen), error=str(exc))
+            print(f"callcenter112: cannot listen on {config.sip.listen}: {exc}", file=sys.stderr)
+            media.stop()
+            return 2
+        housekeeping_stop = asyncio.Event()
+        tg.create_task(media.run_housekeeping(housekeeping_stop))
+        tg.create_task(_retention_loop(config, store, centre.recordings_dir, stop))
+        web_task = await _start_web(config, store, centre, tg)
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "ready",
+            sip=f"{config.sip.listen.host}:{centre.endpoint.port}",
+            web=str(config.web.listen) if config.web.enabled else None,
+            rtp=config.rtp.ports,
+        )
+        await stop.wait()
+        log.info("stopping", active_calls=len(centre.active))
+        await centre.stop()
+        if web_task is not None:
+            web_task.cancel()
+        housekeeping_stop.set()
+        media.stop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return status
+
+
+def _make_handoff(centre: Any) -> Any:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__package__}.handoff")
+    except ModuleNotFoundError:
+        return None
+    return module.Handoff(centre)
+
+
+async def _start_web(
+    config: Config, store: SqliteStore, centre: Any, tg: asyncio.TaskGroup
+) -> asyncio.Task[None] | None:
+    if not config.web.enabled:
+        return None
+    try:
+        from .web import create_app, serve_web
+    except ImportError:
+        log.warning("web_console_missing")
+        return None
+    try:
+        app = create_app(
+            config=config, store=store, live=centre, recordings_dir=centre.recordings_dir
+        )
+    except Exception as exc:  # noqa: BLE001 - calls must flow even without the console
+        log.critical("web_console_unusable", error=str(exc))
+        print(f"callcenter112: web console disabled: {exc}", file=sys.stderr)
+        return None
+    started = asyncio.Event()
+
+    async def run() -> None:
+        try:
+            await serve_web(app, config.web.listen.host, config.web.listen.port, started=started)
+        except (OSError, SystemExit) as exc:
+            log.critical("web_failed", listen=str(config.web.listen), error=str(exc))
+        finally:
+            started.set()
+
+    task = tg.create_task(run())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(started.wait(), 10)
+    return task
+
+
+async def _retention_loop(
+    config: Config, store: SqliteStore, recordings_dir: Any, stop: asyncio.Event
+) -> None:
+    every = config.recordings.sweep_every_s
+    while not stop.is_set():
+        try:
+            report = await apply_retention(
+                store, recordings_dir, config.recordings.keep_days, time.time()
+            )
+            if getattr(report, "deleted", None):
+                log.info("retention", report=str(report))
+        except Exception as exc:  # noqa: BLE001 - retention must never stop the centre
+            log.error("retention_failed", error=str(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

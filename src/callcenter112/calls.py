@@ -1,0 +1,1508 @@
+"""One emergency call from arrival to the end: the per-call coordinator.
+
+An `EmergencyCall` joins the pieces for one caller — the caller's INVITE
+dialog, the media legs, the IVR menu, the queue (through the centre's ACD
+desk), the INVITEs to operators (and agencies, supervisors), the incident
+record and its recording — following DESIGN §2:
+
+1. **Arrival**: the incident is written and committed before the call is
+   answered (the 100 Trying has already gone out from the transaction layer).
+2. **Answer**: 200 OK with our SDP; the recording starts now, so the IVR and
+   the queue are on it too.
+3. **IVR**: `IvrMenu` decides, this class plays and times.
+4. **Queue**: the ACD orders callers and picks operators; the caller hears
+   "please hold", their position every N seconds and comfort audio.
+5. **Offer**: an INVITE to the operator's registered contact carrying the
+   incident id; ring timeout, busy, unreachable → the ACD tries the next one.
+6. **Talk**: caller and operator relayed through the server, recorded stereo;
+   hold by re-INVITE plays hold audio to the caller.
+8. **End**: either side's BYE ends the other leg, closes and seals the
+   recording and writes the final timestamps; the operator goes to wrap-up.
+
+Concurrency: each call is an actor. Everything that happens to it — SIP
+requests and responses, digits, prompt ends, timers, ACD decisions, console
+commands — is posted to its inbox and handled one at a time by `run()`, so a
+call never races itself and can await durable store writes between steps.
+One call failing is logged with its ids and cleaned up; it never touches its
+siblings. The system never hangs up on a caller except when the call really
+ended (the caller hung up, the operator finished it, or the carrier side
+failed); an operator whose phone dies sends the caller back to the head of
+the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import acd as acd_mod
+from .incidents import Category, LegQuality, LegRole, Status
+from .ivr import (
+    DigitAccepted,
+    DigitRejected,
+    InputTimedOut,
+    IvrFinished,
+    IvrMenu,
+    PlayPrompts,
+    StopPlayback,
+)
+from .logs import get_logger
+from .media.g711 import Codec
+from .media.player import Player, PromptFinished
+from .media.recorder import IncidentRecorder
+from .net.media import MediaLeg
+from .net.rtp_transport import PortsExhausted
+from .offer_answer import Negotiated, accept_answer, answer_offer, make_offer
+from .recordings import seal_recording
+from .rtp.dtmf import digit_from_info
+from .rtp.events import DigitReceived
+from .sdp import SdpError, SessionDescription
+from .sip.dialog import Dialog
+from .sip.errors import SipParseError
+from .sip.events import (
+    ResponseReceived,
+    TransactionEvent,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from .sip.peer import Peer
+from .sip.transaction import TransactionKey
+
+if TYPE_CHECKING:
+    from .centre import Centre
+
+__all__ = ["EmergencyCall", "OutboundLeg"]
+
+log = get_logger("calls")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE"
+SDP = "application/sdp"
+MEDIA_CHECK_S = 2.0
+# After a caller's ACK goes missing we keep the call while its RTP flows.
+_call_numbers = itertools.count(1)
+
+Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "ended"]
+
+
+# --------------------------------------------------------------------------- inbox messages
+
+
+@dataclass(frozen=True, slots=True)
+class CallerRequest:
+    request: Request
+    server_key: TransactionKey
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAck:
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class CallerCancelled:
+    server_key: TransactionKey
+    to_tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAckMissing:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Digit:
+    event: DigitReceived
+
+
+@dataclass(frozen=True, slots=True)
+class PromptDone:
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class IvrTimer:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCheck:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LegEvent:
+    leg: OutboundLeg
+    event: TransactionEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    leg: OutboundLeg
+    request: Request
+    server_key: TransactionKey
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class OptionsResult:
+    leg: OutboundLeg | None  # None: the caller leg
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AcdOffer:
+    operator: str
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class AcdCancel:
+    operator: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcdQueued:
+    position: int
+    requeued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AcdAnnounce:
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class AcdOverflow:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+@dataclass(slots=True)
+class Command:
+    """A console request; `done` gets None or the exception to raise there."""
+
+    name: str
+    args: dict[str, Any]
+    done: asyncio.Future[None]
+
+
+Message = (
+    CallerRequest
+    | CallerAck
+    | CallerCancelled
+    | CallerAckMissing
+    | Digit
+    | PromptDone
+    | IvrTimer
+    | MediaCheck
+    | LegEvent
+    | LegRequest
+    | OptionsResult
+    | AcdOffer
+    | AcdCancel
+    | AcdQueued
+    | AcdAnnounce
+    | AcdOverflow
+    | Shutdown
+    | Command
+)
+
+
+# --------------------------------------------------------------------------- legs
+
+
+@dataclass(slots=True)
+class OutboundLeg:
+    """An INVITE we sent (to an operator, an agency, a supervisor, a callback target)."""
+
+    role: LegRole
+    name: str  # operator user, agency name, supervisor user, or the number called
+    invite: Request
+    peer: Peer
+    media: MediaLeg
+    offer: SessionDescription
+    client_key: TransactionKey | None = None
+    dialog: Dialog | None = None
+    negotiated: Negotiated | None = None
+    state: Literal["calling", "ringing", "answered", "ended"] = "calling"
+    cancelled: bool = False
+    leg_id: int | None = None
+    purpose: str = "offer"  # offer | transfer | conference | supervise | callback
+    answered_at: float | None = None
+    options_pending: bool = False
+
+
+@dataclass(slots=True)
+class CallerSide:
+    invite: Request
+    server_key: TransactionKey
+    peer: Peer
+    to_tag: str
+    media: MediaLeg | None = None
+    negotiated: Negotiated | None = None
+    dialog: Dialog | None = None
+    answered: bool = False
+    acked: bool = False
+    ended: bool = False
+    leg_id: int | None = None
+    options_pending: bool = False
+    session_version: int = 1
+
+
+@dataclass(slots=True)
+class Timestamps:
+    wall: dict[str, float] = field(default_factory=dict)
+
+
+def _quality(media: MediaLeg) -> LegQuality:
+    s = media.stats()
+    return LegQuality(packets=s.packets, lost=max(0, s.lost), jitter_ms=round(s.jitter_ms, 2))
+
+
+def caller_identity(invite: Request) -> tuple[str, str | None]:
+    """(number, display name) from P-Asserted-Identity, else From (DESIGN §2).
+
+    Withheld numbers (Privacy: id, `anonymous` users) give 'anonymous'.
+    """
+    candidates = [*invite.headers.get_all("P-Asserted-Identity"), invite.headers.get("From") or ""]
+    privacy = (invite.headers.get("Privacy") or "").lower()
+    for value in candidates:
+        if not value:
+            continue
+        try:
+            from .sip.message import parse_address
+
+            addr = parse_address(value)
+        except SipParseError:
+            continue
+        user = addr.uri.user or ""
+        if addr.uri.scheme == "tel":
+            user = addr.uri.user or ""
+        user = user.split(";", 1)[0]
+        if not user or user.lower() in ("anonymous", "unknown", "restricted", "unavailable"):
+            continue
+        if "id" in privacy.split(";") and value is not candidates[0]:
+            return "anonymous", None
+        return user, addr.name or None
+    return "anonymous", None
+
+
+def dialled_number(invite: Request) -> str:
+    uri = invite.uri
+    if uri.lower().startswith("urn:service:sos"):
+        return "urn:service:sos"
+    parsed = invite.sip_uri
+    if parsed is not None and parsed.user:
+        return parsed.user.split(";", 1)[0]
+    return uri
+
+
+# --------------------------------------------------------------------------- the call
+
+
+class EmergencyCall:
+    """One caller's emergency, from INVITE to wrap-up (see the module docstring)."""
+
+    def __init__(
+        self,
+        centre: Centre,
+        *,
+        invite: Request,
+        peer: Peer,
+        server_key: TransactionKey,
+        to_tag: str,
+        trunk: str,
+        arrived_mono: float,
+        arrived_wall: float,
+    ) -> None:
+        self.centre = centre
+        self.number = next(_call_numbers)
+        self.caller = CallerSide(invite=invite, server_key=server_key, peer=peer, to_tag=to_tag)
+        self.trunk = trunk
+        self.arrived_mono = arrived_mono
+        self.arrived_wall = arrived_wall
+        self.caller_number, self.caller_name = caller_identity(invite)
+        self.dialled = dialled_number(invite)
+        self.incident_id: str | None = None
+        self.ref = f"call-{self.number}"
+        self.category = "unknown"
+        self.language: str = centre.config.ivr.language
+        self.phase: Phase = "arriving"
+        self.phase_since = arrived_mono
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.log = log.bind(call_id=invite.call_id, call=self.ref)
+        self.ivr: IvrMenu | None = None
+        self._ivr_playbacks: dict[int, int] = {}  # player sequence → IVR playback
+        self.player: Player | None = None
+        self.recorder_path: Path | None = None
+        self.recording_id: int | None = None
+        self.operator_leg: OutboundLeg | None = None
+        self.offers: dict[str, OutboundLeg] = {}  # operator → ringing leg
+        self.other_legs: list[OutboundLeg] = []  # agencies, supervisors
+        self.operator: str | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.done = False
+        self.status: Status | None = None
+        self.end_reason = ""
+        self._queued = False
+        self._held_by_operator = False
+        self.on_hold_since: float | None = None
+        self.extra: Any = None  # issue 7 hand-off state (see handoff.py)
+        self._late_offer: SessionDescription | None = None
+        self._recorder: IncidentRecorder | None = None
+        self._silent_caller = False
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def post(self, message: Message) -> None:
+        if not self.done:
+            self.inbox.put_nowait(message)
+
+    def _now(self) -> float:
+        return self.centre.loop.time()
+
+    def _wall(self) -> float:
+        return self.centre.wall()
+
+    def _set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+        self.phase_since = self._now()
+        self.centre.publish("call_changed", incident_id=self.incident_id, data={"phase": phase})
+
+    def _arm(self, name: str, at: float, message: Message) -> None:
+        self._cancel_timer(name)
+        self._timers[name] = self.centre.loop.call_at(at, self.post, message)
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    async def _event(self, kind: str, detail: dict[str, Any] | str | None = None) -> None:
+        """An incident event, durable; a store failure is logged, never fatal to the call."""
+        if self.incident_id is None:
+            return
+        try:
+            await self.centre.store.add_event(self.incident_id, kind, detail, at=self._wall())
+        except Exception as exc:  # noqa: BLE001 - the caller must be served regardless
+            self.log.error("incident_event_failed", kind=kind, error=str(exc))
+
+    async def _stamp(self, **fields: Any) -> None:
+        if self.incident_id is None:
+            return
+        stamps = {k: v for k, v in fields.items() if k.endswith("_at")}
+        other = {k: v for k, v in fields.items() if not k.endswith("_at")}
+        try:
+            await self.centre.store.update_incident(
+                self.incident_id, at=self._wall(), stamps=stamps or None, **other
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("incident_update_failed", fields=list(fields), error=str(exc))
+
+    # -- the actor loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._arrive()
+            while not self.done:
+                message = await self.inbox.get()
+                try:
+                    await self._handle(message)
+                except Exception:
+                    self.log.exception("call_step_failed", message=type(message).__name__)
+        except asyncio.CancelledError:
+            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+            raise
+        except Exception:
+            self.log.exception("call_failed")
+            with contextlib.suppress(Exception):
+                await self._end(Status.INTERRUPTED, "internal_error", bye_caller=True)
+        finally:
+            self.done = True
+            for name in list(self._timers):
+                self._cancel_timer(name)
+            self.centre.call_finished(self)
+
+    async def _handle(self, m: Message) -> None:
+        if isinstance(m, Digit):
+            await self._on_digit(m.event)
+        elif isinstance(m, PromptDone):
+            await self._on_prompt_done(m.sequence)
+        elif isinstance(m, IvrTimer):
+            await self._on_ivr_timer()
+        elif isinstance(m, CallerRequest):
+            await self._on_caller_request(m)
+        elif isinstance(m, CallerAck):
+            self._on_caller_ack(m.request)
+        elif isinstance(m, CallerCancelled):
+            await self._on_caller_cancelled(m)
+        elif isinstance(m, CallerAckMissing):
+            await self._on_ack_missing()
+        elif isinstance(m, LegEvent):
+            await self._on_leg_event(m.leg, m.event)
+        elif isinstance(m, LegRequest):
+            await self._on_leg_request(m)
+        elif isinstance(m, AcdOffer):
+            await self._offer_to(m.operator)
+        elif isinstance(m, AcdCancel):
+            await self._cancel_offer(m.operator, m.reason)
+        elif isinstance(m, AcdQueued):
+            await self._on_queued(m.position, m.requeued)
+        elif isinstance(m, AcdAnnounce):
+            self._announce_position(m.position)
+        elif isinstance(m, AcdOverflow):
+            await self._on_overflow()
+        elif isinstance(m, MediaCheck):
+            await self._on_media_check()
+        elif isinstance(m, OptionsResult):
+            await self._on_options_result(m)
+        elif isinstance(m, Shutdown):
+            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+        elif isinstance(m, Command):
+            await self._on_command(m)
+
+    # -- 1-2: arrival and answer ---------------------------------------------------
+
+    async def _arrive(self) -> None:
+        centre = self.centre
+        invite = self.caller.invite
+        try:
+            offer = SessionDescription.parse(invite.body) if invite.body else None
+        except SdpError as exc:
+            self._reject_invite(exc.status_hint, f"SDP: {exc.reason}")
+            self.done = True
+            return
+        try:
+            media = await centre.media.open_leg(f"{self.ref}/caller")
+        except PortsExhausted:
+            centre.metrics["rejected_no_ports"] += 1
+            self._reject_invite(503, "no RTP ports", retry_after=True)
+            self.done = True
+            return
+        self.caller.media = media
+        try:
+            if offer is not None:
+                negotiated = answer_offer(
+                    offer,
+                    local_address=centre.config.sip.advertise,
+                    local_port=media.local_port,
+                    session_id=self.number,
+                    session_version=self.caller.session_version,
+                )
+            else:
+                negotiated = None
+        except SdpError as exc:
+            media.close()
+            self._reject_invite(exc.status_hint, exc.reason)
+            self.done = True
+            return
+
+        # The incident exists, durably, before the caller is answered.
+        try:
+            self.incident_id = await centre.store.create_incident(
+                caller=self.caller_number,
+                caller_name=self.caller_name,
+                arrived_at=self.arrived_wall,
+                trunk=self.trunk,
+                dialled=self.dialled,
+                call_id=invite.call_id,
+                language=self.language,
+            )
+            self.ref = self.incident_id
+            self.log = self.log.bind(incident_id=self.incident_id)
+        except Exception as exc:  # noqa: BLE001 - answer the caller even without a record
+            centre.metrics["incident_create_failed"] += 1
+            self.log.critical("incident_create_failed", error=str(exc))
+        centre.call_identified(self)
+
+        if negotiated is not None:
+            self._apply_caller_session(negotiated)
+            answer = negotiated.answer
+            assert answer is not None
+            body = answer.serialize()
+        else:
+            # Late offer (RFC 3261 §13.2.1): we offer in the 200, they answer in the ACK.
+            sdp = make_offer(
+                local_address=centre.config.sip.advertise,
+                local_port=media.local_port,
+                session_id=self.number,
+                session_version=self.caller.session_version,
+            )
+            self._late_offer = sdp
+            body = sdp.serialize()
+        ok = Response.for_request(
+            invite,
+            200,
+            to_tag=self.caller.to_tag,
+            headers=[
+                ("Contact", centre.endpoint.contact("112", self.caller.peer.transport)),
+                ("Allow", ALLOW),
+                ("Supported", "replaces"),
+                ("Server", centre.user_agent),
+                ("Content-Type", SDP),
+            ],
+            body=body,
+        )
+        self.caller.dialog = Dialog.as_uas(
+            invite,
+            ok,
+            via_host=centre.config.sip.advertise,
+            via_port=centre.endpoint.port,
+            transport=self.caller.peer.transport,
+            local_contact=centre.endpoint.contact("112", self.caller.peer.transport),
+        )
+        centre.register_dialog(self.caller.dialog, self, None)
+        if not centre.endpoint.respond(self.caller.server_key, ok):
+            # The caller gave up (CANCEL crossed us): record it, nothing to answer.
+            await self._end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
+            return
+        self.caller.answered = True
+        answered_wall = self._wall()
+        await self._start_recording()
+        if self.incident_id is not None:
+            try:
+                self.caller.leg_id = await centre.store.add_leg(
+                    self.incident_id,
+                    role=LegRole.CALLER,
+                    call_id=invite.call_id,
+                    peer=str(self.caller.peer),
+                    codec=media.codec.name,
+                    started_at=answered_wall,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("leg_write_failed", error=str(exc))
+        await self._stamp(answered_at=answered_wall)
+        self._arm("media", self._now() + MEDIA_CHECK_S, MediaCheck())
+        await self._start_ivr()
+
+    def _reject_invite(self, status: int, why: str, *, retry_after: bool = False) -> None:
+        headers = [("Warning", f'399 callcenter112 "{why}"')]
+        if retry_after:
+            headers.append(("Retry-After", str(self.centre.config.sip.retry_after_s)))
+        resp = Response.for_request(
+            self.caller.invite, status, to_tag=self.caller.to_tag, headers=headers
+        )
+        self.centre.endpoint.respond(self.caller.server_key, resp)
+        self.log.warning("call_rejected", status=status, why=why)
+
+    def _apply_caller_session(self, negotiated: Negotiated) -> None:
+        media = self.caller.media
+        assert media is not None
+        self.caller.negotiated = negotiated
+        remote = (
+            (negotiated.remote_address, negotiated.remote_port) if negotiated.should_send else None
+        )
+        media.configure(
+            codec=negotiated.codec,
+            payload_type=negotiated.payload_type,
+            dtmf_pt=negotiated.dtmf_pt,
+            remote=remote,
+        )
+        media.on_digit = lambda ev: self.post(Digit(ev))
+        # Trunks that send no RFC 4733 events: listen for tones in the audio.
+        media.enable_inband_dtmf(negotiated.dtmf_pt is None)
+
+    async def _start_recording(self) -> None:
+        centre = self.centre
+        media = self.caller.media
+        if media is None or not centre.config.recordings.enabled:
+            return
+        name = self.incident_id or f"unrecorded-{self.caller.invite.call_id}"
+        day = self.incident_id.split("-")[0] if self.incident_id else "unknown"
+        path = centre.recordings_dir / day[:4] / day[4:6] / day[6:8] / f"{name}.wav"
+        n = 2
+        while path.exists():
+            path = path.with_name(f"{name}-{n}.wav")
+            n += 1
+        if self.incident_id is not None:
+            try:
+                self.recording_id = await centre.store.add_recording_open(
+                    self.incident_id,
+                    str(path.relative_to(centre.recordings_dir)),
+                    started_at=self._wall(),
+                    codec=media.codec.name,
+                    channels=2,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("recording_open_write_failed", error=str(exc))
+        try:
+            recorder = centre.media.open_recorder(path, media.codec)
+        except OSError as exc:
+            self.log.error("recording_open_failed", path=str(path), error=str(exc))
+            return
+        self.recorder_path = path
+        media.attach_recorder(recorder)
+        self._recorder = recorder
+
+    # -- 3: IVR ----------------------------------------------------------------------
+
+    async def _start_ivr(self) -> None:
+        self._set_phase("ivr")
+        self.ivr = IvrMenu(self.centre.ivr_settings)
+        await self._run_ivr(self.ivr.start(self._now()))
+
+    async def _run_ivr(self, actions: list[Any]) -> None:
+        for action in actions:
+            if isinstance(action, PlayPrompts):
+                player = self._ensure_player()
+                prompts = [
+                    self.centre.prompts.get(name, action.language, player.codec)
+                    for name in action.names
+                ]
+                seq = player.play(*prompts)
+                self._ivr_playbacks[seq] = action.playback
+            elif isinstance(action, StopPlayback):
+                if self.player is not None:
+                    self.player.barge_in()
+            elif isinstance(action, DigitAccepted | DigitRejected | InputTimedOut):
+                await self._event(_ivr_event_kind(action), _ivr_detail(action))
+            elif isinstance(action, IvrFinished):
+                await self._ivr_finished(action)
+        if self.ivr is not None and self.ivr.deadline is not None and not self.ivr.finished:
+            self._arm("ivr", self.ivr.deadline, IvrTimer())
+        else:
+            self._cancel_timer("ivr")
+
+    def _ensure_player(self) -> Player:
+        media = self.caller.media
+        assert media is not None
+        if self.player is None or self.player.codec is not media.codec:
+            self.player = Player(media.codec, on_finished=self._on_player_finished)
+        if media.mode != "play" or media.player is not self.player:
+            media.play(self.player)
+        return self.player
+
+    def _on_player_finished(self, event: PromptFinished) -> None:
+        self.post(PromptDone(event.sequence))
+
+    async def _on_digit(self, event: DigitReceived) -> None:
+        self.log.info("digit", digit=event.digit, source=event.source)
+        if self.ivr is not None and not self.ivr.finished and self.phase == "ivr":
+            try:
+                actions = self.ivr.digit(event.digit, self._now())
+            except Exception as exc:  # noqa: BLE001 - a digit must never break the call
+                self.log.warning("ivr_digit_refused", digit=event.digit, error=str(exc))
+                return
+            await self._run_ivr(actions)
+        elif self.phase in ("queue", "talking"):
+            await self._event("digit", {"digit": event.digit, "source": event.source})
+
+    async def _on_prompt_done(self, sequence: int) -> None:
+        playback = self._ivr_playbacks.pop(sequence, None)
+        if playback is not None and self.ivr is not None and not self.ivr.finished:
+            await self._run_ivr(self.ivr.prompt_finished(self._now(), playback))
+
+    async def _on_ivr_timer(self) -> None:
+        if self.ivr is not None and not self.ivr.finished:
+            await self._run_ivr(self.ivr.timer_fired(self._now()))
+
+    async def _ivr_finished(self, done: IvrFinished) -> None:
+        self.category = done.category
+        self.language = done.language
+        await self._stamp(
+            ivr_done_at=self._wall(),
+            category=Category(done.category),
+            language=done.language,
+            event="ivr_done",
+            detail={"category": done.category, "reason": done.reason, "digits": done.digits},
+        )
+        if self.done or self.phase != "ivr":
+            return
+        self._silent_caller = done.reason == "no_input"
+        self._set_phase("queue")
+        self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono)
+
+    # -- 4: queue ------------------------------------------------------------------------
+
+    async def _on_queued(self, position: int, requeued: bool) -> None:
+        self._queued = True
+        if self.phase != "talking":
+            self._set_phase("queue")
+        if not requeued:
+            await self._stamp(queued_at=self._wall(), event="queued", detail={"position": position})
+        else:
+            await self._event("requeued", {"position": position})
+        if self.caller.media is None:
+            return
+        lang = self.language
+        player = self._ensure_player()
+        codec = player.codec
+        prompts = []
+        if requeued:
+            prompts.append(self.centre.prompts.get("operator_lost", lang, codec))
+        elif self._silent_caller:
+            prompts.append(self.centre.prompts.get("silent", lang, codec))
+        if self.centre.desk.operators_free() == 0 and not requeued:
+            prompts.append(self.centre.prompts.get("all_busy", lang, codec))
+        else:
+            prompts.append(self.centre.prompts.get("please_hold", lang, codec))
+        prompts += self._position_prompts(position)
+        player.play(*prompts)
+        player.loop(self.centre.prompts.get("hold_music", lang, codec))
+
+    def _position_prompts(self, position: int) -> list[Any]:
+        player = self.player
+        assert player is not None
+        prompts = self.centre.prompts
+        try:
+            return [
+                prompts.get("position", self.language, player.codec),
+                prompts.number(position, self.language, player.codec),
+            ]
+        except Exception:  # noqa: BLE001 - a position beyond the number prompts: skip it
+            return []
+
+    def _announce_position(self, position: int) -> None:
+        if self.phase != "queue" or self.player is None:
+            return
+        self.player.play(*self._position_prompts(position))
+
+    async def _on_overflow(self) -> None:
+        await self._event("overflow", {"to": self.centre.config.queue.overflow_to})
+        self._queued = False
+        handoff = self.centre.handoff
+        if handoff is not None:
+            await handoff.overflow(self)
+        else:
+            # No overflow destination after all: keep the caller, back in the queue.
+            self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono, front=True)
+
+    # -- 5: offers to operators ------------------------------------------------------
+
+    async def _offer_to(self, operator: str) -> None:
+        centre = self.centre
+        if self.done or self.caller.media is None:
+            centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.ERROR)
+            return
+        bindings = centre.registrar.contacts(operator, reachable_only=True)
+        if not bindings:
+            centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.UNREACHABLE)
+            return
+        binding = bindings[0]
+        try:
+            leg = await self._open_outbound(
+                role=LegRole.OPERATOR,
+                name=operator,
+                request_uri=binding.contact,
+                to_uri=f"<sip:{operator}@{centre.config.sip.advertise}>",
+                from_user=self.caller_number if self.caller_number != "anonymous" else "anonymous",
+                display=f"112 {self.category.upper()} {self.caller_number}",
+                peer=binding.target,
+                purpose="offer",
+            )
+        except PortsExhausted:
+            centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.ERROR)
+            return
+        self.offers[operator] = leg
+        await self._stamp(offered_at=self._wall(), event="offered", detail={"operator": operator})
+        centre.publish("call_offered", operator=operator, incident_id=self.incident_id)
+
+    async def _open_outbound(
+        self,
+        *,
+        role: LegRole,
+        name: str,
+        request_uri: str,
+        to_uri: str,
+        from_user: str,
+        display: str,
+        peer: Peer,
+        purpose: str,
+        extra_headers: list[tuple[str, str]] | None = None,
+    ) -> OutboundLeg:
+        centre = self.centre
+        advertise = centre.config.sip.advertise
+        media = await centre.media.open_leg(f"{self.ref}/{role.value}:{name}")
+        prefer = self.caller.media.codec if self.caller.media is not None else Codec.PCMA
+        codecs = (prefer, Codec.PCMU if prefer is Codec.PCMA else Codec.PCMA)
+        offer = make_offer(
+            local_address=advertise,
+            local_port=media.local_port,
+            codecs=codecs,
+            session_id=self.number * 1000 + len(self.other_legs) + len(self.offers) + 1,
+            session_version=1,
+        )
+        h = Headers()
+        h.add(
+            "Via",
+            f"SIP/2.0/{peer.transport.upper()} {advertise}:{centre.endpoint.port}"
+            f";branch={new_branch()};rport",
+        )
+        h.add("Max-Forwards", "70")
+        h.add("From", f'"{_quote(display)}" <sip:{from_user}@{advertise}>;tag={new_tag()}')
+        h.add("To", to_uri)
+        h.add("Call-ID", new_call_id(advertise))
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", centre.endpoint.contact("112", peer.transport))
+        h.add("Allow", ALLOW)
+        h.add("User-Agent", centre.user_agent)
+        if self.incident_id is not None:
+            h.add("X-Incident-ID", self.incident_id)
+            h.add(
+                "Call-Info",
+                f"<{centre.console_url}/console?incident={self.incident_id}>;purpose=info",
+            )
+        h.add("Subject", f"112 {self.category}")
+        for k, v in extra_headers or []:
+            h.add(k, v)
+        h.add("Content-Type", SDP)
+        invite = Request("INVITE", request_uri, h, offer.serialize())
+        leg = OutboundLeg(
+            role=role,
+            name=name,
+            invite=invite,
+            peer=peer,
+            media=media,
+            offer=offer,
+            purpose=purpose,
+        )
+        leg.client_key = centre.endpoint.request(invite, peer, self._leg_handler(leg))
+        self.log.info("invite_sent", role=role.value, to=name, purpose=purpose)
+        return leg
+
+    async def _cancel_offer(self, operator: str, reason: str) -> None:
+        leg = self.offers.pop(operator, None)
+        if leg is None:
+            return
+        leg.cancelled = True
+        if leg.client_key is not None:
+            self.centre.endpoint.cancel(leg.client_key)
+        await self._event("offer_cancelled", {"operator": operator, "reason": reason})
+        self.centre.publish("call_offer_cancelled", operator=operator, incident_id=self.incident_id)
+        if leg.state == "calling" and leg.dialog is None:
+            # The INVITE may still get a final answer; the leg is closed then.
+            pass
+
+    async def _on_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            await self._on_leg_response(leg, event.response)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
+            if event.request.method == "INVITE" and leg.state in ("calling", "ringing"):
+                await self._leg_failed(leg, 408, "no answer from the phone")
+            elif event.request.method == "OPTIONS":
+                self.post(OptionsResult(leg, alive=False))
+            elif event.request.method == "BYE":
+                self._close_leg_media(leg)
+
+    async def _on_leg_response(self, leg: OutboundLeg, response: Response) -> None:
+        method = response.cseq.method
+        if method == "OPTIONS":
+            self.post(OptionsResult(leg, alive=response.status not in (408, 481)))
+            return
+        if method != "INVITE":
+            if method == "BYE" and response.status >= 200:
+                self._close_leg_media(leg)
+            return
+        if response.status < 200:
+            if response.status > 100 and leg.state == "calling":
+                leg.state = "ringing"
+                if leg.role is LegRole.OPERATOR and not leg.cancelled:
+                    await self._event("ringing", {"operator": leg.name})
+            return
+        if 200 <= response.status < 300:
+            await self._on_leg_answered(leg, response)
+            return
+        if leg.state == "answered":
+            return  # a late error after we already connected: ignore
+        await self._leg_failed(leg, response.status, response.reason)
+
+    async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
+        centre = self.centre
+        if leg.dialog is None:
+            try:
+                leg.dialog = Dialog.as_uac(
+                    leg.invite,
+                    response,
+                    via_host=centre.config.sip.advertise,
+                    via_port=centre.endpoint.port,
+                    transport=leg.peer.transport,
+                    local_contact=centre.endpoint.contact("112", leg.peer.transport),
+                )
+            except SipParseError as exc:
+                self.log.warning("bad_2xx", error=exc.reason)
+                return
+            centre.register_dialog(leg.dialog, self, leg)
+        # ACK every 2xx, retransmissions included (RFC 6026 §7.2).
+        ack = leg.dialog.create_ack(leg.invite, response)
+        centre.endpoint.send_stateless(ack, self._leg_peer(leg))
+        if leg.state == "answered":
+            return
+        leg.state = "answered"
+        leg.answered_at = self._now()
+        if leg.cancelled or self.done or (leg.role is LegRole.OPERATOR and self.phase != "queue"):
+            # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
+            await self._hangup_leg(leg, "crossed_cancel")
+            return
+        try:
+            answer = SessionDescription.parse(response.body)
+            leg.negotiated = accept_answer(leg.offer, answer)
+        except SdpError as exc:
+            self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
+            await self._hangup_leg(leg, "bad_sdp")
+            await self._leg_failed(leg, 488, "bad SDP answer")
+            return
+        n = leg.negotiated
+        leg.media.configure(
+            codec=n.codec,
+            payload_type=n.payload_type,
+            dtmf_pt=n.dtmf_pt,
+            remote=(n.remote_address, n.remote_port) if n.should_send else None,
+        )
+        if leg.role is LegRole.OPERATOR and leg.purpose == "offer":
+            await self._operator_answered(leg)
+        elif centre.handoff is not None:
+            await centre.handoff.leg_answered(self, leg)
+
+    def _leg_handler(self, leg: OutboundLeg) -> Callable[[TransactionEvent], None]:
+        def handler(event: TransactionEvent) -> None:
+            self.post(LegEvent(leg, event))
+
+        return handler
+
+    def _leg_peer(self, leg: OutboundLeg) -> Peer:
+        # Send in-dialog requests where the phone's messages come from (NAT),
+        # on its TCP connection when it has one.
+        return leg.peer
+
+    async def _operator_answered(self, leg: OutboundLeg) -> None:
+        centre = self.centre
+        operator = leg.name
+        self.offers.pop(operator, None)
+        try:
+            centre.desk.offer_answered(self.ref, operator)
+        except acd_mod.AcdError:
+            await self._hangup_leg(leg, "offer_over")
+            return
+        self._queued = False
+        self.operator = operator
+        self.operator_leg = leg
+        caller_media = self.caller.media
+        assert caller_media is not None
+        self._set_phase("talking")
+        caller_media.relay_with(leg.media)
+        self.player = None
+        now_wall = self._wall()
+        await self._stamp(
+            operator_answered_at=now_wall,
+            operator=operator,
+            event="operator_answered",
+            detail={"operator": operator},
+        )
+        if self.incident_id is not None:
+            try:
+                leg.leg_id = await centre.store.add_leg(
+                    self.incident_id,
+                    role=LegRole.OPERATOR,
+                    call_id=leg.invite.call_id,
+                    peer=f"{operator} {leg.peer}",
+                    codec=leg.media.codec.name,
+                    started_at=now_wall,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("leg_write_failed", error=str(exc))
+        centre.publish("call_answered", operator=operator, incident_id=self.incident_id)
+        self.log.info("bridged", operator=operator)
+
+    async def _leg_failed(self, leg: OutboundLeg, status: int, reason: str) -> None:
+        if leg.state == "ended":
+            return
+        leg.state = "ended"
+        self._close_leg_media(leg)
+        if leg.role is LegRole.OPERATOR and leg.purpose == "offer":
+            was_offer = self.offers.pop(leg.name, None) is leg
+            if leg.cancelled or not was_offer:
+                return
+            failure = _offer_failure(status)
+            await self._event(
+                "offer_failed", {"operator": leg.name, "status": status, "reason": reason}
+            )
+            self.centre.desk.offer_failed(self.ref, leg.name, failure)
+        elif self.centre.handoff is not None:
+            await self.centre.handoff.leg_failed(self, leg, status, reason)
+
+    def _close_leg_media(self, leg: OutboundLeg) -> None:
+        if leg.media is not None and leg.media in self.centre.media.legs:
+            leg.media.close()
+        if leg.dialog is not None and leg.state == "ended":
+            self.centre.unregister_dialog(leg.dialog)
+
+    async def _hangup_leg(self, leg: OutboundLeg, why: str) -> None:
+        """End an outbound leg: BYE if answered, CANCEL if still ringing."""
+        if leg.state == "ended":
+            return
+        if leg.dialog is not None and leg.state == "answered":
+            bye = leg.dialog.create_request(
+                "BYE", headers=[("Reason", f'SIP;cause=200;text="{why}"')]
+            )
+            self.centre.endpoint.request(bye, self._leg_peer(leg), self._leg_handler(leg))
+        elif leg.client_key is not None:
+            leg.cancelled = True
+            self.centre.endpoint.cancel(leg.client_key)
+        leg.state = "ended"
+        # Media is released now; late packets go nowhere.
+        if leg.media in self.centre.media.legs:
+            leg.media.close()
+        if leg.dialog is not None:
+            self.centre.unregister_dialog(leg.dialog)
+        await self._end_leg_record(leg, why)
+
+    async def _end_leg_record(self, leg: OutboundLeg, why: str) -> None:
+        if leg.leg_id is None:
+            return
+        try:
+            await self.centre.store.end_leg(
+                leg.leg_id, ended_at=self._wall(), reason=why, quality=_quality(leg.media)
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("leg_end_write_failed", error=str(exc))
+
+    # -- requests from the peers ---------------------------------------------------
+
+    async def _on_caller_request(self, m: CallerRequest) -> None:
+        req = m.request
+        method = req.method
+        dialog = self.caller.dialog
+        if dialog is not None:
+            status = dialog.receive_request(req)
+            if status is not None:
+                self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
+                return
+        if method == "BYE":
+            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 200))
+            await self._caller_hung_up()
+        elif method == "INVITE":
+            await self._caller_reinvite(m)
+        elif method == "INFO":
+            await self._caller_info(m)
+        elif method in ("OPTIONS", "UPDATE") and not req.body:
+            self.centre.endpoint.respond(
+                m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)])
+            )
+        else:
+            self.centre.endpoint.respond(
+                m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)])
+            )
+
+    async def _caller_info(self, m: CallerRequest) -> None:
+        req = m.request
+        event = digit_from_info(req.content_type or "", req.body, now=self._now())
+        status = 200 if event is not None or not req.body else 415
+        self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
+        if event is not None:
+            await self._on_digit(event)
+
+    async def _caller_reinvite(self, m: CallerRequest) -> None:
+        """Hold/resume or a media change from the caller's side."""
+        req = m.request
+        media = self.caller.media
+        if media is None:
+            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 500))
+            return
+        try:
+            offer = SessionDescription.parse(req.body)
+            self.caller.session_version += 1
+            n = answer_offer(
+                offer,
+                local_address=self.centre.config.sip.advertise,
+                local_port=media.local_port,
+                session_id=self.number,
+                session_version=self.caller.session_version,
+                current=self.caller.negotiated.codec if self.caller.negotiated else None,
+            )
+        except SdpError as exc:
+            self.centre.endpoint.respond(
+                m.server_key, Response.for_request(req, exc.status_hint, to_tag=self.caller.to_tag)
+            )
+            return
+        assert n.answer is not None
+        was_hold = self.caller.negotiated is not None and self.caller.negotiated.on_hold
+        self._apply_caller_session(n)
+        ok = Response.for_request(
+            req,
+            200,
+            headers=[
+                ("Contact", self.centre.endpoint.contact("112", m.peer.transport)),
+                ("Content-Type", SDP),
+            ],
+            body=n.answer.serialize(),
+        )
+        self.centre.endpoint.respond(m.server_key, ok)
+        if n.on_hold != was_hold:
+            await self._event("caller_hold" if n.on_hold else "caller_resume")
+
+    def _on_caller_ack(self, ack: Request) -> None:
+        self.caller.acked = True
+        if self._late_offer is not None and ack.body:
+            media = self.caller.media
+            try:
+                answer = SessionDescription.parse(ack.body)
+                n = accept_answer(self._late_offer, answer)
+            except SdpError as exc:
+                self.log.warning("late_offer_answer_bad", error=exc.reason)
+                return
+            self._late_offer = None
+            if media is not None:
+                self._apply_caller_session(n)
+
+    async def _on_caller_cancelled(self, m: CallerCancelled) -> None:
+        if self.caller.answered:
+            return
+        resp = Response.for_request(self.caller.invite, 487, to_tag=m.to_tag)
+        self.centre.endpoint.respond(self.caller.server_key, resp)
+        await self._end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
+
+    async def _on_ack_missing(self) -> None:
+        media = self.caller.media
+        if media is not None and self._now() - media.last_rx < 5.0:
+            self.log.warning("ack_missing_but_media_flows")
+            return
+        await self._end(Status.INTERRUPTED, "no_ack", bye_caller=True)
+
+    async def _caller_hung_up(self) -> None:
+        self.caller.ended = True
+        if self.phase == "talking" or (self.operator_leg is not None and self.phase == "hold"):
+            await self._end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
+        else:
+            await self._end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)
+
+    async def _on_leg_request(self, m: LegRequest) -> None:
+        leg = m.leg
+        req = m.request
+        ep = self.centre.endpoint
+        if leg.dialog is not None:
+            status = leg.dialog.receive_request(req)
+            if status is not None:
+                ep.respond(m.server_key, Response.for_request(req, status))
+                return
+        if req.method == "BYE":
+            ep.respond(m.server_key, Response.for_request(req, 200))
+            leg.state = "ended"
+            if leg.media in self.centre.media.legs:
+                leg.media.close()
+            if leg.dialog is not None:
+                self.centre.unregister_dialog(leg.dialog)
+            await self._end_leg_record(leg, "bye")
+            if leg is self.operator_leg:
+                if _abnormal_bye(req):
+                    await self._operator_lost("bye_with_failure_reason")
+                else:
+                    await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
+            elif self.centre.handoff is not None:
+                await self.centre.handoff.leg_hung_up(self, leg)
+        elif req.method == "INVITE":
+            await self._leg_reinvite(leg, m)
+        elif req.method == "REFER" and self.centre.handoff is not None:
+            await self.centre.handoff.refer(self, leg, m)
+        elif req.method == "INFO":
+            ep.respond(m.server_key, Response.for_request(req, 200))
+        elif req.method in ("OPTIONS", "UPDATE", "NOTIFY") and not req.body:
+            ep.respond(m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)]))
+        else:
+            ep.respond(m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)]))
+
+    async def _leg_reinvite(self, leg: OutboundLeg, m: LegRequest) -> None:
+        """The operator puts the caller on hold (sendonly/inactive) or resumes."""
+        req = m.request
+        try:
+            offer = SessionDescription.parse(req.body)
+            n = answer_offer(
+                offer,
+                local_address=self.centre.config.sip.advertise,
+                local_port=leg.media.local_port,
+                session_id=self.number * 1000 + 500,
+                session_version=2,
+                current=leg.negotiated.codec if leg.negotiated else None,
+            )
+        except SdpError as exc:
+            self.centre.endpoint.respond(m.server_key, Response.for_request(req, exc.status_hint))
+            return
+        assert n.answer is not None
+        leg.negotiated = n
+        leg.media.configure(
+            codec=n.codec,
+            payload_type=n.payload_type,
+            dtmf_pt=n.dtmf_pt,
+            remote=(n.remote_address, n.remote_port) if n.should_send else None,
+        )
+        self.centre.endpoint.respond(
+            m.server_key,
+            Response.for_request(
+                req,
+                200,
+                headers=[
+                    ("Contact", self.centre.endpoint.contact("112", leg.peer.transport)),
+                    ("Content-Type", SDP),
+                ],
+                body=n.answer.serialize(),
+            ),
+        )
+        if leg is not self.operator_leg:
+            return
+        if n.on_hold and self.phase == "talking":
+            self._set_phase("hold")
+            self._held_by_operator = True
+            leg.media.idle()
+            player = Player(self.caller.media.codec if self.caller.media else Codec.PCMA)
+            player.loop(self.centre.prompts.get("hold_music", self.language, player.codec))
+            self.player = player
+            if self.caller.media is not None:
+                self.caller.media.play(player)
+            await self._event("hold", {"by": leg.name})
+        elif not n.on_hold and self.phase == "hold":
+            self._set_phase("talking")
+            self._held_by_operator = False
+            self.player = None
+            if self.caller.media is not None:
+                self.caller.media.relay_with(leg.media)
+            await self._event("resume", {"by": leg.name})
+
+    # -- media liveness ---------------------------------------------------------------
+
+    async def _on_media_check(self) -> None:
+        if self.done:
+            return
+        now = self._now()
+        timeout = self.centre.config.queue.media_timeout_s
+        leg = self.operator_leg
+        if (
+            leg is not None
+            and self.phase == "talking"
+            and leg.state == "answered"
+            and leg.dialog is not None
+            and not leg.options_pending
+            and now - leg.media.last_rx > timeout
+        ):
+            # Silence from the operator's phone: is it still there?
+            leg.options_pending = True
+            opts = leg.dialog.create_request("OPTIONS")
+            self.centre.endpoint.request(opts, self._leg_peer(leg), self._leg_handler(leg))
+        media = self.caller.media
+        if (
+            media is not None
+            and self.caller.dialog is not None
+            and not self.caller.options_pending
+            and now - media.last_rx > 2 * timeout
+        ):
+            self.caller.options_pending = True
+            opts = self.caller.dialog.create_request("OPTIONS")
+            self.centre.endpoint.request(opts, self.caller.peer, self._caller_options_handler)
+        if self.caller.answered and not self.caller.acked and now - self.phase_since > 32:
+            self.post(CallerAckMissing())
+        self._arm("media", now + MEDIA_CHECK_S, MediaCheck())
+
+    def _caller_options_handler(self, event: TransactionEvent) -> None:
+        if isinstance(event, ResponseReceived):
+            alive = event.response.status not in (408, 481)
+            self.post(OptionsResult(None, alive=alive))
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
+            self.post(OptionsResult(None, alive=False))
+
+    async def _on_options_result(self, m: OptionsResult) -> None:
+        if m.leg is None:
+            self.caller.options_pending = False
+            if m.alive:
+                if self.caller.media is not None:
+                    self.caller.media.last_rx = self._now()
+                return
+            await self._end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
+            return
+        leg = m.leg
+        leg.options_pending = False
+        if m.alive:
+            leg.media.last_rx = self._now()  # alive but quiet (muted): check again later
+            return
+        if leg is self.operator_leg and self.phase in ("talking", "hold"):
+            await self._operator_lost("no_rtp_no_options_answer")
+
+    async def _operator_lost(self, why: str) -> None:
+        """The operator's phone died mid-call: the caller goes back to the queue's head."""
+        leg = self.operator_leg
+        operator = self.operator
+        self.log.warning("operator_leg_lost", operator=operator, why=why)
+        if leg is not None:
+            await self._hangup_leg(leg, why)
+        self.operator_leg = None
+        await self._event("operator_lost", {"operator": operator, "why": why})
+        self._set_phase("queue")
+        self.player = None
+        if operator is not None:
+            self.centre.desk.operator_leg_lost(self.ref, operator)
+        self.operator = None
+
+    # -- console commands (issue 7 hooks) ----------------------------------------------
+
+    async def _on_command(self, m: Command) -> None:
+        handoff = self.centre.handoff
+        try:
+            if handoff is None:
+                raise RuntimeError("hand-off is not available")
+            await handoff.command(self, m.name, m.args)
+        except Exception as exc:  # noqa: BLE001 - reported to the console
+            if not m.done.done():
+                m.done.set_exception(exc)
+            return
+        if not m.done.done():
+            m.done.set_result(None)
+
+    # -- 8: the end -------------------------------------------------------------------
+
+    async def _end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.status = status
+        self.end_reason = reason
+        centre = self.centre
+        self.log.info("call_ended", status=status.value, reason=reason, phase=self.phase)
+        for name in list(self._timers):
+            self._cancel_timer(name)
+        # The queue first: a caller leaving the queue frees any ringing operator.
+        if self._queued or self.offers:
+            centre.desk.caller_left(self.ref)
+        for leg in list(self.offers.values()):
+            await self._hangup_leg(leg, "caller_left")
+        self.offers.clear()
+        operator = self.operator
+        if self.operator_leg is not None:
+            await self._hangup_leg(self.operator_leg, reason)
+            if operator is not None:
+                centre.desk.call_ended(operator, self.incident_id)
+        for leg in list(self.other_legs):
+            await self._hangup_leg(leg, reason)
+        if bye_caller and self.caller.answered and not self.caller.ended:
+            dialog = self.caller.dialog
+            if dialog is not None:
+                bye = dialog.create_request(
+                    "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')]
+                )
+                centre.endpoint.request(bye, self.caller.peer, lambda ev: None)
+        elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
+            self._reject_invite(503, reason, retry_after=True)
+        if self.caller.dialog is not None:
+            centre.unregister_dialog(self.caller.dialog)
+        ended_wall = self._wall()
+        await self._finish_recording()
+        if self.caller.media is not None:
+            quality = _quality(self.caller.media)
+            self.caller.media.close()
+            if self.caller.leg_id is not None:
+                try:
+                    await centre.store.end_leg(
+                        self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=quality
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    self.log.error("leg_end_write_failed", error=str(exc))
+        if self.incident_id is not None:
+            try:
+                await centre.store.close_incident(
+                    self.incident_id,
+                    status=status,
+                    at=ended_wall,
+                    ended_at=ended_wall,
+                    reason=reason,
+                )
+            except Exception as exc:  # noqa: BLE001
+                self.log.error("incident_close_failed", error=str(exc))
+        centre.publish(
+            "call_ended",
+            operator=operator,
+            incident_id=self.incident_id,
+            data={"status": status.value, "reason": reason},
+        )
+        self.phase = "ended"
+
+    async def _finish_recording(self) -> None:
+        recorder = self._recorder
+        if recorder is None:
+            return
+        self._recorder = None
+        if self.caller.media is not None:
+            self.caller.media.attach_recorder(None)
+        centre = self.centre
+        try:
+            info = await centre.media.close_recorder(recorder)
+        except (OSError, ValueError) as exc:
+            self.log.error("recording_close_failed", error=str(exc))
+            return
+        if self.incident_id is None:
+            return
+        try:
+            await seal_recording(
+                centre.store,
+                self.incident_id,
+                info.path,
+                recordings_dir=centre.recordings_dir,
+                channels=info.channels,
+                duration_s=info.duration_s,
+                codec=info.codec,
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("recording_seal_failed", error=str(exc))
+
+    # -- views -------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "caller": self.caller_number,
+            "category": self.category,
+            "phase": self.phase,
+            "operator": self.operator,
+        }
+
+
+def _offer_failure(status: int) -> acd_mod.OfferFailure:
+    if status in (486, 600, 603):
+        return acd_mod.OfferFailure.BUSY
+    if status in (408, 480, 404, 410, 503):
+        return acd_mod.OfferFailure.UNREACHABLE
+    if 400 <= status < 500:
+        return acd_mod.OfferFailure.REJECTED
+    return acd_mod.OfferFailure.ERROR
+
+
+def _abnormal_bye(request: Request) -> bool:
+    """A BYE whose Reason says the phone failed, not that the operator hung up."""
+    for value in request.headers.get_all("Reason"):
+        text = value.lower().replace(" ", "")
+        if text.startswith("q.850;cause="):
+            cause = text.split("cause=", 1)[1].split(";", 1)[0]
+            if cause.isdigit() and int(cause) not in (16, 31):
+                return True
+        if text.startswith("sip;cause="):
+            cause = text.split("cause=", 1)[1].split(";", 1)[0]
+            if cause.isdigit() and int(cause) >= 400:
+                return True
+    return False
+
+
+def _ivr_event_kind(action: Any) -> str:
+    if isinstance(action, DigitAccepted):
+        return "ivr_digit"
+    if isinstance(action, DigitRejected):
+        return "ivr_invalid_digit"
+    return "ivr_timeout"
+
+
+def _ivr_detail(action: Any) -> dict[str, Any]:
+    if isinstance(action, DigitAccepted):
+        return {"digit": action.digit, "meaning": action.meaning}
+    if isinstance(action, DigitRejected):
+        return {"digit": action.digit, "tries_used": action.tries_used}
+    return {"tries_used": getattr(action, "tries_used", None)}
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')

@@ -1,0 +1,808 @@
+"""The running centre: SIP switchboard, operator desk (ACD glue) and live view.
+
+`Centre` owns the live state of one callcenter112 node and the services the
+calls share:
+
+* the **switchboard** routes every SIP request the endpoint hands up:
+  REGISTER (digest, lockout, registrar), OPTIONS, INVITEs from trunks (403
+  for unknown sources, 404 for unknown numbers, 503 + Retry-After beyond
+  `max_calls`) that become `EmergencyCall`s, and in-dialog requests to the
+  call that owns the dialog (481 otherwise);
+* the **desk** feeds the pure ACD with `loop.time()`, executes its actions
+  (offers, cancels, announcements, overflow) by posting them to the calls,
+  records operator state history and keeps the one ACD timer armed;
+* **presence**: registrations, expiry and OPTIONS qualify move operators
+  online and offline;
+* the **live view** (`LiveCenter`, live.py) for the web console: snapshots,
+  a bounded event stream, and the control verbs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import acd as acd_mod
+from .acd import Acd, AcdSettings, OperatorProfile
+from .calls import (
+    AcdAnnounce,
+    AcdCancel,
+    AcdOffer,
+    AcdOverflow,
+    AcdQueued,
+    CallerAck,
+    CallerAckMissing,
+    CallerCancelled,
+    CallerRequest,
+    Command,
+    EmergencyCall,
+    LegRequest,
+    OutboundLeg,
+    Shutdown,
+)
+from .config import Config, TrunkConfig
+from .ivr import IvrSettings
+from .live import (
+    ActiveCall,
+    ControlError,
+    LiveEvent,
+    LiveSnapshot,
+    OperatorView,
+    RegistrationView,
+    RtpUsage,
+    TrunkView,
+    WaitingCaller,
+)
+from .logs import get_logger
+from .media.prompts import PromptLibrary
+from .net.media import MediaEngine
+from .net.sip_endpoint import SipEndpoint
+from .sip.auth import DigestAuthenticator
+from .sip.dialog import Dialog, DialogId, DialogTable, no_such_dialog
+from .sip.events import (
+    AckNotReceived,
+    AckReceived,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    TransactionEvent,
+    TransactionLimitReached,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from .sip.ratelimit import Admission, SourceGuard, lockout_response
+from .sip.registrar import (
+    Binding,
+    ContactReachabilityChanged,
+    OperatorRegistered,
+    OperatorUnregistered,
+    Qualifier,
+    Registrar,
+    RegistrarEvent,
+)
+from .store import Store
+
+__all__ = ["Centre", "Desk"]
+
+log = get_logger("centre")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REGISTER, UPDATE"
+ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
+SUPPORTED_SCHEMES = ("sip", "sips", "tel", "urn")
+LIVE_QUEUE_SIZE = 256
+
+
+class Desk:
+    """The ACD on the loop clock: inputs in, actions executed, one timer armed."""
+
+    def __init__(self, centre: Centre, acd: Acd) -> None:
+        self.centre = centre
+        self.acd = acd
+        self._timer: asyncio.TimerHandle | None = None
+        self.last_incident: dict[str, str] = {}  # operator → incident of their last call
+
+    def _now(self) -> float:
+        return self.centre.loop.time()
+
+    def _run(self, fn: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> None:
+        try:
+            actions = fn(*args, self._now(), **kwargs)
+        except acd_mod.AcdError as exc:
+            log.warning("acd_refused", call=fn.__name__, error=str(exc))
+            raise
+        self.apply(actions)
+
+    def apply(self, actions: list[Any]) -> None:
+        centre = self.centre
+        changed = False
+        for a in actions:
+            if isinstance(a, acd_mod.OfferCall):
+                self._post(a.call_ref, AcdOffer(a.operator, a.deadline))
+            elif isinstance(a, acd_mod.CancelOffer):
+                self._post(a.call_ref, AcdCancel(a.operator, str(a.reason)))
+            elif isinstance(a, acd_mod.AnnouncePosition):
+                self._post(a.call_ref, AcdAnnounce(a.position))
+            elif isinstance(a, acd_mod.OverflowCall):
+                self._post(a.call_ref, AcdOverflow())
+                changed = True
+            elif isinstance(a, acd_mod.CallerQueued):
+                self._post(a.call_ref, AcdQueued(a.position, a.requeued))
+                changed = True
+            elif isinstance(a, acd_mod.CallerLeftQueue):
+                changed = True
+            elif isinstance(a, acd_mod.OperatorStateChanged):
+                self._operator_changed(a)
+                changed = True
+        if changed:
+            centre.publish("queue_changed")
+        self._arm()
+
+    def _post(self, call_ref: str, message: Any) -> None:
+        call = self.centre.calls.get(call_ref)
+        if call is not None:
+            call.post(message)
+        elif isinstance(message, AcdOffer):
+            # The call is gone (ended between decision and delivery).
+            self.centre.loop.call_soon(self._offer_gone, call_ref, message.operator)
+
+    def _offer_gone(self, call_ref: str, operator: str) -> None:
+        with contextlib.suppress(acd_mod.AcdError):
+            self.apply(self.acd.caller_left(call_ref, self._now()))
+
+    def _operator_changed(self, a: acd_mod.OperatorStateChanged) -> None:
+        centre = self.centre
+        wall = centre.wall()
+        centre.spawn_write(
+            centre.store.record_operator_state(a.operator, str(a.new), reason=a.reason, at=wall)
+        )
+        if a.old is acd_mod.OperatorState.WRAP_UP:
+            incident = self.last_incident.get(a.operator)
+            if incident is not None:
+                centre.spawn_write(
+                    centre.store.update_incident(incident, at=wall, stamps={"wrapped_up_at": wall})
+                )
+        centre.publish(
+            "operator_changed",
+            operator=a.operator,
+            data={"old": str(a.old), "new": str(a.new), "reason": a.reason},
+        )
+
+    def _arm(self) -> None:
+        deadline = self.acd.deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self.centre.loop.call_at(deadline, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.apply(self.acd.tick(self._now()))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    # -- the verbs the calls and presence use ---------------------------------------
+
+    def enqueue(self, ref: str, category: str, arrived_mono: float, *, front: bool = False) -> None:
+        self._run(self.acd.enqueue, ref, category, arrived_mono, front=front)
+
+    def offer_answered(self, ref: str, operator: str) -> None:
+        self._run(self.acd.offer_answered, ref, operator)
+        self.last_incident[operator] = ref
+
+    def offer_failed(self, ref: str, operator: str, failure: acd_mod.OfferFailure) -> None:
+        with contextlib.suppress(acd_mod.AcdError):
+            self._run(self.acd.offer_failed, ref, operator, failure)
+
+    def caller_left(self, ref: str) -> None:
+        with contextlib.suppress(acd_mod.AcdError):
+            self._run(self.acd.caller_left, ref)
+
+    def call_ended(self, operator: str, incident_id: str | None) -> None:
+        if incident_id is not None:
+            self.last_incident[operator] = incident_id
+        with contextlib.suppress(acd_mod.AcdError):
+            self._run(self.acd.call_ended, operator)
+
+    def operator_leg_lost(self, ref: str, operator: str) -> None:
+        with contextlib.suppress(acd_mod.AcdError):
+            self._run(self.acd.operator_leg_lost, ref, operator)
+
+    def operators_free(self) -> int:
+        return sum(
+            1 for o in self.acd.snapshot().operators if o.state is acd_mod.OperatorState.AVAILABLE
+        )
+
+    def presence(self, event: RegistrarEvent) -> None:
+        if event.user not in self.centre.operator_users:
+            return
+        with contextlib.suppress(acd_mod.AcdError):
+            if isinstance(event, OperatorRegistered):
+                self._run(self.acd.operator_registered, event.user)
+            elif isinstance(event, OperatorUnregistered):
+                self._run(self.acd.operator_unregistered, event.user)
+            elif isinstance(event, ContactReachabilityChanged):
+                online = self.centre.registrar.contacts(event.user, reachable_only=True)
+                self._run(self.acd.operator_reachable, event.user, bool(online))
+
+
+class Centre:
+    """One callcenter112 node's live state and shared services."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: Store,
+        prompts: PromptLibrary,
+        media: MediaEngine,
+        spawn: Callable[[Coroutine[Any, Any, None]], Any],
+    ) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.store = store
+        self.prompts = prompts
+        self.media = media
+        self._spawn = spawn
+        self.recordings_dir = config.path(config.storage.recordings)
+        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.user_agent = f"callcenter112/{__version__}"
+        self.console_url = f"http://{config.web.listen}"
+        self.ivr_settings = IvrSettings.from_config(config.ivr)
+        self.metrics: collections.Counter[str] = collections.Counter()
+        self.operator_users = {o.user for o in config.operator}
+        self.calls: dict[str, EmergencyCall] = {}  # by call ref (incident id)
+        self.active: set[EmergencyCall] = set()
+        self._by_invite: dict[Any, EmergencyCall] = {}
+        self._dialog_owner: dict[DialogId, tuple[EmergencyCall, OutboundLeg | None]] = {}
+        self.dialogs = DialogTable()
+        self.trunk_stats: dict[str, dict[str, Any]] = {
+            t.name: {"in": None, "out": None, "calls": 0, "rejected": 0} for t in config.trunk
+        }
+        self._trunk_nets = [(t, t.networks) for t in config.trunk]
+        self.guard = SourceGuard.from_config(config.sip)
+        self.auth = DigestAuthenticator.from_config(
+            config.sip,
+            config.operator,
+            secret=secrets.token_bytes(32),
+            algorithms=tuple(config.sip.digest_algorithms),
+        )
+        self.registrar = Registrar.from_config(config.sip)
+        self.qualifier = Qualifier.from_config(self.registrar, config.sip)
+        self.desk = Desk(
+            self,
+            Acd(
+                AcdSettings.from_config(config.queue),
+                [OperatorProfile.from_config(o) for o in config.operator],
+                now=self.loop.time(),
+            ),
+        )
+        self.endpoint = SipEndpoint(
+            host=config.sip.listen.host,
+            port=config.sip.listen.port,
+            advertise=config.sip.advertise,
+            on_event=self._on_sip_event,
+            allow_source=self._allow_source,
+        )
+        self.endpoint.transport.trace = config.sip.trace
+        self.handoff: Any = None  # issue 7: agencies, conference, supervision, callbacks
+        self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
+        self._presence_timer: asyncio.TimerHandle | None = None
+        self.stopping = False
+
+    # -- helpers for calls ---------------------------------------------------------
+
+    def wall(self) -> float:
+        return time.time()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coro)
+
+    def spawn_write(self, aw: Awaitable[Any]) -> None:
+        """A store write that must not hold up its caller; failures are logged."""
+
+        async def run() -> None:
+            try:
+                await aw
+            except Exception as exc:  # noqa: BLE001
+                log.error("background_write_failed", error=str(exc))
+
+        self._spawn(run())
+
+    def publish(
+        self,
+        kind: str,
+        *,
+        operator: str | None = None,
+        incident_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        if not self._subscribers:
+            return
+        event = LiveEvent(
+            kind=kind, at=self.wall(), operator=operator, incident_id=incident_id, data=data or {}
+        )
+        for q in self._subscribers:
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()  # a slow reader loses the oldest event
+            q.put_nowait(event)
+
+    def register_dialog(self, dialog: Dialog, call: EmergencyCall, leg: OutboundLeg | None) -> None:
+        with contextlib.suppress(ValueError):
+            self.dialogs.add(dialog)
+        self._dialog_owner[dialog.id] = (call, leg)
+
+    def unregister_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.remove(dialog)
+        self._dialog_owner.pop(dialog.id, None)
+
+    def call_identified(self, call: EmergencyCall) -> None:
+        self.calls[call.ref] = call
+        self.publish("call_arrived", incident_id=call.incident_id)
+
+    def call_finished(self, call: EmergencyCall) -> None:
+        self.active.discard(call)
+        if self.calls.get(call.ref) is call:
+            del self.calls[call.ref]
+        self._by_invite.pop(call.caller.server_key, None)
+        if call.caller.dialog is not None:
+            self.unregister_dialog(call.caller.dialog)
+        self.publish("queue_changed")
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.endpoint.start()
+        self._arm_presence()
+        log.info(
+            "sip_listening",
+            address=f"{self.config.sip.listen.host}:{self.endpoint.port}",
+            advertise=self.config.sip.advertise,
+        )
+
+    async def stop(self) -> None:
+        """End every call cleanly (BYE, recordings sealed, incidents closed)."""
+        self.stopping = True
+        for call in list(self.active):
+            call.post(Shutdown())
+        for _ in range(100):
+            if not self.active:
+                break
+            await asyncio.sleep(0.05)
+        self.desk.close()
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+        for q in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+        await asyncio.sleep(0.1)  # let BYEs leave
+        await self.endpoint.close()
+
+    # -- the switchboard ---------------------------------------------------------------
+
+    def _allow_source(self, ip: str) -> bool:
+        if self._trunk_of(ip) is not None:
+            return True  # carrier traffic is never throttled
+        return self.guard.check(ip, self.loop.time()) is not Admission.THROTTLED
+
+    def _trunk_of(self, ip: str) -> TrunkConfig | None:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for trunk, nets in self._trunk_nets:
+            if any(addr.version == n.version and addr in n for n in nets):
+                return trunk
+        return None
+
+    def _on_sip_event(self, event: TransactionEvent) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, AckReceived):
+            self._on_ack(event)
+        elif isinstance(event, CancelReceived):
+            call = self._by_invite.get(event.server_key)
+            if call is not None:
+                call.post(CallerCancelled(event.server_key, event.to_tag))
+        elif isinstance(event, AckNotReceived):
+            call = self._by_invite.get(event.server_key)
+            if call is not None:
+                call.post(CallerAckMissing())
+        elif isinstance(event, TransactionLimitReached):
+            self.metrics["transaction_limit"] += 1
+        elif isinstance(event, ResponseReceived | TransactionTimedOut | TransportFailed):
+            pass  # answers to requests nobody waits for any more
+
+    def _respond(self, ev: RequestReceived, status: int, **kwargs: Any) -> None:
+        resp = Response.for_request(ev.request, status, to_tag=ev.to_tag or new_tag(), **kwargs)
+        self.endpoint.respond(ev.server_key, resp)
+
+    def _on_request(self, ev: RequestReceived) -> None:
+        req = ev.request
+        try:
+            if req.max_forwards == 0 and req.method != "OPTIONS":
+                self._respond(ev, 483)
+                return
+        except Exception:  # noqa: BLE001 - validated by the parser already
+            pass
+        scheme = req.uri.split(":", 1)[0].lower()
+        if scheme not in SUPPORTED_SCHEMES:
+            self._respond(ev, 416)
+            return
+        if req.to_tag:
+            self._in_dialog(ev)
+            return
+        method = req.method
+        if method == "INVITE":
+            self._on_invite(ev)
+        elif method == "REGISTER":
+            self._on_register(ev)
+        elif method == "OPTIONS":
+            self._respond(
+                ev,
+                200,
+                headers=[
+                    ("Allow", ALLOW),
+                    ("Accept", ACCEPT),
+                    ("Supported", "replaces"),
+                    ("Server", self.user_agent),
+                ],
+            )
+        elif method in ("BYE", "INFO", "UPDATE", "NOTIFY", "REFER", "PRACK"):
+            self.endpoint.respond(ev.server_key, no_such_dialog(req))
+        else:
+            self._respond(ev, 405, headers=[("Allow", ALLOW)])
+
+    def _in_dialog(self, ev: RequestReceived) -> None:
+        req = ev.request
+        match = self.dialogs.match_request(req, ev.peer)
+        if match.defect is not None:
+            log.info("peer_defect_tolerated", peer=str(ev.peer), kind=match.defect.kind)
+        owner = self._dialog_owner.get(match.dialog.id) if match.dialog is not None else None
+        if owner is None:
+            self.endpoint.respond(ev.server_key, no_such_dialog(req))
+            return
+        call, leg = owner
+        if call.done:
+            self.endpoint.respond(ev.server_key, no_such_dialog(req))
+            return
+        if leg is None:
+            call.post(CallerRequest(req, ev.server_key, ev.peer))
+        else:
+            call.post(LegRequest(leg, req, ev.server_key, ev.peer))
+
+    def _on_ack(self, ev: AckReceived) -> None:
+        call = self._by_invite.get(ev.server_key) if ev.server_key is not None else None
+        if call is None:
+            match = self.dialogs.match_request(ev.request, ev.peer)
+            owner = self._dialog_owner.get(match.dialog.id) if match.dialog else None
+            if owner is None or owner[1] is not None:
+                return
+            call = owner[0]
+        call.post(CallerAck(ev.request))
+
+    def _on_invite(self, ev: RequestReceived) -> None:
+        req = ev.request
+        trunk = self._trunk_of(ev.peer.host)
+        if trunk is None:
+            self.metrics["invite_forbidden"] += 1
+            log.info("invite_forbidden", source=str(ev.peer), uri=req.uri)
+            self._respond(ev, 403, headers=[("Warning", '399 callcenter112 "not a trunk"')])
+            return
+        stats = self.trunk_stats[trunk.name]
+        stats["in"] = self.wall()
+        from .calls import dialled_number
+
+        dialled = dialled_number(req)
+        if dialled not in trunk.numbers:
+            stats["rejected"] += 1
+            self._respond(ev, 404)
+            return
+        if self.stopping or len(self.active) >= self.config.sip.max_calls:
+            stats["rejected"] += 1
+            self.metrics["rejected_capacity"] += 1
+            log.warning("capacity_reached", active=len(self.active))
+            self._respond(ev, 503, headers=[("Retry-After", str(self.config.sip.retry_after_s))])
+            return
+        if req.body and (req.content_type or "application/sdp") != "application/sdp":
+            self._respond(ev, 415, headers=[("Accept", "application/sdp")])
+            return
+        stats["calls"] += 1
+        call = EmergencyCall(
+            self,
+            invite=req,
+            peer=ev.peer,
+            server_key=ev.server_key,
+            to_tag=ev.to_tag or new_tag(),
+            trunk=trunk.name,
+            arrived_mono=self.loop.time(),
+            arrived_wall=self.wall(),
+        )
+        self.active.add(call)
+        self._by_invite[ev.server_key] = call
+        self._spawn(call.run())
+
+    # -- registration and presence ---------------------------------------------------------
+
+    def _on_register(self, ev: RequestReceived) -> None:
+        req = ev.request
+        now = self.loop.time()
+        try:
+            to_user = req.to_address.uri.user
+        except Exception:  # noqa: BLE001
+            to_user = None
+        admission = self.guard.check(ev.peer.host, now, user=to_user)
+        if admission is Admission.LOCKED_OUT:
+            self.endpoint.respond(ev.server_key, lockout_response(req))
+            return
+        if admission is Admission.THROTTLED:
+            return
+        result = self.auth.verify(req, now)
+        if not result.ok:
+            if result.counts_as_failure:
+                started = self.guard.record_failure(ev.peer.host, now, user=result.username)
+                if started is not None:
+                    log.warning(
+                        "auth_lockout",
+                        source=ev.peer.host,
+                        user=result.username,
+                        failures=started.failures,
+                    )
+                    self.spawn_write(
+                        self.store.audit(
+                            actor=f"sip:{ev.peer.host}",
+                            action="sip_lockout",
+                            target=result.username or ev.peer.host,
+                            detail={"failures": started.failures},
+                            at=self.wall(),
+                        )
+                    )
+            assert result.response is not None
+            self.endpoint.respond(ev.server_key, result.response)
+            return
+        assert result.user is not None
+        self.guard.record_success(ev.peer.host, now, user=result.user)
+        outcome = self.registrar.handle_register(req, result.user, now, source=ev.peer)
+        response = outcome.response
+        response.headers.add("Date", formatdate(usegmt=True))
+        self.endpoint.respond(ev.server_key, response)
+        for event in outcome.events:
+            self._presence_event(event)
+        self._arm_presence()
+
+    def _presence_event(self, event: RegistrarEvent) -> None:
+        log.info("presence", kind=type(event).__name__, user=event.user, contact=event.contact)
+        self.desk.presence(event)
+        self.publish("registration_changed", operator=event.user)
+
+    def _arm_presence(self) -> None:
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+        deadlines = [d for d in (self.registrar.deadline(), self.qualifier.deadline()) if d]
+        at = min(deadlines) if deadlines else self.loop.time() + 5.0
+        self._presence_timer = self.loop.call_at(
+            max(at, self.loop.time() + 0.05), self._presence_tick
+        )
+
+    def _presence_tick(self) -> None:
+        self._presence_timer = None
+        now = self.loop.time()
+        for event in [*self.registrar.expire(now), *self.qualifier.expire(now)]:
+            self._presence_event(event)
+        for binding in self.qualifier.due(now):
+            self._qualify(binding, now)
+        self._arm_presence()
+
+    def _qualify(self, binding: Binding, sent: float) -> None:
+        advertise = self.config.sip.advertise
+        h = Headers()
+        h.add(
+            "Via",
+            f"SIP/2.0/{binding.target.transport.upper()} {advertise}:{self.endpoint.port}"
+            f";branch={new_branch()};rport",
+        )
+        h.add("Max-Forwards", "70")
+        h.add("From", f"<sip:qualify@{advertise}>;tag={new_tag()}")
+        h.add("To", f"<sip:{binding.user}@{advertise}>")
+        h.add("Call-ID", new_call_id(advertise))
+        h.add("CSeq", "1 OPTIONS")
+        h.add("User-Agent", self.user_agent)
+        options = Request("OPTIONS", binding.contact, h)
+
+        def handler(event: TransactionEvent) -> None:
+            now = self.loop.time()
+            current = self.registrar.find(binding)
+            if current is None:
+                return
+            if isinstance(event, ResponseReceived):
+                events = self.qualifier.answered(current, now - sent, now)
+            else:
+                events = self.qualifier.failed(current, now)
+            for e in events:
+                self._presence_event(e)
+
+        try:
+            self.endpoint.request(options, binding.target, handler)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("qualify_failed", user=binding.user, error=str(exc))
+
+    # -- LiveCenter ------------------------------------------------------------------------
+
+    def _wall_of(self, mono: float) -> float:
+        return self.wall() - (self.loop.time() - mono)
+
+    def snapshot(self) -> LiveSnapshot:
+        now_mono = self.loop.time()
+        snap = self.desk.acd.snapshot()
+        by_ref = self.calls
+        waiting = []
+        for c in snap.callers:
+            call = by_ref.get(c.call_ref)
+            waiting.append(
+                WaitingCaller(
+                    incident_id=c.call_ref,
+                    caller=call.caller_number if call else "?",
+                    category=c.category,
+                    language=call.language if call else "id",
+                    arrived_at=self._wall_of(c.arrived_at),
+                    position=c.position,
+                    offered_to=c.offered_to,
+                )
+            )
+        names = {o.user: o.name or o.user for o in self.config.operator}
+        operators = [
+            OperatorView(
+                user=o.user,
+                name=names.get(o.user, o.user),
+                skills=tuple(sorted(o.skills)),
+                state=str(o.state),  # type: ignore[arg-type]
+                since=self._wall_of(o.since),
+                reason=(o.pause_reason if o.state is acd_mod.OperatorState.PAUSED else o.reason),
+                calls_today=o.calls_today,
+                missed=o.missed,
+                incident_id=o.call_ref,
+                registered=o.registered,
+                reachable=o.reachable,
+            )
+            for o in snap.operators
+        ]
+        calls = [
+            ActiveCall(
+                incident_id=c.incident_id or c.ref,
+                caller=c.caller_number,
+                category=c.category,
+                phase=c.phase,
+                operator=c.operator,
+                agency=getattr(c.extra, "agency", None) if c.extra else None,
+                arrived_at=c.arrived_wall,
+                phase_since=self._wall_of(c.phase_since),
+                supervisors=tuple(getattr(c.extra, "supervisors", ()) or ()) if c.extra else (),
+            )
+            for c in self.active
+            if c.phase != "ended"
+        ]
+        trunks = [
+            TrunkView(
+                name=t.name,
+                allow=tuple(t.allow),
+                numbers=tuple(t.numbers),
+                proxy=str(t.proxy) if t.proxy else None,
+                last_inbound_at=self.trunk_stats[t.name]["in"],
+                last_outbound_at=self.trunk_stats[t.name]["out"],
+                calls_today=self.trunk_stats[t.name]["calls"],
+                active_calls=sum(1 for c in self.active if c.trunk == t.name),
+                rejected_today=self.trunk_stats[t.name]["rejected"],
+            )
+            for t in self.config.trunk
+        ]
+        regs = [
+            RegistrationView(
+                user=b.user,
+                contact=b.contact,
+                source=str(b.source),
+                expires_at=self.wall() + b.expires_in(now_mono),
+                reachable=b.reachable,
+                rtt_ms=(r * 1000 if (r := self.qualifier.rtt(b)) is not None else None),
+                user_agent=b.user_agent or None,
+            )
+            for b in self.registrar.snapshot()
+        ]
+        pool = self.media.pool
+        return LiveSnapshot(
+            at=self.wall(),
+            waiting=tuple(waiting),
+            operators=tuple(operators),
+            calls=tuple(calls),
+            trunks=tuple(trunks),
+            registrations=tuple(regs),
+            rtp=RtpUsage(in_use=pool.in_use, opened=pool.opened, capacity=pool.capacity),
+            max_calls=self.config.sip.max_calls,
+        )
+
+    async def subscribe(self) -> AsyncIterator[LiveEvent]:
+        q: asyncio.Queue[LiveEvent | None] = asyncio.Queue(LIVE_QUEUE_SIZE)
+        self._subscribers.add(q)
+        try:
+            while True:
+                event = await q.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._subscribers.discard(q)
+
+    async def set_operator_paused(
+        self, user: str, *, paused: bool, reason: str | None, actor: str
+    ) -> None:
+        if user not in self.operator_users:
+            raise ControlError(404, f"no operator {user!r}")
+        try:
+            if paused:
+                self.desk._run(self.desk.acd.pause, user, reason or "break")
+            else:
+                self.desk._run(self.desk.acd.unpause, user)
+        except acd_mod.AcdError as exc:
+            raise ControlError(409, str(exc)) from None
+        await self.store.audit(
+            actor=actor,
+            action="pause" if paused else "unpause",
+            target=f"operator:{user}",
+            detail={"reason": reason} if reason else None,
+            at=self.wall(),
+        )
+
+    def _call_for(self, incident_id: str) -> EmergencyCall:
+        call = self.calls.get(incident_id)
+        if call is None or call.done:
+            raise ControlError(404, f"no live call for incident {incident_id}")
+        return call
+
+    async def _command(self, incident_id: str, name: str, **args: Any) -> None:
+        if self.handoff is None:
+            raise ControlError(501, "agency hand-off is not available on this node")
+        call = self._call_for(incident_id)
+        done: asyncio.Future[None] = self.loop.create_future()
+        call.post(Command(name, args, done))
+        try:
+            await asyncio.wait_for(done, 10.0)
+        except ControlError:
+            raise
+        except TimeoutError:
+            raise ControlError(504, "the call did not answer in time") from None
+        except Exception as exc:  # noqa: BLE001
+            raise ControlError(409, str(exc)) from None
+
+    async def transfer(self, incident_id: str, agency: str, *, mode: str, actor: str) -> None:
+        await self._command(incident_id, "transfer", agency=agency, mode=mode, actor=actor)
+
+    async def leave_conference(self, incident_id: str, *, actor: str) -> None:
+        await self._command(incident_id, "leave_conference", actor=actor)
+
+    async def supervise(self, incident_id: str, *, supervisor: str, mode: str, actor: str) -> None:
+        await self._command(incident_id, "supervise", supervisor=supervisor, mode=mode, actor=actor)
+
+    async def stop_supervision(self, incident_id: str, *, supervisor: str, actor: str) -> None:
+        await self._command(incident_id, "stop_supervision", supervisor=supervisor, actor=actor)
+
+    async def start_callback(self, callback_id: int, *, operator: str, actor: str) -> None:
+        if self.handoff is None:
+            raise ControlError(501, "callbacks are not available on this node")
+        await self.handoff.start_callback(callback_id, operator=operator, actor=actor)
+
+
+def incident_recording_dir(base: Path, incident_id: str) -> Path:
+    day = incident_id.split("-", maxsplit=1)[0]
+    return base / day[:4] / day[4:6] / day[6:8]

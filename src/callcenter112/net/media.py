@@ -1,0 +1,526 @@
+"""Media glue: RTP legs on real sockets, driven by the one shared 20 ms clock.
+
+A `MediaLeg` is the server's end of one call leg's RTP: an `RtpPort` from the
+pool, the negotiated codec and payload types, an outgoing stream with
+continuous sequence numbers and timestamps, RFC 3550 receive statistics, the
+symmetric-RTP latch, and DTMF detection (RFC 4733 always; in-band tones on
+request for trunks that send none).
+
+What a leg sends depends on its mode:
+
+* **play** — the leg's `Player` supplies a frame on every clock tick (prompts,
+  comfort audio, hold music; silence when it has nothing), so callers in the
+  IVR and the queue hear a steady stream;
+* **relay** — every packet received on the partner leg is forwarded at once
+  (lowest added delay), table-transcoded PCMA⇄PCMU only when the two legs
+  differ, its timestamp advanced by the partner's own timestamp steps so
+  gaps stay gaps;
+* **mix** — the leg is a party of a `Conference`, whose tick mixes and sends.
+
+Recording follows the caller, not the legs: the caller's leg owns the
+incident's `IncidentRecorder`, writes what it *receives* to the left channel
+and what it *sends* (prompts, the operator, an agency, a conference mix) to
+the right channel — so the right channel is exactly what the caller heard,
+across transfers, without reopening the file.
+
+The engine drives every playing leg and conference from one `loop.call_at`
+timer on the `MediaClock`'s absolute schedule (DESIGN §5), flushes
+recorders to disk from a worker thread once a second, sends RTCP reports
+every 5 s, and reports legs whose peer stopped sending (media timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from ..logs import get_logger
+from ..media import g711
+from ..media.bridge import Mixer
+from ..media.clock import MediaClock
+from ..media.g711 import Codec
+from ..media.player import Player
+from ..media.recorder import Channel, IncidentRecorder, RecordingInfo
+from ..media.tones import InbandDtmfDetector
+from ..rtp.dtmf import DtmfReceiver
+from ..rtp.events import DigitReceived
+from ..rtp.packet import RtpError, parse_header
+from ..rtp.rtcp import (
+    RtcpCompound,
+    RtcpError,
+    SdesChunk,
+    SdesItem,
+    SenderReport,
+    SourceDescription,
+)
+from ..rtp.session import IncomingStream, Latch, LatchVerdict, OutgoingStream, StreamStats
+from .rtp_transport import RtpPort, RtpSocketPool
+
+__all__ = ["Conference", "MediaEngine", "MediaLeg"]
+
+log = get_logger("media")
+
+FRAME_SAMPLES = 160
+RTCP_INTERVAL_S = 5.0  # RFC 3550 §6.2 minimum for a two-party session
+FLUSH_INTERVAL_S = 1.0
+FSYNC_EVERY_FLUSHES = 5  # recordings reach the disk at least every 5 s
+# Relay: a timestamp step within this is a gap to preserve; beyond it (a new
+# stream, a peer's clock jump) the packet continues our timeline.
+MAX_RELAY_GAP_SAMPLES = 8000 * 5
+
+Mode = Literal["idle", "play", "relay", "mix"]
+DigitHandler = Callable[[DigitReceived], None]
+
+
+class MediaLeg:
+    """One RTP leg of a call (see the module docstring)."""
+
+    __slots__ = (
+        "_inband",
+        "_inband_samples",
+        "_last_src",
+        "_send_ok",
+        "_time",
+        "bad_packets",
+        "codec",
+        "conference",
+        "dtmf",
+        "dtmf_pt",
+        "engine",
+        "incoming",
+        "label",
+        "last_rx",
+        "latch",
+        "mode",
+        "on_digit",
+        "out",
+        "partner",
+        "payload_type",
+        "player",
+        "port",
+        "rec_in",
+        "rec_out",
+        "receive_pts",
+        "recorder",
+        "rtcp_remote",
+        "ssrc_seen",
+    )
+
+    def __init__(self, engine: MediaEngine, port: RtpPort, label: str) -> None:
+        self.engine = engine
+        self.port = port
+        self.label = label
+        self.codec = Codec.PCMA
+        self.payload_type = 8
+        self.dtmf_pt: int | None = None
+        self.receive_pts: dict[int, Codec] = {0: Codec.PCMU, 8: Codec.PCMA}
+        self.out = OutgoingStream()
+        self.incoming = IncomingStream()
+        self.latch: Latch | None = None
+        self.rtcp_remote: tuple[str, int] | None = None
+        self.dtmf = DtmfReceiver()
+        self._inband: InbandDtmfDetector | None = None
+        self._inband_samples = 0
+        self.on_digit: DigitHandler | None = None
+        self.mode: Mode = "idle"
+        self.player: Player | None = None
+        self.partner: MediaLeg | None = None
+        self.conference: Conference | None = None
+        self.recorder: IncidentRecorder | None = None
+        self.rec_in = Channel.CALLER
+        self.rec_out = Channel.CENTRE
+        self.last_rx = 0.0
+        self._last_src: tuple[int, int] | None = None  # (ssrc, ts) of the last relayed packet
+        self._send_ok = False
+        self._time = engine.loop.time
+        self.bad_packets = 0
+        self.ssrc_seen = 0
+        port.set_handlers(self._on_rtp, self._on_rtcp)
+
+    # -- set-up ------------------------------------------------------------------
+
+    @property
+    def local_port(self) -> int:
+        return self.port.port
+
+    def configure(
+        self,
+        *,
+        codec: Codec,
+        payload_type: int,
+        dtmf_pt: int | None,
+        remote: tuple[str, int] | None,
+        extra_receive_pts: dict[int, Codec] | None = None,
+    ) -> None:
+        """Apply a negotiated session (initial or after a re-INVITE)."""
+        self.codec = codec
+        self.payload_type = payload_type
+        self.dtmf_pt = dtmf_pt
+        pts = {0: Codec.PCMU, 8: Codec.PCMA, payload_type: codec}
+        if extra_receive_pts:
+            pts.update(extra_receive_pts)
+        self.receive_pts = pts
+        now = self._time()
+        allowed = set(pts) | ({dtmf_pt} if dtmf_pt is not None else set())
+        if remote is None or remote[1] == 0 or remote[0] in ("0.0.0.0", "::"):
+            self._send_ok = False
+            if self.latch is None:
+                self.latch = Latch(("0.0.0.0", 0), payload_types=allowed, now=now)
+            return
+        if self.latch is None:
+            self.latch = Latch(remote, payload_types=allowed, now=now)
+        else:
+            self.latch.retarget(remote, now=now, payload_types=allowed)
+        self.rtcp_remote = (remote[0], remote[1] + 1)
+        self._send_ok = True
+        if self.last_rx == 0.0:
+            self.last_rx = now
+
+    def set_sending(self, on: bool) -> None:
+        """Hold from our side or the peer's: stop or resume sending."""
+        self._send_ok = on and self.latch is not None and self.latch.remote[1] != 0
+
+    def enable_inband_dtmf(self, on: bool = True) -> None:
+        self._inband = InbandDtmfDetector() if on else None
+
+    def attach_recorder(self, recorder: IncidentRecorder | None) -> None:
+        self.recorder = recorder
+
+    # -- modes -------------------------------------------------------------------
+
+    def play(self, player: Player) -> None:
+        """Send `player`'s frames on every tick (and silence when it is idle)."""
+        self._leave_mode()
+        self.player = player
+        self.mode = "play"
+        self.engine._subscribe(self)
+
+    def relay_with(self, other: MediaLeg) -> None:
+        """Bridge two legs: each forwards what it receives to the other."""
+        for leg in (self, other):
+            leg._leave_mode()
+            leg.mode = "relay"
+        self.partner = other
+        other.partner = self
+        self._last_src = other._last_src = None
+
+    def idle(self) -> None:
+        """Send nothing (and forward nothing)."""
+        self._leave_mode()
+        self.mode = "idle"
+
+    def _leave_mode(self) -> None:
+        if self.mode == "play":
+            self.engine._unsubscribe(self)
+            self.player = None
+        elif self.mode == "relay" and self.partner is not None:
+            partner = self.partner
+            self.partner = None
+            if partner.partner is self:
+                partner.partner = None
+                partner.mode = "idle"
+        elif self.mode == "mix" and self.conference is not None:
+            self.conference.remove(self)
+        self.mode = "idle"
+
+    # -- the clock ---------------------------------------------------------------
+
+    def on_tick(self, tick_no: int) -> None:
+        player = self.player
+        if player is None:
+            return
+        frame = player.next_frame()
+        if frame is None:
+            frame = g711.silence(self.codec)
+        self.send_frame(frame)
+
+    def send_frame(self, payload: bytes, *, samples: int = FRAME_SAMPLES) -> None:
+        if not self._send_ok:
+            self.out.advance(samples)
+            return
+        out = self.out
+        ts = out.timestamp
+        packet = out.next_packet(payload, self.payload_type, samples=samples)
+        latch = self.latch
+        assert latch is not None
+        self.port.send_rtp(packet, latch.remote)
+        rec = self.recorder
+        if rec is not None:
+            rec.add(
+                self.rec_out,
+                payload,
+                codec=self.codec,
+                rtp_timestamp=ts,
+                ssrc=out.ssrc,
+                arrival=self._time(),
+            )
+
+    def _relay_in(self, payload: bytes, codec: Codec, src_ssrc: int, src_ts: int) -> None:
+        """A packet from the partner leg, to be sent on this one at once."""
+        last = self._last_src
+        samples = len(payload)
+        if last is not None and last[0] == src_ssrc:
+            # Packets of one stream keep their ptime, so a step longer than
+            # this packet's length is a gap (loss, silence suppression).
+            gap = ((src_ts - last[1]) & 0xFFFF_FFFF) - samples
+            if 0 < gap <= MAX_RELAY_GAP_SAMPLES:
+                self.out.advance(gap)
+        self._last_src = (src_ssrc, src_ts)
+        if codec is not self.codec:
+            payload = g711.transcode(codec, self.codec, payload)
+        self.send_frame(payload, samples=samples)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            pt, marker, seq, ts, ssrc, start, end = parse_header(data)
+        except RtpError:
+            self.bad_packets += 1
+            return
+        latch = self.latch
+        if latch is None:
+            return  # not negotiated yet
+        now = self._time()
+        source = (addr[0], addr[1])
+        verdict = latch.check(source, ssrc, seq, pt, now)
+        if verdict is LatchVerdict.IGNORED:
+            return
+        if verdict is LatchVerdict.LATCHED:
+            self.rtcp_remote = (source[0], source[1] + 1)
+            if latch.remote[1] != 0:
+                self._send_ok = True
+            log.info("rtp_latched", leg=self.label, source=f"{source[0]}:{source[1]}")
+        self.last_rx = now
+        payload = data[start:end]
+        if pt == self.dtmf_pt:
+            self.incoming.receive(ssrc, seq, ts, end - start, now, timed=False)
+            event = self.dtmf.receive(payload, ssrc=ssrc, timestamp=ts, marker=marker, now=now)
+            if event is not None and self.on_digit is not None:
+                self.on_digit(event)
+            return
+        codec = self.receive_pts.get(pt)
+        if codec is None:
+            self.bad_packets += 1
+            return
+        self.incoming.receive(ssrc, seq, ts, end - start, now)
+        rec = self.recorder
+        if rec is not None:
+            rec.add(self.rec_in, payload, codec=codec, rtp_timestamp=ts, ssrc=ssrc, arrival=now)
+        if self._inband is not None:
+            self._detect_inband(payload, codec)
+        mode = self.mode
+        if mode == "relay":
+            partner = self.partner
+            if partner is not None:
+                partner._relay_in(payload, codec, ssrc, ts)
+        elif mode == "mix":
+            conf = self.conference
+            if conf is not None:
+                if codec is not self.codec:
+                    payload = g711.transcode(codec, self.codec, payload)
+                conf.mixer.push(self.label, payload)
+
+    def _detect_inband(self, payload: bytes, codec: Codec) -> None:
+        assert self._inband is not None
+        pcm = g711.decode(codec, payload)
+        self._inband_samples += len(payload)
+        for digit in self._inband.feed(pcm, self._inband_samples):
+            if self.on_digit is not None:
+                self.on_digit(
+                    DigitReceived(digit=digit, source="inband", at=self._time(), duration_ms=None)
+                )
+
+    def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            compound = RtcpCompound.parse(data)
+        except RtcpError:
+            return
+        now = self._time()
+        for packet in compound.packets:
+            if isinstance(packet, SenderReport):
+                self.incoming.on_sender_report(packet, now)
+
+    def rtcp_report(self, wall_now: float) -> bytes | None:
+        """An SR + SDES compound for this leg (RFC 3550 §6.1), or None if nothing to say."""
+        now = self._time()
+        block = self.incoming.report_block(now)
+        report = self.out.sender_report(now_unix=wall_now, reports=(block,) if block else ())
+        cname = f"callcenter112@{self.engine.cname_host}".encode()
+        sdes = SourceDescription(
+            chunks=(SdesChunk(ssrc=self.out.ssrc, items=((SdesItem.CNAME, cname),)),)
+        )
+        return RtcpCompound(packets=(report, sdes)).serialize()
+
+    def stats(self) -> StreamStats:
+        return self.incoming.stats()
+
+    def close(self) -> None:
+        """Stop everything and give the port back to the pool."""
+        self._leave_mode()
+        self.recorder = None
+        self.on_digit = None
+        self.engine._release(self)
+
+
+class Conference:
+    """Three or more parties mixed by the server (conference, supervision).
+
+    Each party is a `MediaLeg` in mode "mix"; who hears whom is the
+    `Mixer`'s hearing matrix. Ticks on the shared clock: mix, then send.
+    """
+
+    __slots__ = ("engine", "legs", "mixer")
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self.engine = engine
+        self.mixer = Mixer()
+        self.legs: dict[str, MediaLeg] = {}
+
+    def add(self, leg: MediaLeg, *, speaks: bool = True, listens: bool = True) -> None:
+        leg._leave_mode()
+        leg.mode = "mix"
+        leg.conference = self
+        self.legs[leg.label] = leg
+        self.mixer.add(leg.label, leg.codec, speaks=speaks, listens=listens)
+        if len(self.legs) == 1:
+            self.engine._subscribe(self)
+
+    def remove(self, leg: MediaLeg) -> None:
+        if self.legs.pop(leg.label, None) is None:
+            return
+        self.mixer.remove(leg.label)
+        leg.conference = None
+        leg.mode = "idle"
+        if not self.legs:
+            self.engine._unsubscribe(self)
+
+    def on_tick(self, tick_no: int) -> None:
+        frames = self.mixer.mix()
+        for name, frame in frames.items():
+            leg = self.legs.get(name)
+            if leg is not None:
+                leg.send_frame(frame)
+
+
+class MediaEngine:
+    """Owns the RTP port pool, the media clock timer and the recorder flusher."""
+
+    def __init__(self, pool: RtpSocketPool, *, cname_host: str) -> None:
+        self.pool = pool
+        self.cname_host = cname_host
+        self.loop = asyncio.get_running_loop()
+        self.clock = MediaClock(start=self.loop.time())
+        self.legs: set[MediaLeg] = set()
+        self.recorders: set[IncidentRecorder] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._running = False
+        self._flushes = 0
+
+    # -- clock -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        self.clock = MediaClock(start=self.loop.time())
+        self._arm()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm(self) -> None:
+        if self._running:
+            self._timer = self.loop.call_at(self.clock.next_deadline(), self._on_timer)
+
+    def _on_timer(self) -> None:
+        try:
+            failures = self.clock.run_due(self.loop.time())
+            for failure in failures:
+                log.error(
+                    "media_tick_failed", ticker=repr(failure.ticker), error=repr(failure.error)
+                )
+        finally:
+            self._arm()
+
+    def _subscribe(self, ticker: MediaLeg | Conference) -> None:
+        self.clock.subscribe(ticker)
+
+    def _unsubscribe(self, ticker: MediaLeg | Conference) -> None:
+        self.clock.unsubscribe(ticker)
+
+    # -- legs --------------------------------------------------------------------
+
+    async def open_leg(self, label: str) -> MediaLeg:
+        """A new leg on a free port pair; raises `PortsExhausted`."""
+        port = await self.pool.acquire()
+        leg = MediaLeg(self, port, label)
+        self.legs.add(leg)
+        return leg
+
+    def _release(self, leg: MediaLeg) -> None:
+        if leg in self.legs:
+            self.legs.discard(leg)
+            self.pool.release(leg.port)
+
+    # -- recorders ---------------------------------------------------------------
+
+    def open_recorder(self, path: Path, codec: Codec) -> IncidentRecorder:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rec = IncidentRecorder(path, codec=codec, start=self.loop.time(), fsync=False)
+        self.recorders.add(rec)
+        return rec
+
+    async def close_recorder(self, rec: IncidentRecorder) -> RecordingInfo:
+        self.recorders.discard(rec)
+        now = self.loop.time()
+        rec.file.fsync = True
+        return await asyncio.to_thread(rec.close, now)
+
+    async def run_housekeeping(self, stop: asyncio.Event) -> None:
+        """Flush recordings, send RTCP; until `stop` is set."""
+        next_rtcp = self.loop.time() + RTCP_INTERVAL_S
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL_S)
+            await self._flush_recorders()
+            now = self.loop.time()
+            if now >= next_rtcp:
+                next_rtcp = now + RTCP_INTERVAL_S
+                self._send_rtcp()
+        await self._flush_recorders()
+
+    async def _flush_recorders(self) -> None:
+        if not self.recorders:
+            return
+        self._flushes += 1
+        sync = self._flushes % FSYNC_EVERY_FLUSHES == 0
+        recorders = list(self.recorders)
+        now = self.loop.time()
+
+        def flush_all() -> None:
+            for rec in recorders:
+                try:
+                    rec.file.fsync = sync
+                    rec.flush(now)
+                except (OSError, ValueError) as exc:
+                    log.error("recording_flush_failed", path=str(rec.path), error=str(exc))
+
+        await asyncio.to_thread(flush_all)
+
+    def _send_rtcp(self) -> None:
+        wall = time.time()
+        for leg in list(self.legs):
+            if leg.rtcp_remote is None or not leg._send_ok:
+                continue
+            try:
+                data = leg.rtcp_report(wall)
+            except (RtpError, ValueError):
+                continue
+            if data:
+                leg.port.send_rtcp(data, leg.rtcp_remote)
