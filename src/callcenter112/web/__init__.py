@@ -1,1 +1,13 @@
-"""web layer."""
+"""The web console: operators, supervisors, auditors and telecom staff (issue 6).
+
+Server-rendered pages with live updates over server-sent events, a JSON API
+with its OpenAPI document, Prometheus metrics and a health check, all in one
+Starlette application (`create_app`) that uvicorn serves inside the centre's
+own event loop (`serve_web`). See docs/web.md.
+"""
+
+from __future__ import annotations
+
+from .app import WebServer, create_app, serve_web
+
+__all__ = ["WebServer", "create_app", "serve_web"]

@@ -1,0 +1,81 @@
+/* Operator console: pop the incident when a call is offered or answered. */
+"use strict";
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.querySelector("[data-testid=console]");
+  if (!root) return;
+  const slot = document.getElementById("incident-slot");
+  const shown = () => {
+    const card = slot.querySelector("[data-testid=incident-card]");
+    return card ? card.dataset.incident : null;
+  };
+
+  function filterVillages() {
+    const kec = slot.querySelector("#kecamatan");
+    const kel = slot.querySelector("#kelurahan");
+    if (!kec || !kel) return;
+    kel.querySelectorAll("optgroup").forEach((group) => {
+      const match = !kec.value || group.label === kec.value;
+      group.hidden = !match;
+      group.disabled = !match;
+    });
+    const chosen = kel.selectedOptions[0];
+    if (chosen && chosen.dataset.kecamatan && kec.value && chosen.dataset.kecamatan !== kec.value) kel.value = "";
+  }
+  slot.addEventListener("change", (event) => {
+    if (event.target && event.target.id === "kecamatan") filterVillages();
+    if (event.target && event.target.id === "kelurahan") {
+      const opt = event.target.selectedOptions[0];
+      const kec = slot.querySelector("#kecamatan");
+      if (opt && opt.dataset.kecamatan && kec && !kec.value) { kec.value = opt.dataset.kecamatan; filterVillages(); }
+    }
+  });
+  filterVillages();
+
+  async function show(incidentId, kind) {
+    if (shown() === incidentId) {
+      const card = slot.querySelector("[data-testid=incident-card]");
+      if (kind === "call_answered" && card.dataset.kind !== kind) {
+        card.dataset.kind = kind; // answered: keep what the operator typed, mark the phase
+        const badge = card.querySelector(".incident-head .badge");
+        if (badge) { badge.className = "badge phase-talking"; badge.textContent = "Bicara · Talking"; }
+      }
+      return;
+    }
+    let response = null;
+    // The centre may announce the offer a moment before its snapshot shows it: retry briefly.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      response = await fetch("/console/incidents/" + encodeURIComponent(incidentId), { credentials: "same-origin" });
+      if (response.ok || (response.status !== 403 && response.status !== 404)) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    if (!response.ok) { window.cc112.toast("Insiden " + incidentId + ": HTTP " + response.status, true); return; }
+    window.cc112.swap(slot, await response.text());
+    const card = slot.querySelector("[data-testid=incident-card]");
+    if (card) {
+      card.dataset.kind = kind;
+      card.classList.add("flash");
+      document.title = "☎ " + incidentId + " · Konsol 112";
+    }
+    filterVillages();
+  }
+
+  window.cc112.live(root.dataset.events, {
+    status: (html) => window.cc112.swap(document.getElementById("status-slot"), html),
+    callbacks: (html) => window.cc112.swap(document.getElementById("callbacks-slot"), html),
+    incident: (data) => { const d = JSON.parse(data); show(d.incident_id, d.kind); },
+    incident_withdrawn: (data) => {
+      const d = JSON.parse(data);
+      const card = slot.querySelector("[data-testid=incident-card]");
+      if (card && card.dataset.incident === d.incident_id && card.dataset.kind === "call_offered") {
+        slot.innerHTML = '<p class="empty" data-testid="no-incident">Menunggu panggilan<span class="en" lang="en"> · Waiting for a call</span></p>';
+        document.title = "Konsol 112";
+        window.cc112.toast("Panggilan dialihkan ke operator lain · Offer withdrawn");
+      }
+    },
+    incident_ended: (data) => {
+      const d = JSON.parse(data);
+      const card = slot.querySelector("[data-testid=incident-card]");
+      if (card && card.dataset.incident === d.incident_id) { card.classList.add("ended"); card.dataset.ended = "yes"; }
+    },
+  });
+});

@@ -1,0 +1,33 @@
+"""What the browser tests share besides fixtures: the site record, chromium's path and flags.
+
+Kept out of conftest.py so test modules import it by a name no other
+conftest can shadow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from test_web_support import Seeded, WebEnv
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent.parent / "docs" / "screenshots"
+
+
+@dataclass
+class Site:
+    """The application running on loopback, its environment and its seeded incident."""
+
+    base: str
+    env: WebEnv
+    seeded: Seeded
