@@ -98,7 +98,7 @@ def test_directory_accounts_and_verification() -> None:
 
 
 def test_lockout_per_key_within_the_window() -> None:
-    guard = LoginGuard(limit=3, lockout_s=60)
+    guard = LoginGuard(limit=3, lockout_s=60, address_limit=3)
     keys = guard.keys("op1", "10.0.0.5")
     assert guard.failed(keys, T0) == []
     assert guard.failed(keys, T0 + 1) == []
@@ -113,11 +113,28 @@ def test_lockout_per_key_within_the_window() -> None:
 
 
 def test_success_clears_the_user_not_the_address() -> None:
-    guard = LoginGuard(limit=2, lockout_s=60)
+    guard = LoginGuard(limit=2, lockout_s=60, address_limit=2)
     guard.failed(["user:a", "ip:1.2.3.4"], T0)
     guard.succeeded("a")
     assert guard.failed(["user:b", "ip:1.2.3.4"], T0 + 1) == ["ip:1.2.3.4"]
     assert guard.locked_until(["user:a"], T0 + 2) is None
+
+
+def test_a_shared_address_gets_more_room_than_one_user() -> None:
+    """A control room behind one NAT: five operators mistyping once or twice each
+    must not lock the room out, while one user is locked at the user limit."""
+    guard = LoginGuard(limit=3, lockout_s=60)  # address limit defaults to 4x
+    locked: list[str] = []
+    for i, op in enumerate(["op1", "op2", "op3", "op4", "op5"]):
+        for j in range(2):
+            locked += guard.failed(guard.keys(op, "10.0.0.9"), T0 + i * 2 + j)
+    assert "ip:10.0.0.9" not in locked
+    assert guard.locked_until(["ip:10.0.0.9"], T0 + 11) is None
+    locked += guard.failed(guard.keys("op1", "10.0.0.9"), T0 + 12)
+    assert "user:op1" in locked
+    for k in range(2):
+        locked += guard.failed(guard.keys("op6", "10.0.0.9"), T0 + 13 + k)
+    assert "ip:10.0.0.9" in locked  # the 12th failure from one address
 
 
 def test_lockout_memory_is_bounded() -> None:

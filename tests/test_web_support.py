@@ -80,7 +80,13 @@ class FakeClock:
 def make_config(tmp_path: Path, **web: Any) -> Config:
     data: dict[str, Any] = {
         "centre": {"name": "Call Center 112 Kota Ambon", "timezone": "Asia/Jayapura"},
-        "web": {"city_areas": str(AREAS), "login_fail_limit": 3, "login_lockout_s": 60, **web},
+        "web": {
+            "city_areas": str(AREAS),
+            "login_fail_limit": 3,
+            "login_address_fail_limit": 3,
+            "login_lockout_s": 60,
+            **web,
+        },
         "trunk": [
             {
                 "name": "telkom",

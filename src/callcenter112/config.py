@@ -29,6 +29,7 @@ __all__ = [
     "DISPOSITIONS",
     "ROLES",
     "AgencyConfig",
+    "ApiTokenConfig",
     "CentreConfig",
     "Config",
     "ConfigError",
@@ -245,6 +246,8 @@ class WebConfig(_Section):
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0
     login_fail_limit: Annotated[int, Field(ge=1, le=100)] = 5
     login_lockout_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    # Failures from one address (a control room behind one NAT) before it is locked.
+    login_address_fail_limit: Annotated[int, Field(ge=1, le=1000)] = 20
     wait_alert_s: Annotated[float, Field(ge=1, le=3600)] = 20.0
     city_areas: str = "config/ambon-areas.toml"
 
@@ -396,6 +399,15 @@ class UserConfig(_Section):
         return self
 
 
+class ApiTokenConfig(_Section):
+    """A bearer token for CAD/agency systems and national reporting."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    role: Literal["operator", "supervisor", "auditor", "admin"]
+    # "sha256$<64 hex>" as printed by `callcenter112 new-api-token`.
+    token_hash: Annotated[str, Field(pattern=r"^sha256\$[0-9a-f]{64}$")]
+
+
 class AgencyConfig(_Section):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     number: Annotated[str, Field(min_length=1, max_length=32)]
@@ -417,6 +429,7 @@ class Config(_Section):
     operator: list[OperatorConfig] = Field(default_factory=list)
     user: list[UserConfig] = Field(default_factory=list)
     agency: list[AgencyConfig] = Field(default_factory=list)
+    api_token: list[ApiTokenConfig] = Field(default_factory=list)
 
     # Resolved against the config file's directory's parent when relative
     # (set by load_config); not a TOML key.
@@ -459,6 +472,7 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
     dupes("operator", "user", [o.user for o in cfg.operator])
     dupes("agency", "name", [a.name for a in cfg.agency])
     dupes("user", "name", [u.name for u in cfg.user])
+    dupes("api_token", "name", [t.name for t in cfg.api_token])
     op_users = {o.user for o in cfg.operator}
     for i, u in enumerate(cfg.user):
         if u.name in op_users:

@@ -135,7 +135,11 @@ def create_app(
         clock=clock,
         directory=Directory(users=config.user, operators=config.operator, scrypt_n=scrypt_n),
         sessions=SessionStore(ttl_s=config.web.session_hours * 3600),
-        guard=LoginGuard(limit=config.web.login_fail_limit, lockout_s=config.web.login_lockout_s),
+        guard=LoginGuard(
+            limit=config.web.login_fail_limit,
+            lockout_s=config.web.login_lockout_s,
+            address_limit=config.web.login_address_fail_limit,
+        ),
         tokens=TokenRing(api_tokens if api_tokens is not None else api_tokens_from_config(config)),
         areas=load_city_areas(config.path(config.web.city_areas)),
         templates=make_templates(zone),

@@ -344,10 +344,20 @@ class LoginGuard:
     forgotten first (an attacker rotating names cannot grow memory).
     """
 
-    def __init__(self, *, limit: int, lockout_s: float, max_keys: int = 20_000) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        lockout_s: float,
+        address_limit: int | None = None,
+        max_keys: int = 20_000,
+    ) -> None:
         if limit < 1 or lockout_s <= 0 or max_keys < 2:
             raise ValueError("limit, lockout_s and max_keys must be positive")
         self.limit = limit
+        # A whole control room shares one NAT address: a few typos by several
+        # operators must not lock the shift out, so addresses get more room.
+        self.address_limit = address_limit if address_limit is not None else 4 * limit
         self.lockout_s = lockout_s
         self.max_keys = max_keys
         self._keys: dict[str, _Failures] = {}
@@ -377,7 +387,8 @@ class LoginGuard:
             entry.times.append(now)
             while entry.times and entry.times[0] <= now - self.lockout_s:
                 entry.times.popleft()
-            if len(entry.times) >= self.limit:
+            limit = self.address_limit if key.startswith("ip:") else self.limit
+            if len(entry.times) >= limit:
                 entry.locked_until = now + self.lockout_s
                 entry.times.clear()
                 newly.append(key)
