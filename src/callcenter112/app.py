@@ -78,8 +78,17 @@ async def run_server(
     await store.open()
     try:
         report = await recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav)
-        if report.interrupted or getattr(report, "repaired", None):
-            log.warning("crash_recovery", report=str(report))
+        if not report.clean or report.problems:
+            log.warning(
+                "crash_recovery",
+                interrupted=len(report.interrupted),
+                incidents=list(report.interrupted[:20]),
+                callbacks=len(report.callbacks),
+                recordings_sealed=len(report.sealed),
+                recordings_lost=len(report.lost),
+                problems=list(report.problems[:20]),
+                operators_offline=list(report.operators_offline),
+            )
         pool = RtpSocketPool(
             _rtp_bind_host(config), config.rtp.port_range, preopen=config.rtp.preopen
         )

@@ -28,7 +28,7 @@ def main() -> None:
         "Store: durable incident transitions",
         f"{args.calls} simultaneous calls, {TRANSITIONS_PER_CALL} durable transitions each "
         "(create before answer, answered, queued, operator answered, closed), WAL + "
-        "synchronous=FULL, both modes in the same run.\n\n| figure | value |\n|---|---|\n" + rows,
+        "synchronous=FULL, both modes in the same run.\n\n" + rows,
     )
 
 
