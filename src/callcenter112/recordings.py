@@ -35,6 +35,7 @@ through the `store.Store` interface.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import struct
@@ -454,8 +455,11 @@ async def verify_recordings(
             done += 1
             if progress is not None:
                 progress(done, total)
+    # Files first, then the paths the store knows: a call writes its row before it
+    # creates its file, so a recording started during the walk is never "unknown".
+    on_disk = await asyncio.to_thread(_walk_files, recordings_dir)
     known = await store.recording_paths()
-    for rel in await asyncio.to_thread(_walk_files, recordings_dir):
+    for rel in on_disk:
         if rel not in known:
             problems.append(
                 IntegrityProblem(
@@ -579,6 +583,10 @@ class RecoveryReport:
     interrupted: tuple[str, ...] = ()  # incident ids
     callbacks: tuple[int, ...] = ()  # callback task ids created
     stray_legs_closed: int = 0
+    # Operators whose state history ended in something other than `offline`: closed
+    # with `offline` (reason "server_restart"). Not part of `clean`: a graceful stop
+    # leaves the history open too, and that is not a crash.
+    operators_offline: tuple[str, ...] = ()
     sealed: tuple[Recording, ...] = ()  # partial recordings repaired and sealed
     lost: tuple[str, ...] = ()  # open recordings whose file never appeared
     problems: tuple[str, ...] = ()  # repairs that failed (the file was sealed as found)
@@ -587,6 +595,24 @@ class RecoveryReport:
     def clean(self) -> bool:
         """True when there was nothing to recover."""
         return not (self.interrupted or self.stray_legs_closed or self.sealed or self.lost)
+
+
+def _repair_detail(result: object) -> object:
+    """What a repair reported, as plain JSON for the incident's timeline.
+
+    `media.recorder.repair_wav` returns a dataclass (`changed`, `frames`,
+    `dropped_bytes`, `header_rebuilt`, and the absolute `path`, left out: the
+    event names the recording by its path in the recordings directory).
+    """
+    if result is None:
+        return None
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return {
+            name: value
+            for name, value in dataclasses.asdict(result).items()
+            if name != "path" and isinstance(value, bool | int | float | str)
+        }
+    return str(result)
 
 
 async def recover_after_crash(
@@ -601,9 +627,11 @@ async def recover_after_crash(
     Run at start, before any call is accepted. Every still-`active` incident
     becomes `interrupted` (its `ended_at` stays unknown) with an event, its
     open legs closed and a callback task created (flagged "no number" for an
-    anonymous caller); legs left open elsewhere are closed; every open
-    recording is repaired with `repair(path)` (the lead passes
-    `media.recorder.repair_wav`) and sealed. A repair that fails is reported
+    anonymous caller); legs left open elsewhere are closed; operators whose
+    state history was cut off (last state `on_call`, `available`, …) get an
+    `offline` entry, since nobody is registered to a server that just
+    started; every open recording is repaired with `repair(path)` (the lead
+    passes `media.recorder.repair_wav`) and sealed. A repair that fails is reported
     and the file is sealed as found — evidence is never dropped. Safe to run
     again if it is itself interrupted.
     """
@@ -631,6 +659,7 @@ async def recover_after_crash(
         if callback_id is not None:
             callbacks.append(callback_id)
     stray = await store.close_stray_legs(reason="server_restart")
+    operators = await store.close_operator_states(reason="server_restart", at=now)
 
     for rec in await store.list_open_recordings():
         path = recordings_dir / rec.path
@@ -641,7 +670,7 @@ async def recover_after_crash(
         repaired: object = None
         try:
             repaired = await asyncio.to_thread(repair, path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - evidence is sealed as found, never dropped
             problems.append(f"{rec.path}: repair failed ({exc}); sealed as found")
         try:
             info = await asyncio.to_thread(wav_info, path)
@@ -660,7 +689,7 @@ async def recover_after_crash(
         await store.add_event(
             rec.incident_id,
             "recording_recovered",
-            {"path": rec.path, "repair": None if repaired is None else str(repaired)},
+            {"path": rec.path, "repair": _repair_detail(repaired)},
             at=now,
         )
         sealed.append(entry)
@@ -669,6 +698,7 @@ async def recover_after_crash(
         interrupted=tuple(interrupted),
         callbacks=tuple(callbacks),
         stray_legs_closed=stray,
+        operators_offline=operators,
         sealed=tuple(sealed),
         lost=tuple(lost),
         problems=tuple(problems),
@@ -682,6 +712,7 @@ async def recover_after_crash(
                 "interrupted": list(interrupted),
                 "callbacks": list(callbacks),
                 "stray_legs_closed": stray,
+                "operators_offline": list(operators),
                 "sealed": [r.path for r in sealed],
                 "lost": lost,
                 "problems": problems,

@@ -1,4 +1,4 @@
-"""The records commands: `incidents list|show|export`, `recordings verify`,
+"""The records commands: `incidents list|show|export|hold`, `recordings verify`,
 `callbacks list`, `audit verify|list`.
 
 Each command loads the configuration (`--config FILE`), opens the incident
@@ -9,7 +9,9 @@ failed or the thing asked for does not exist, 2 bad usage or configuration.
 Reading records is itself an auditable act: `incidents list/show/export`,
 `callbacks list`, `audit list` and both verifications append an audit entry
 whose actor is ``cli:<OS user>`` (the prefix keeps OS accounts apart from web
-console accounts of the same name).
+console accounts of the same name). `incidents hold` puts an incident on legal
+hold (or, with `--release`, takes it off): retention then keeps its recordings
+whatever their age; the change is audit-logged with its reason.
 
 Progress bars (export, verify) are drawn on stderr only when stderr is a
 terminal, so pipes, cron mails and CI logs stay clean; `--progress` forces
@@ -44,6 +46,7 @@ from .incidents import (
     Category,
     Disposition,
     Incident,
+    IncidentError,
     IncidentQuery,
     IncidentRecord,
     Status,
@@ -419,6 +422,27 @@ async def _incidents_export(store: SqliteStore, cfg: Config, args: argparse.Name
     return 0
 
 
+async def _incidents_hold(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+    on = not args.release
+    try:
+        changed = await store.set_legal_hold(
+            args.id, on=on, actor=cli_actor(), at=time.time(), reason=args.reason
+        )
+    except IncidentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    state = "on legal hold" if on else "not on legal hold"
+    print(f"{args.id}: {state}" + ("" if changed else " (unchanged)"))
+    return 0
+
+
+def _reason(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("a legal hold needs a reason (e.g. the court order)")
+    return value
+
+
 # --------------------------------------------------------------------------- integrity
 
 
@@ -591,6 +615,18 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     _progress_flags(p)
     p.set_defaults(handler=_handler(_incidents_export))
+
+    p = inc_sub.add_parser(
+        "hold",
+        parents=[common],
+        help="put an incident on legal hold: retention keeps its recordings",
+    )
+    p.add_argument("id", help="incident id, e.g. 20261128-0042")
+    p.add_argument(
+        "--reason", required=True, type=_reason, help="why, e.g. the court order's number"
+    )
+    p.add_argument("--release", action="store_true", help="take the incident off legal hold")
+    p.set_defaults(handler=_handler(_incidents_hold))
 
     rec = sub.add_parser("recordings", help="recording integrity")
     rec_sub = rec.add_subparsers(dest="action", required=True, metavar="ACTION")

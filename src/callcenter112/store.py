@@ -86,6 +86,7 @@ from .recordings import GENESIS_HASH, audit_entry_hash, recording_entry_hash
 
 __all__ = [
     "MIGRATIONS",
+    "OPERATOR_OFFLINE",
     "SCHEMA_VERSION",
     "Migration",
     "SqliteStore",
@@ -96,6 +97,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# The operator state that ends a session in the history; `acd.OperatorState.OFFLINE`'s value
+# (the store keeps states as text and does not depend on the ACD).
+OPERATOR_OFFLINE = "offline"
 
 
 class StoreError(Exception):
@@ -277,6 +282,8 @@ class Store(Protocol):
     async def operator_state_history(
         self, *, operator: str | None = None, since: float | None = None, limit: int = 1000
     ) -> list[OperatorStateChange]: ...
+
+    async def close_operator_states(self, *, reason: str, at: float) -> tuple[str, ...]: ...
 
     async def audit(
         self,
@@ -1075,7 +1082,7 @@ class SqliteStore:
                 # every caller learns whether its write is on disk.
                 self._resolve(batch, await self._settle(pending, len(batch)))
                 raise
-            except Exception as exc:  # a bug in the batch runner: fail loudly, keep writing
+            except Exception as exc:  # noqa: BLE001 - a runner bug: fail the batch, keep writing
                 outcomes = [(False, StoreError(f"store writer failed: {exc!r}"))] * len(batch)
             self._resolve(batch, outcomes)
 
@@ -1083,7 +1090,7 @@ class SqliteStore:
     async def _settle(pending: asyncio.Future[list[_Outcome]], n: int) -> list[_Outcome]:
         try:
             return await pending
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every caller must learn its write failed
             return [(False, StoreError(f"store writer failed: {exc!r}"))] * n
 
     @staticmethod
@@ -1120,7 +1127,7 @@ class SqliteStore:
                 return all_failed(exc)
             try:
                 value = run(conn)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - one operation fails alone, batch goes on
                 if not conn.in_transaction:
                     # SQLite rolled back the whole transaction (e.g. disk full):
                     # nothing of this batch is on disk.
@@ -1875,6 +1882,40 @@ class SqliteStore:
             )
 
         await self._write(run)
+
+    async def close_operator_states(self, *, reason: str, at: float) -> tuple[str, ...]:
+        """Record `offline` for every operator whose history ends in another state.
+
+        At start nobody is registered yet, so a history that ends in
+        `available`, `on_call`, … was cut off by a crash or an unclean stop;
+        this closes it (crash recovery) so occupancy reports do not count a
+        dead server's operators as busy forever. Returns the operators
+        closed, sorted.
+        """
+        _check_word("reason", reason)
+
+        def run(conn: sqlite3.Connection) -> tuple[str, ...]:
+            closed: list[str] = []
+            operators = [
+                str(r[0])
+                for r in conn.execute("SELECT DISTINCT operator FROM operator_states ORDER BY 1")
+            ]
+            for operator in operators:
+                (last,) = conn.execute(
+                    "SELECT state FROM operator_states WHERE operator = ?"
+                    " ORDER BY at DESC, id DESC LIMIT 1",
+                    (operator,),
+                ).fetchone()
+                if last != OPERATOR_OFFLINE:
+                    conn.execute(
+                        "INSERT INTO operator_states (operator, state, reason, at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (operator, OPERATOR_OFFLINE, reason, at),
+                    )
+                    closed.append(operator)
+            return tuple(closed)
+
+        return await self._write(run)
 
     async def audit(
         self,
