@@ -3,11 +3,21 @@
 Everything runs on loopback with ports the kernel says are free (never
 5060-5070). With CI=true a missing peer fails the test instead of skipping
 it (`need()`), so a CI machine that lost a package goes red.
+
+Besides the processes (`Server`/`running_server`, SIPp, `Baresip`) it has
+the call-flow helpers the end-to-end tests share: SIPp citizens
+(`start_caller`: keys as RFC 4733 events, G.711 speech, hang up after a
+while or answer the centre's BYE), operator phones played by SIPp
+(`sipp_operator_phone`: busy, or answering across our CANCEL), quick
+prompts for the no-input path, incident look-ups by caller number, the
+DESIGN §4 shape check of the incident JSON, and recording checks (channels,
+RMS per second, envelope correlation, prompt code words).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -111,7 +121,11 @@ def config_text(
     extra: str = "",
     trunk_proxy_port: int | None = None,
     agencies: list[tuple[str, str]] | None = None,
+    sip_extra: str = "",
+    prompts: Path | None = None,
 ) -> str:
+    """The test configuration; `extra` goes into [ivr] (and may open further tables),
+    `sip_extra` into [sip]."""
     ops = "\n".join(
         f'[[operator]]\nuser = "{o.user}"\npassword = "{o.password}"\n'
         f"skills = {json.dumps(list(o.skills))}\n"
@@ -127,6 +141,7 @@ def config_text(
 listen = "127.0.0.1:{sip_port}"
 advertise = "127.0.0.1"
 trace = true
+{sip_extra}
 [rtp]
 ports = "{rtp[0]}-{rtp[1]}"
 preopen = 8
@@ -137,7 +152,7 @@ recordings = "{data / "recordings"}"
 listen = "127.0.0.1:{web_port}"
 city_areas = "{ROOT / "config" / "ambon-areas.toml"}"
 [ivr]
-prompts = "{SOUNDS}"
+prompts = "{prompts or SOUNDS}"
 {extra}
 [[trunk]]
 name = "t"
@@ -170,6 +185,8 @@ class Server:
     extra: str = ""
     agencies: list[tuple[str, str]] | None = None
     trunk_proxy_port: int | None = None
+    sip_extra: str = ""
+    prompts: Path | None = None
     sip_port: int = 0
     web_port: int = 0
     rtp: tuple[int, int] = (0, 0)
@@ -204,6 +221,8 @@ class Server:
                 extra=self.extra,
                 trunk_proxy_port=self.trunk_proxy_port,
                 agencies=self.agencies,
+                sip_extra=self.sip_extra,
+                prompts=self.prompts,
             )
         )
 
@@ -361,9 +380,18 @@ def run_sipp(
 
 
 def start_sipp(cmd: list[str], directory: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cmd, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    """SIPp in the background; its screen goes to `directory`/sipp.out (a pipe
+    nobody reads would fill up and stall SIPp). `start_sipp_in` wraps it more
+    conveniently."""
+    with (directory / "sipp.out").open("w") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 def sipp_logs(directory: Path) -> str:
@@ -541,3 +569,411 @@ def operator_voice() -> Path:
             check=True,
         )
     return path
+
+
+# --------------------------------------------------------------------------- call-flow helpers
+
+
+def dtmf_pcap(key: str) -> str:
+    """SIPp's capture of one RFC 4733 key press (0-9, *, #)."""
+    name = {"*": "star", "#": "pound"}.get(key, key)
+    return str(PCAPS / f"dtmf_2833_{name}.pcap")
+
+
+def dtmf_sequence_pcap(directory: Path, keys: str, *, gap_ms: int = 700) -> Path:
+    """One capture of several RFC 4733 key presses, as a phone sends them.
+
+    SIPp's per-key captures all come from one recording (one SSRC, timestamps
+    rising from key 0 to key 9), so playing "9" then "1" would send a press
+    whose timestamp lies seconds *behind* the previous one — a late packet,
+    rightly ignored. This writes one stream instead: one SSRC, sequence
+    numbers and timestamps rising across the presses (each press: start with
+    the marker bit, updates every 20 ms for 100 ms, the end packet three
+    times, RFC 4733 §2.5.1), `gap_ms` apart.
+    """
+    import struct
+
+    path = directory / f"dtmf-{keys.replace('*', 'star').replace('#', 'pound')}.pcap"
+    records = []
+    seq, ts, t = 1000, 160_000, 1_700_000_000.0
+    ssrc = 0x112112
+    for key in keys:
+        code = "0123456789*#ABCD".index(key)
+        for i in range(8):
+            end = i >= 5
+            duration = 160 * min(i + 1, 6)
+            marker = 0x80 if i == 0 else 0
+            rtp = struct.pack("!BBHII", 0x80, marker | 101, seq, ts, ssrc)
+            rtp += struct.pack("!BBH", code, (0x80 if end else 0) | 10, duration)
+            udp = struct.pack("!HHHH", 40000, 40000, 8 + len(rtp), 0) + rtp
+            ip = struct.pack(
+                "!BBHHHBBH4s4s",
+                0x45,
+                0,
+                20 + len(udp),
+                0,
+                0,
+                64,
+                17,
+                0,
+                bytes([127, 0, 0, 1]),
+                bytes([127, 0, 0, 1]),
+            )
+            words = struct.unpack("!10H", ip)
+            total = sum(words)
+            total = (total & 0xFFFF) + (total >> 16)
+            ip = ip[:10] + struct.pack("!H", ~total & 0xFFFF) + ip[12:]
+            frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+            stamp = t + min(i, 5) * 0.02
+            records.append(
+                struct.pack("<IIII", int(stamp), int(stamp % 1 * 1e6), len(frame), len(frame))
+                + frame
+            )
+            seq += 1
+        ts += 160 * (6 + gap_ms // 20)
+        t += 0.1 + gap_ms / 1000
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    path.write_bytes(header + b"".join(records))
+    return path
+
+
+def quick_prompts(directory: Path, *, seconds: float = 2.0) -> Path:
+    """A copy of sounds/ whose greeting and menu last at most `seconds`.
+
+    The shipped menu plays for ~17 s; a caller who presses nothing would wait
+    through it twice. Tests that need the no-input path use this copy.
+    """
+    need("sox")
+    target = directory / "sounds"
+    if target.exists():
+        return target
+    shutil.copytree(SOUNDS, target)
+    for lang in ("id", "en"):
+        for name in ("greeting", "menu"):
+            path = target / lang / f"{name}.wav"
+            trimmed = path.with_suffix(".trim.wav")
+            subprocess.run(
+                ["sox", str(path), "-e", "a-law", str(trimmed), "trim", "0", str(seconds)],
+                check=True,
+            )
+            trimmed.replace(path)
+    return target
+
+
+@dataclass
+class SippRun:
+    """One SIPp process (a caller, or a phone answering as an operator)."""
+
+    directory: Path
+    proc: subprocess.Popen[bytes]
+    name: str = "sipp"
+
+    def wait(self, timeout: float = 90.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            message = f"{self.name} still running after {timeout}s:\n{self.logs()}"
+            raise AssertionError(message) from None
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def logs(self) -> str:
+        screen = self.directory / "sipp.out"
+        text = screen.read_text(errors="replace")[-3000:] if screen.exists() else ""
+        return f"== {self.name} (rc={self.proc.returncode})\n{text}\n{sipp_logs(self.directory)}"
+
+
+def start_sipp_in(directory: Path, cmd: list[str], name: str = "sipp") -> SippRun:
+    """Start SIPp in its own directory; its screen output goes to sipp.out there
+    (a pipe nobody reads would fill up and stall SIPp)."""
+    need("sipp")
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "sipp.out").open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=directory, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    return SippRun(directory, proc, name)
+
+
+def start_caller(
+    server: Server,
+    directory: Path,
+    *,
+    caller: str = "081234567890",
+    digits: str = "",
+    pause_before_ms: int = 300,
+    talk_ms: int = 1000,
+    audio: bool = False,
+    service: str = "112",
+) -> SippRun:
+    """A SIPp citizen: calls, presses `digits` (RFC 4733), optionally sends
+    G.711 speech (SIPp's g711a.pcap, ~8 s), stays `talk_ms`, then hangs up."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if len(digits) > 1:
+        media = [str(dtmf_sequence_pcap(directory, digits))]
+    else:
+        media = [dtmf_pcap(d) for d in digits]
+    if audio:
+        media.append(str(PCAPS / "g711a.pcap"))
+    directory.mkdir(parents=True, exist_ok=True)
+    scenario = caller_scenario(
+        directory, caller=caller, pause_before_ms=pause_before_ms, media=media, talk_ms=talk_ms
+    )
+    # -aa: the centre's in-dialog OPTIONS (a silent caller's liveness probe) get 200.
+    cmd = sipp_command(
+        server.sip_port, scenario=str(scenario), service=service, timeout_s=120, extra=["-aa"]
+    )
+    return start_sipp_in(directory, cmd, name=f"caller {caller}")
+
+
+def incident_of(server: Server, caller: str) -> dict[str, Any] | None:
+    """The newest incident of `caller` (by the number it called from), or None."""
+    rows = server.sql(
+        "SELECT id FROM incidents WHERE caller = ? ORDER BY arrived_at DESC LIMIT 1", caller
+    )
+    return server.incident(rows[0][0]) if rows else None
+
+
+def incident_status(server: Server, caller: str) -> str | None:
+    rows = server.sql(
+        "SELECT status FROM incidents WHERE caller = ? ORDER BY arrived_at DESC LIMIT 1", caller
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def event_kinds(incident: dict[str, Any]) -> list[str]:
+    return [e["kind"] for e in incident["events"]]
+
+
+def events_of(incident: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in incident["events"] if e["kind"] == kind]
+
+
+ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$"
+
+
+def check_incident_json(incident: dict[str, Any]) -> None:
+    """The DESIGN §4 shape of `incidents show ID --json` (values are the tests' business)."""
+    import re
+
+    for key in (
+        "id",
+        "caller",
+        "category",
+        "status",
+        "operator",
+        "arrived_at",
+        "operator_answered_at",
+        "ended_at",
+        "recordings",
+        "events",
+    ):
+        assert key in incident, f"incident JSON lacks {key!r}: {sorted(incident)}"
+    assert incident["category"] in ("medical", "fire", "disaster", "police", "unknown")
+    assert incident["status"] in ("active", "completed", "abandoned", "interrupted")
+    for key in ("arrived_at", "operator_answered_at", "ended_at"):
+        value = incident[key]
+        assert value is None or re.match(ISO_UTC, value), f"{key}={value!r} is not ISO 8601 UTC"
+    assert incident["arrived_at"] is not None
+    for rec in incident["recordings"]:
+        assert {"path", "sha256", "channels", "duration_s"} <= set(rec), rec
+        assert re.fullmatch(r"[0-9a-f]{64}", rec["sha256"] or ""), rec
+    for event in incident["events"]:
+        assert {"at", "kind", "detail"} <= set(event), event
+        assert re.match(ISO_UTC, event["at"]), event
+
+
+def iso_seconds(value: str) -> float:
+    """An ISO 8601 UTC timestamp of the incident JSON as POSIX seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# --------------------------------------------------------------------------- audio checks
+
+
+def recording_channels(path: Path) -> tuple[bytes, bytes, Any]:
+    """(left, right, codec) G.711 code words of a stereo incident recording."""
+    from callcenter112.media.recorder import read_wav
+
+    audio = read_wav(path)
+    assert audio.channels == 2, f"{path} has {audio.channels} channel(s)"
+    return audio.channel(0), audio.channel(1), audio.codec
+
+
+def linear(codec: Any, payload: bytes) -> bytes:
+    """16-bit PCM of G.711 code words."""
+    from callcenter112.media.g711 import decode
+
+    return decode(codec, payload)
+
+
+def rms_per_second(pcm: bytes) -> list[float]:
+    """RMS of each second of 8 kHz 16-bit PCM."""
+    import array
+    import math
+
+    samples = array.array("h", pcm)
+    out = []
+    for start in range(0, len(samples) - 7999, 8000):
+        chunk = samples[start : start + 8000]
+        out.append(math.sqrt(sum(s * s for s in chunk) / len(chunk)))
+    return out
+
+
+def envelope(pcm: bytes, frame: int = 160) -> list[float]:
+    """Mean absolute amplitude of each 20 ms frame (a cheap speech fingerprint)."""
+    import array
+
+    samples = array.array("h", pcm)
+    return [
+        sum(abs(s) for s in samples[i : i + frame]) / frame
+        for i in range(0, len(samples) - frame + 1, frame)
+    ]
+
+
+def best_correlation(signal: list[float], reference: list[float]) -> float:
+    """Highest Pearson correlation of `reference` against any stretch of `signal`."""
+    import math
+
+    n = len(reference)
+    if n < 2 or len(signal) < n:
+        return 0.0
+    mean_r = sum(reference) / n
+    ref = [r - mean_r for r in reference]
+    norm_r = math.sqrt(sum(r * r for r in ref))
+    best = 0.0
+    for lag in range(len(signal) - n + 1):
+        window = signal[lag : lag + n]
+        mean_w = sum(window) / n
+        num = sum((w - mean_w) * r for w, r in zip(window, ref, strict=True))
+        norm_w = math.sqrt(sum((w - mean_w) ** 2 for w in window))
+        if norm_w > 0 and norm_r > 0:
+            best = max(best, num / (norm_w * norm_r))
+    return best
+
+
+@functools.cache
+def _shipped_prompts() -> Any:
+    from callcenter112.media.prompts import PromptLibrary
+
+    return PromptLibrary.load(SOUNDS)
+
+
+def prompt_frames(name: str, language: str | None, codec: Any) -> bytes:
+    """The exact code words the server sends for a shipped prompt (sounds/)."""
+    return b"".join(_shipped_prompts().get(name, language or "id", codec).frames)
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def sipp_operator_phone(
+    server: Server,
+    directory: Path,
+    *,
+    user: str,
+    password: str,
+    scenario: str = "operator_busy.xml",
+    calls: int = 20,
+) -> SippRun:
+    """An operator's phone played by SIPp: a UAS running `scenario` for each
+    offer, registered (digest) by a second, short SIPp run whose Contact names
+    the UAS port. Returns the UAS; `kill()` it when done."""
+    need("sipp")
+    phone_port = free_port()
+    phone = start_sipp_in(
+        directory / "phone",
+        [
+            "sipp",
+            "-sf",
+            str(SCENARIOS / scenario),
+            "-s",
+            user,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(phone_port),
+            "-mp",
+            str(free_range(4)[0]),
+            "-m",
+            str(calls),
+            "-aa",  # qualify OPTIONS get 200
+            "-nostdin",
+            "-trace_err",
+            "-trace_msg",
+        ],
+        name=f"{user}'s phone ({scenario})",
+    )
+    register = start_sipp_in(
+        directory / "register",
+        [
+            "sipp",
+            f"127.0.0.1:{server.sip_port}",
+            "-sf",
+            str(SCENARIOS / "operator_register.xml"),
+            "-s",
+            user,
+            "-ap",
+            password,
+            "-key",
+            "phone_port",
+            str(phone_port),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ],
+        name=f"{user} registers",
+    )
+    if register.wait(30) != 0:
+        phone.kill()
+        raise AssertionError(register.logs())
+    return phone
+
+
+def operator_states(server: Server, user: str) -> list[tuple[str, str | None]]:
+    """The operator's state history (operator_states table), oldest first."""
+    return [
+        (str(state), reason)
+        for state, reason in server.sql(
+            "SELECT state, reason FROM operator_states WHERE operator = ? ORDER BY at, id", user
+        )
+    ]
+
+
+def sip_trace(server: Server, direction: str, first_line: str, port: int) -> list[dict[str, Any]]:
+    """SIP messages the server sent ("sip_out") or got ("sip_in") to/from a
+    loopback port whose first line starts with `first_line`."""
+    return [
+        e
+        for e in server.events(direction)
+        if e.get("peer", "").endswith(f":{port}") and e.get("first_line", "").startswith(first_line)
+    ]
+
+
+def talking_to(server: Server, caller: str, operator: str) -> bool:
+    """The caller's newest incident is active and bridged to `operator`."""
+    rows = server.sql(
+        "SELECT operator, operator_answered_at, status FROM incidents WHERE caller = ?"
+        " ORDER BY arrived_at DESC LIMIT 1",
+        caller,
+    )
+    return (
+        bool(rows) and rows[0][0] == operator and rows[0][1] is not None and rows[0][2] == "active"
+    )

@@ -28,6 +28,21 @@ siblings. The system never hangs up on a caller except when the call really
 ended (the caller hung up, the operator finished it, or the carrier side
 failed); an operator whose phone dies sends the caller back to the head of
 the queue.
+
+The end (`_end`) releases the queue place and every other leg first, then
+seals the recording, then closes the incident — each step guarded, the
+incident closed whatever failed before. Whatever still reaches the call
+after that (a 200 OK that crossed our CANCEL, a BYE that crossed ours, a
+console command) is settled at once by `post`: the late 2xx is ACKed and
+BYEd (RFC 3261 §9.1, RFC 6026 §7.2) so no operator's phone is left in a
+ghost call, requests are answered, commands fail.
+
+An operator leg that goes silent while talking is probed with an in-dialog
+OPTIONS; no RTP and no answer within `PROBE_TIMEOUT_S` means the phone is
+gone (the caller goes back to the head of the queue and hears the
+`operator_lost` prompt). A silent caller is probed too, but only a failed
+transaction (408/481, Timer F) ends their call: the system never hangs up
+on a caller lightly.
 """
 
 from __future__ import annotations
@@ -35,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -84,7 +99,12 @@ log = get_logger("calls")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE"
 SDP = "application/sdp"
 MEDIA_CHECK_S = 2.0
-# After a caller's ACK goes missing we keep the call while its RTP flows.
+# A silent leg is probed with an in-dialog OPTIONS. Its transaction would only
+# time out after Timer F = 64*T1 = 32 s (RFC 3261 §17.1.2.2); a phone that has
+# not answered four transmissions (0, 0.5, 1.5, 3.5 s with T1 = 0.5 s, §17.1.2.2
+# Timer E) is taken as gone, so a caller whose operator's phone died hears the
+# "operator lost" prompt within seconds, not after half a minute of silence.
+PROBE_TIMEOUT_S = 4.0
 _call_numbers = itertools.count(1)
 
 Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "ended"]
@@ -157,6 +177,14 @@ class OptionsResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeExpired:
+    """An in-dialog OPTIONS got no answer within PROBE_TIMEOUT_S."""
+
+    leg: OutboundLeg | None  # None: the caller leg
+    probe: int
+
+
+@dataclass(frozen=True, slots=True)
 class AcdOffer:
     operator: str
     deadline: float
@@ -210,6 +238,7 @@ Message = (
     | LegEvent
     | LegRequest
     | OptionsResult
+    | ProbeExpired
     | AcdOffer
     | AcdCancel
     | AcdQueued
@@ -242,6 +271,9 @@ class OutboundLeg:
     purpose: str = "offer"  # offer | transfer | conference | supervise | callback
     answered_at: float | None = None
     options_pending: bool = False
+    probe: int = 0  # serial of the last in-dialog OPTIONS probe
+    probed_at: float = 0.0
+    bye_sent: bool = False
 
 
 @dataclass(slots=True)
@@ -258,6 +290,7 @@ class CallerSide:
     ended: bool = False
     leg_id: int | None = None
     options_pending: bool = False
+    probe: int = 0
     session_version: int = 1
 
 
@@ -351,6 +384,7 @@ class EmergencyCall:
         self.operator_leg: OutboundLeg | None = None
         self.offers: dict[str, OutboundLeg] = {}  # operator → ringing leg
         self.other_legs: list[OutboundLeg] = []  # agencies, supervisors
+        self._legs: list[OutboundLeg] = []  # every leg this call opened
         self.operator: str | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.done = False
@@ -367,8 +401,11 @@ class EmergencyCall:
     # -- plumbing ----------------------------------------------------------------
 
     def post(self, message: Message) -> None:
+        """Queue `message` for the actor; once the call has ended, settle it at once."""
         if not self.done:
             self.inbox.put_nowait(message)
+        else:
+            self._after_end(message)
 
     def _now(self) -> float:
         return self.centre.loop.time()
@@ -433,7 +470,61 @@ class EmergencyCall:
             self.done = True
             for name in list(self._timers):
                 self._cancel_timer(name)
+            while not self.inbox.empty():
+                self._after_end(self.inbox.get_nowait())
             self.centre.call_finished(self)
+
+    # -- after the end ---------------------------------------------------------------
+
+    def _after_end(self, m: Message) -> None:
+        """What still reaches an ended call is settled so that no peer is left hanging:
+        a 2xx that crossed our CANCEL or BYE is ACKed and hung up (RFC 3261 §9.1,
+        RFC 6026 §7.2), requests are answered, console commands fail."""
+        try:
+            if isinstance(m, LegEvent):
+                self._late_leg_event(m.leg, m.event)
+            elif isinstance(m, LegRequest | CallerRequest):
+                status = 200 if m.request.method == "BYE" else 481
+                self.centre.endpoint.respond(m.server_key, Response.for_request(m.request, status))
+            elif isinstance(m, Command) and not m.done.done():
+                m.done.set_exception(RuntimeError("the call has ended"))
+        except Exception:
+            self.log.exception("after_end_failed", message=type(m).__name__)
+
+    def _late_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
+        if (
+            isinstance(event, ResponseReceived)
+            and event.response.cseq.method == "INVITE"
+            and 200 <= event.response.status < 300
+        ):
+            response = event.response
+            centre = self.centre
+            if leg.dialog is None:
+                try:
+                    leg.dialog = Dialog.as_uac(
+                        leg.invite,
+                        response,
+                        via_host=centre.config.sip.advertise,
+                        via_port=centre.endpoint.port,
+                        transport=leg.peer.transport,
+                        local_contact=centre.endpoint.contact("112", leg.peer.transport),
+                    )
+                except SipParseError as exc:
+                    self.log.warning("bad_2xx", error=exc.reason)
+                    return
+            centre.endpoint.send_stateless(
+                leg.dialog.create_ack(leg.invite, response), self._leg_peer(leg)
+            )
+            if not leg.bye_sent:
+                leg.bye_sent = True
+                bye = leg.dialog.create_request(
+                    "BYE", headers=[("Reason", 'SIP;cause=200;text="call ended"')]
+                )
+                centre.endpoint.request(bye, self._leg_peer(leg), _ignore)
+                self.log.info("late_answer_hung_up", to=leg.name)
+            leg.state = "ended"
+        if leg.media in self.centre.media.legs:
+            leg.media.close()
 
     async def _handle(self, m: Message) -> None:
         if isinstance(m, Digit):
@@ -468,6 +559,8 @@ class EmergencyCall:
             await self._on_media_check()
         elif isinstance(m, OptionsResult):
             await self._on_options_result(m)
+        elif isinstance(m, ProbeExpired):
+            await self._on_probe_expired(m)
         elif isinstance(m, Shutdown):
             await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
         elif isinstance(m, Command):
@@ -640,7 +733,14 @@ class EmergencyCall:
         try:
             recorder = centre.media.open_recorder(path, media.codec)
         except OSError as exc:
+            # The call goes on unrecorded; the open row must not wait for a file
+            # that will never come (recovery would report it as missing).
             self.log.error("recording_open_failed", path=str(path), error=str(exc))
+            if self.recording_id is not None:
+                with self._guard("recording_lost"):
+                    await centre.store.mark_recording_lost(
+                        self.recording_id, at=self._wall(), reason=f"open failed: {exc}"
+                    )
             return
         self.recorder_path = path
         media.attach_recorder(recorder)
@@ -722,6 +822,7 @@ class EmergencyCall:
             return
         self._silent_caller = done.reason == "no_input"
         self._set_phase("queue")
+        self._queued = True
         self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono)
 
     # -- 4: queue ------------------------------------------------------------------------
@@ -777,6 +878,7 @@ class EmergencyCall:
             await handoff.overflow(self)
         else:
             # No overflow destination after all: keep the caller, back in the queue.
+            self._queued = True
             self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono, front=True)
 
     # -- 5: offers to operators ------------------------------------------------------
@@ -802,7 +904,8 @@ class EmergencyCall:
                 peer=binding.target,
                 purpose="offer",
             )
-        except PortsExhausted:
+        except Exception as exc:  # noqa: BLE001 - no ports, a send error: next operator
+            self.log.error("offer_not_sent", operator=operator, error=repr(exc))
             centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.ERROR)
             return
         self.offers[operator] = leg
@@ -868,6 +971,7 @@ class EmergencyCall:
             offer=offer,
             purpose=purpose,
         )
+        self._legs.append(leg)
         leg.client_key = centre.endpoint.request(invite, peer, self._leg_handler(leg))
         self.log.info("invite_sent", role=role.value, to=name, purpose=purpose)
         return leg
@@ -879,11 +983,11 @@ class EmergencyCall:
         leg.cancelled = True
         if leg.client_key is not None:
             self.centre.endpoint.cancel(leg.client_key)
+        # A cancelled offer never carries media, even if a 200 crosses the CANCEL.
+        if leg.media in self.centre.media.legs:
+            leg.media.close()
         await self._event("offer_cancelled", {"operator": operator, "reason": reason})
         self.centre.publish("call_offer_cancelled", operator=operator, incident_id=self.incident_id)
-        if leg.state == "calling" and leg.dialog is None:
-            # The INVITE may still get a final answer; the leg is closed then.
-            pass
 
     async def _on_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
         if isinstance(event, ResponseReceived):
@@ -920,9 +1024,11 @@ class EmergencyCall:
 
     async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         centre = self.centre
-        if leg.dialog is None:
+        first = leg.dialog is None
+        dialog = leg.dialog
+        if dialog is None:
             try:
-                leg.dialog = Dialog.as_uac(
+                dialog = leg.dialog = Dialog.as_uac(
                     leg.invite,
                     response,
                     via_host=centre.config.sip.advertise,
@@ -933,16 +1039,22 @@ class EmergencyCall:
             except SipParseError as exc:
                 self.log.warning("bad_2xx", error=exc.reason)
                 return
-            centre.register_dialog(leg.dialog, self, leg)
+            centre.register_dialog(dialog, self, leg)
         # ACK every 2xx, retransmissions included (RFC 6026 §7.2).
-        ack = leg.dialog.create_ack(leg.invite, response)
+        ack = dialog.create_ack(leg.invite, response)
         centre.endpoint.send_stateless(ack, self._leg_peer(leg))
-        if leg.state == "answered":
-            return
+        if not first:
+            return  # a retransmission: our ACK crossed it, or was lost
+        crossed = leg.state == "ended" or leg.cancelled
         leg.state = "answered"
         leg.answered_at = self._now()
-        if leg.cancelled or self.done or (leg.role is LegRole.OPERATOR and self.phase != "queue"):
+        if (
+            crossed
+            or self.done
+            or (leg.role is LegRole.OPERATOR and leg.purpose == "offer" and self.phase != "queue")
+        ):
             # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
+            self.log.info("crossed_answer_hung_up", to=leg.name)
             await self._hangup_leg(leg, "crossed_cancel")
             return
         try:
@@ -1043,10 +1155,12 @@ class EmergencyCall:
         if leg.state == "ended":
             return
         if leg.dialog is not None and leg.state == "answered":
-            bye = leg.dialog.create_request(
-                "BYE", headers=[("Reason", f'SIP;cause=200;text="{why}"')]
-            )
-            self.centre.endpoint.request(bye, self._leg_peer(leg), self._leg_handler(leg))
+            if not leg.bye_sent:
+                leg.bye_sent = True
+                bye = leg.dialog.create_request(
+                    "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(why)}"')]
+                )
+                self.centre.endpoint.request(bye, self._leg_peer(leg), self._leg_handler(leg))
         elif leg.client_key is not None:
             leg.cancelled = True
             self.centre.endpoint.cancel(leg.client_key)
@@ -1195,8 +1309,11 @@ class EmergencyCall:
                 self.centre.unregister_dialog(leg.dialog)
             await self._end_leg_record(leg, "bye")
             if leg is self.operator_leg:
+                handoff = self.centre.handoff
                 if _abnormal_bye(req):
                     await self._operator_lost("bye_with_failure_reason")
+                elif handoff is not None and await handoff.operator_left(self):
+                    pass  # a conference or a transfer keeps the caller connected
                 else:
                     await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
             elif self.centre.handoff is not None:
@@ -1278,16 +1395,22 @@ class EmergencyCall:
         leg = self.operator_leg
         if (
             leg is not None
-            and self.phase == "talking"
             and leg.state == "answered"
             and leg.dialog is not None
             and not leg.options_pending
-            and now - leg.media.last_rx > timeout
+            and (
+                (self.phase == "talking" and now - leg.media.last_rx > timeout)
+                # On hold a phone may rightly send no RTP: ask it now and then.
+                or (self.phase == "hold" and now - leg.probed_at > timeout)
+            )
         ):
             # Silence from the operator's phone: is it still there?
             leg.options_pending = True
+            leg.probe += 1
+            leg.probed_at = now
             opts = leg.dialog.create_request("OPTIONS")
             self.centre.endpoint.request(opts, self._leg_peer(leg), self._leg_handler(leg))
+            self._arm("probe", now + PROBE_TIMEOUT_S, ProbeExpired(leg, leg.probe))
         media = self.caller.media
         if (
             media is not None
@@ -1310,21 +1433,36 @@ class EmergencyCall:
             self.post(OptionsResult(None, alive=False))
 
     async def _on_options_result(self, m: OptionsResult) -> None:
+        timeout = self.centre.config.queue.media_timeout_s
         if m.leg is None:
+            if not self.caller.options_pending:
+                return
             self.caller.options_pending = False
-            if m.alive:
-                if self.caller.media is not None:
-                    self.caller.media.last_rx = self._now()
+            media = self.caller.media
+            if m.alive or (media is not None and self._now() - media.last_rx < timeout):
+                if media is not None:
+                    media.last_rx = self._now()
                 return
             await self._end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
             return
         leg = m.leg
+        if not leg.options_pending:
+            return  # answered after the probe expired, or a stale answer
         leg.options_pending = False
-        if m.alive:
+        if leg is self.operator_leg:
+            self._cancel_timer("probe")
+        if m.alive or (self.phase == "talking" and self._now() - leg.media.last_rx < timeout):
             leg.media.last_rx = self._now()  # alive but quiet (muted): check again later
             return
         if leg is self.operator_leg and self.phase in ("talking", "hold"):
             await self._operator_lost("no_rtp_no_options_answer")
+
+    async def _on_probe_expired(self, m: ProbeExpired) -> None:
+        leg = m.leg
+        if leg is None or leg.probe != m.probe or not leg.options_pending:
+            return
+        self.log.warning("probe_unanswered", to=leg.name, after_s=PROBE_TIMEOUT_S)
+        await self._on_options_result(OptionsResult(leg, alive=False))
 
     async def _operator_lost(self, why: str) -> None:
         """The operator's phone died mid-call: the caller goes back to the queue's head."""
@@ -1337,9 +1475,16 @@ class EmergencyCall:
         await self._event("operator_lost", {"operator": operator, "why": why})
         self._set_phase("queue")
         self.player = None
-        if operator is not None:
-            self.centre.desk.operator_leg_lost(self.ref, operator)
         self.operator = None
+        self._queued = True
+        desk = self.centre.desk
+        if operator is None or not desk.operator_leg_lost(self.ref, operator):
+            # The ACD no longer had the operator on this call: queue the caller
+            # at the head anyway, never leave them in silence.
+            try:
+                desk.enqueue(self.ref, self.category, self.arrived_mono, front=True)
+            except acd_mod.AcdError as exc:
+                self.log.error("requeue_failed", error=str(exc))
 
     # -- console commands (issue 7 hooks) ----------------------------------------------
 
@@ -1359,69 +1504,117 @@ class EmergencyCall:
     # -- 8: the end -------------------------------------------------------------------
 
     async def _end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
+        """The call is over: every leg hung up, the recording sealed, the incident closed.
+
+        In that order (DESIGN §2.8): the other legs are released first so no
+        phone keeps ringing or talking into a closed recording; the recording
+        is sealed before the incident is closed so the closed incident lists
+        it. Each step is guarded on its own, and closing the incident runs
+        whatever happened before it: an incident never stays `active` after
+        its call.
+        """
         if self.done:
             return
         self.done = True
         self.status = status
         self.end_reason = reason
-        centre = self.centre
         self.log.info("call_ended", status=status.value, reason=reason, phase=self.phase)
         for name in list(self._timers):
             self._cancel_timer(name)
-        # The queue first: a caller leaving the queue frees any ringing operator.
-        if self._queued or self.offers:
-            centre.desk.caller_left(self.ref)
-        for leg in list(self.offers.values()):
-            await self._hangup_leg(leg, "caller_left")
-        self.offers.clear()
         operator = self.operator
+        ended_wall = self._wall()
+        try:
+            await self._release_legs(reason, bye_caller=bye_caller, status=status)
+            ended_wall = self._wall()
+            with self._guard("seal_recording"):
+                await self._finish_recording()
+            with self._guard("end_caller_leg"):
+                await self._end_caller_leg(ended_wall, reason)
+        finally:
+            await self._close_incident(status, ended_wall, reason)
+            self.centre.publish(
+                "call_ended",
+                operator=operator,
+                incident_id=self.incident_id,
+                data={"status": status.value, "reason": reason},
+            )
+            self.phase = "ended"
+
+    async def _release_legs(self, reason: str, *, bye_caller: bool, status: Status) -> None:
+        """Leave the queue, hang up every other leg, BYE (or refuse) the caller;
+        one failing step never keeps the next from running."""
+        centre = self.centre
+        # The queue first: a caller leaving the queue frees any ringing operator.
+        # The ACD is asked, not `_queued`: its CallerQueued may still be in the inbox.
+        with self._guard("leave_queue"):
+            if centre.desk.acd.is_queued(self.ref):
+                centre.desk.caller_left(self.ref)
+        self._queued = False
+        for name, leg in list(self.offers.items()):
+            await self._event("offer_cancelled", {"operator": name, "reason": "caller_left"})
+            with self._guard("cancel_offer"):
+                await self._hangup_leg(leg, "caller_left")
+        self.offers.clear()
         if self.operator_leg is not None:
-            await self._hangup_leg(self.operator_leg, reason)
-            if operator is not None:
-                centre.desk.call_ended(operator, self.incident_id)
+            with self._guard("hang_up_operator"):
+                await self._hangup_leg(self.operator_leg, reason)
+            if self.operator is not None:
+                with self._guard("operator_wrap_up"):
+                    centre.desk.call_ended(self.operator, self.incident_id)
         for leg in list(self.other_legs):
-            await self._hangup_leg(leg, reason)
-        if bye_caller and self.caller.answered and not self.caller.ended:
-            dialog = self.caller.dialog
-            if dialog is not None:
-                bye = dialog.create_request(
-                    "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')]
-                )
-                centre.endpoint.request(bye, self.caller.peer, lambda ev: None)
-        elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
-            self._reject_invite(503, reason, retry_after=True)
+            with self._guard("hang_up_leg"):
+                await self._hangup_leg(leg, reason)
+        for leg in self._legs:
+            # Cancelled offers still waiting for their 487, failed hand-offs: no
+            # media port may outlive the call.
+            if leg.media in centre.media.legs:
+                leg.media.close()
+        with self._guard("release_caller"):
+            if bye_caller and self.caller.answered and not self.caller.ended:
+                dialog = self.caller.dialog
+                if dialog is not None:
+                    bye = dialog.create_request(
+                        "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(reason)}"')]
+                    )
+                    centre.endpoint.request(bye, self.caller.peer, _ignore)
+            elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
+                self._reject_invite(503, reason, retry_after=True)
         if self.caller.dialog is not None:
             centre.unregister_dialog(self.caller.dialog)
-        ended_wall = self._wall()
-        await self._finish_recording()
-        if self.caller.media is not None:
-            quality = _quality(self.caller.media)
-            self.caller.media.close()
-            if self.caller.leg_id is not None:
-                try:
-                    await centre.store.end_leg(
-                        self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=quality
-                    )
-                except Exception as exc:  # noqa: BLE001
-                    self.log.error("leg_end_write_failed", error=str(exc))
-        if self.incident_id is not None:
-            try:
-                await centre.store.close_incident(
-                    self.incident_id,
-                    status=status,
-                    at=ended_wall,
-                    ended_at=ended_wall,
-                    reason=reason,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("incident_close_failed", error=str(exc))
-        centre.publish(
-            "call_ended",
-            operator=operator,
-            incident_id=self.incident_id,
-            data={"status": status.value, "reason": reason},
-        )
-        self.phase = "ended"
+
+    @contextlib.contextmanager
+    def _guard(self, step: str) -> Iterator[None]:
+        """Log a failing clean-up step with the call's ids, and go on with the next."""
+        try:
+            yield
+        except Exception:
+            self.log.exception("call_step_failed", step=step)
+
+    async def _end_caller_leg(self, ended_wall: float, reason: str) -> None:
+        media = self.caller.media
+        if media is None:
+            return
+        quality = _quality(media)
+        if media in self.centre.media.legs:
+            media.close()
+        if self.caller.leg_id is None:
+            return
+        try:
+            await self.centre.store.end_leg(
+                self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=quality
+            )
+        except Exception as exc:  # noqa: BLE001
+            self.log.error("leg_end_write_failed", error=str(exc))
+
+    async def _close_incident(self, status: Status, ended_wall: float, reason: str) -> None:
+        if self.incident_id is None:
+            return
+        try:
+            await self.centre.store.close_incident(
+                self.incident_id, status=status, at=self._wall(), ended_at=ended_wall, reason=reason
+            )
+        except Exception as exc:  # noqa: BLE001 - logged with its ids; recovery closes it
+            self.log.error("incident_close_failed", error=str(exc))
 
     async def _finish_recording(self) -> None:
         recorder = self._recorder
@@ -1461,6 +1654,10 @@ class EmergencyCall:
             "phase": self.phase,
             "operator": self.operator,
         }
+
+
+def _ignore(event: TransactionEvent) -> None:
+    del event
 
 
 def _offer_failure(status: int) -> acd_mod.OfferFailure:

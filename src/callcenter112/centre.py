@@ -149,13 +149,16 @@ class Desk:
 
     def _post(self, call_ref: str, message: Any) -> None:
         call = self.centre.calls.get(call_ref)
-        if call is not None:
+        if call is not None and not call.done:
             call.post(message)
         elif isinstance(message, AcdOffer):
-            # The call is gone (ended between decision and delivery).
+            # The call ended between the ACD's decision and its delivery: take
+            # the caller out so the operator is not left reserved for a call
+            # that will never ring their phone.
             self.centre.loop.call_soon(self._offer_gone, call_ref, message.operator)
 
     def _offer_gone(self, call_ref: str, operator: str) -> None:
+        log.warning("offer_for_ended_call", call=call_ref, operator=operator)
         with contextlib.suppress(acd_mod.AcdError):
             self.apply(self.acd.caller_left(call_ref, self._now()))
 
@@ -216,9 +219,13 @@ class Desk:
         with contextlib.suppress(acd_mod.AcdError):
             self._run(self.acd.call_ended, operator)
 
-    def operator_leg_lost(self, ref: str, operator: str) -> None:
-        with contextlib.suppress(acd_mod.AcdError):
+    def operator_leg_lost(self, ref: str, operator: str) -> bool:
+        """The caller goes back to the head of the queue; False if the ACD refused."""
+        try:
             self._run(self.acd.operator_leg_lost, ref, operator)
+        except acd_mod.AcdError:
+            return False
+        return True
 
     def operators_free(self) -> int:
         return sum(
@@ -476,9 +483,7 @@ class Centre:
             self.endpoint.respond(ev.server_key, no_such_dialog(req))
             return
         call, leg = owner
-        if call.done:
-            self.endpoint.respond(ev.server_key, no_such_dialog(req))
-            return
+        # An ended call still answers what reaches it (see EmergencyCall.post).
         if leg is None:
             call.post(CallerRequest(req, ev.server_key, ev.peer))
         else:
@@ -584,7 +589,17 @@ class Centre:
         self._arm_presence()
 
     def _presence_event(self, event: RegistrarEvent) -> None:
-        log.info("presence", kind=type(event).__name__, user=event.user, contact=event.contact)
+        # Why an operator went offline (expired, removed, unreachable) and
+        # which way a contact's reachability flipped: what telecom staff ask
+        # first when a softphone "disappears".
+        detail: dict[str, Any] = {}
+        if isinstance(event, OperatorUnregistered):
+            detail["reason"] = event.reason.value
+        elif isinstance(event, ContactReachabilityChanged):
+            detail["reachable"] = event.reachable
+        log.info(
+            "presence", kind=type(event).__name__, user=event.user, contact=event.contact, **detail
+        )
         self.desk.presence(event)
         self.publish("registration_changed", operator=event.user)
 
