@@ -109,6 +109,7 @@ class Operator:
     user: str
     password: str
     skills: tuple[str, ...] = ("medical", "fire", "disaster", "police")
+    takes_calls: bool = True  # False: a supervisor's softphone
 
 
 def config_text(
@@ -123,14 +124,17 @@ def config_text(
     agencies: list[tuple[str, str]] | None = None,
     sip_extra: str = "",
     prompts: Path | None = None,
+    supervisor_phone: str = "",
 ) -> str:
     """The test configuration; `extra` goes into [ivr] (and may open further tables),
-    `sip_extra` into [sip]."""
+    `sip_extra` into [sip]; `supervisor_phone` is the [[user]] supervisor's sip_user."""
     ops = "\n".join(
         f'[[operator]]\nuser = "{o.user}"\npassword = "{o.password}"\n'
         f"skills = {json.dumps(list(o.skills))}\n"
+        f"takes_calls = {'true' if o.takes_calls else 'false'}\n"
         for o in operators
     )
+    sup_phone = f'sip_user = "{supervisor_phone}"\n' if supervisor_phone else ""
     proxy = f'proxy = "127.0.0.1:{trunk_proxy_port}"\n' if trunk_proxy_port else ""
     agency_text = "".join(
         f'[[agency]]\nname = "{name}"\nnumber = "{number}"\ntrunk = "t"\nring_timeout_s = 6\n'
@@ -165,6 +169,7 @@ numbers = ["112", "urn:service:sos"]
 name = "supervisor"
 role = "supervisor"
 password = "super-secret"
+{sup_phone}
 [[user]]
 name = "auditor"
 role = "auditor"
@@ -187,6 +192,7 @@ class Server:
     trunk_proxy_port: int | None = None
     sip_extra: str = ""
     prompts: Path | None = None
+    supervisor_phone: str = ""
     sip_port: int = 0
     web_port: int = 0
     rtp: tuple[int, int] = (0, 0)
@@ -223,6 +229,7 @@ class Server:
                 agencies=self.agencies,
                 sip_extra=self.sip_extra,
                 prompts=self.prompts,
+                supervisor_phone=self.supervisor_phone,
             )
         )
 
@@ -977,3 +984,37 @@ def talking_to(server: Server, caller: str, operator: str) -> bool:
     return (
         bool(rows) and rows[0][0] == operator and rows[0][1] is not None and rows[0][2] == "active"
     )
+
+
+# --------------------------------------------------------------------------- web console
+
+
+class WebSession:
+    """A signed-in browser-less session on the server's web console (httpx)."""
+
+    def __init__(self, server: Server, user: str, password: str) -> None:
+        import re
+
+        import httpx
+
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", timeout=15)
+        page = self.client.get("/login")
+        match = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+        assert match, page.text[:500]
+        r = self.client.post(
+            "/login", data={"login_csrf": match.group(1), "user": user, "password": password}
+        )
+        assert r.status_code in (200, 303), (r.status_code, r.text[:300])
+        home = self.client.get("/console" if user.startswith("op") else "/wallboard")
+        token = re.search(r'name="csrf-token" content="([^"]+)"', home.text)
+        assert token, home.text[:500]
+        self.csrf = token.group(1)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.client.post(path, json=body or {}, headers={"X-CSRF-Token": self.csrf})
+
+    def get(self, path: str) -> Any:
+        return self.client.get(path)
+
+    def close(self) -> None:
+        self.client.close()

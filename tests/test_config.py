@@ -131,10 +131,13 @@ def test_console_command_installed(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "callcenter112"
     good = tmp_path / "good.toml"
     good.write_text(MINIMAL)
-    ok = subprocess.run([str(exe), "check-config", str(good)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [str(exe), "check-config", str(good)], check=False, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run(
         [str(exe), "check-config", "--config", str(good), "/nonexistent.toml"],
+        check=False,
         capture_output=True,
         text=True,
     )

@@ -107,7 +107,10 @@ MEDIA_CHECK_S = 2.0
 PROBE_TIMEOUT_S = 4.0
 _call_numbers = itertools.count(1)
 
-Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "ended"]
+Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "transfer", "conference", "ended"]
+# Phases in which the caller is (or was just) with an operator or an agency:
+# hanging up there completes the call; anywhere else it abandons it.
+CONNECTED_PHASES = frozenset({"talking", "hold", "transfer", "conference"})
 
 
 # --------------------------------------------------------------------------- inbox messages
@@ -1286,7 +1289,7 @@ class EmergencyCall:
 
     async def _caller_hung_up(self) -> None:
         self.caller.ended = True
-        if self.phase == "talking" or (self.operator_leg is not None and self.phase == "hold"):
+        if self.phase in CONNECTED_PHASES:
             await self._end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
         else:
             await self._end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)

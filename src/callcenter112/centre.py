@@ -269,7 +269,9 @@ class Centre:
         self.console_url = f"http://{config.web.listen}"
         self.ivr_settings = IvrSettings.from_config(config.ivr)
         self.metrics: collections.Counter[str] = collections.Counter()
-        self.operator_users = {o.user for o in config.operator}
+        # Operators the ACD offers calls to; supervisors' phones register too
+        # (takes_calls = false) but are only ever called for supervision.
+        self.operator_users = {o.user for o in config.operator if o.takes_calls}
         self.calls: dict[str, EmergencyCall] = {}  # by call ref (incident id)
         self.active: set[EmergencyCall] = set()
         self._by_invite: dict[Any, EmergencyCall] = {}
@@ -292,7 +294,7 @@ class Centre:
             self,
             Acd(
                 AcdSettings.from_config(config.queue),
-                [OperatorProfile.from_config(o) for o in config.operator],
+                [OperatorProfile.from_config(o) for o in config.operator if o.takes_calls],
                 now=self.loop.time(),
             ),
         )
@@ -802,9 +804,40 @@ class Centre:
 
     async def transfer(self, incident_id: str, agency: str, *, mode: str, actor: str) -> None:
         await self._command(incident_id, "transfer", agency=agency, mode=mode, actor=actor)
+        await self._audit_control(actor, "transfer", incident_id, {"agency": agency, "mode": mode})
 
     async def leave_conference(self, incident_id: str, *, actor: str) -> None:
         await self._command(incident_id, "leave_conference", actor=actor)
+        await self._audit_control(actor, "leave_conference", incident_id, None)
+
+    async def _audit_control(
+        self, actor: str, action: str, incident_id: str, detail: dict[str, Any] | None
+    ) -> None:
+        try:
+            await self.store.audit(
+                actor=actor, action=action, target=incident_id, detail=detail, at=self.wall()
+            )
+        except Exception as exc:  # noqa: BLE001 - the hand-off itself already happened
+            log.error("audit_failed", action=action, error=str(exc))
+
+    def rtp_quality(self) -> Any:
+        """RTP receive statistics over the legs up now, for /metrics."""
+        from .web.metrics import RtpQuality
+
+        received = lost = 0
+        jitter: list[float] = []
+        for leg in list(self.media.legs):
+            stats = leg.stats()
+            received += stats.packets
+            lost += max(0, stats.lost)
+            if stats.packets:
+                jitter.append(stats.jitter_ms)
+        return RtpQuality(
+            streams=len(jitter),
+            packets_received=received + int(getattr(self.media, "closed_packets", 0)),
+            packets_lost=lost + int(getattr(self.media, "closed_lost", 0)),
+            jitter_ms=tuple(jitter),
+        )
 
     async def supervise(self, incident_id: str, *, supervisor: str, mode: str, actor: str) -> None:
         await self._command(incident_id, "supervise", supervisor=supervisor, mode=mode, actor=actor)

@@ -376,6 +376,9 @@ class OperatorConfig(_Section):
     password: Annotated[str, Field(min_length=4)]
     name: str = ""
     skills: list[Skill] = Field(default_factory=lambda: list(_ALL_SKILLS))
+    # False for a phone that registers but is never offered queue calls: a
+    # supervisor's softphone used to listen, whisper and barge.
+    takes_calls: bool = True
 
 
 class UserConfig(_Section):

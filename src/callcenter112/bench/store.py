@@ -16,7 +16,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = bench_store(Path(tmp), args.calls)
-    g, one = result["group_commit"], result["one_commit_per_transition"]
+    g: dict[str, float] = result["group_commit"]  # type: ignore[assignment]
+    one: dict[str, float] = result["one_commit_per_transition"]  # type: ignore[assignment]
     rows = (
         "| mode | transitions/s | commits (fsyncs) | largest batch |\n|---|---|---|---|\n"
         f"| group commit | {g['per_s']:,.0f} | {g['commits']} | {g['largest_batch']} |\n"

@@ -212,7 +212,7 @@ class MediaClock:
             for ticker in self._snapshot:
                 try:
                     ticker.on_tick(tick_no)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - one stream's fault stays its own
                     self.unsubscribe(ticker)
                     failures.append(TickFailed(ticker=ticker, tick_no=tick_no, error=exc))
         return failures
