@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import shutil
 import signal
@@ -948,3 +949,49 @@ async def test_baresip_registers_with_the_default_md5_challenge(work_dir: Path) 
             await proc.communicate()
     assert [type(e) for e in server.events] == [OperatorRegistered, OperatorUnregistered]
     assert all("qop=auth" in a for a in server.authorizations)
+
+
+# ---------------------------------------------------------------------------
+# Bindings survive a restart
+
+
+def test_bindings_round_trip_through_the_wall_clock_and_are_restored() -> None:
+    from callcenter112.sip.registrar import binding_from_dict, binding_to_dict
+
+    r = registrar()
+    outcome = r.handle_register(register(C1, expires="600"), "op1", 100.0, source=PHONE)
+    assert outcome.status == 200
+    (b,) = r.contacts("op1")
+    # Saved at mono 100 / wall 1_000_000; restored in a process whose mono clock is 5.
+    saved = json.loads(json.dumps(binding_to_dict(b, mono_now=100.0, wall_now=1_000_000.0)))
+    back = binding_from_dict(saved, mono_now=5.0, wall_now=1_000_030.0)  # 30 s later
+    assert back.contact == b.contact and back.target == b.target and back.key == b.key
+    assert back.expires_at == pytest.approx(b.expires_at - 100.0 + 5.0 - 30.0)
+    fresh = registrar()
+    events = fresh.restore([back], now=5.0)
+    assert [type(e) for e in events] == [OperatorRegistered]
+    assert fresh.is_online("op1") and fresh.contacts("op1")[0].contact == b.contact
+    # It expires on the original schedule, not a new one.
+    assert fresh.deadline() == pytest.approx(back.expires_at)
+    assert [type(e) for e in fresh.expire(back.expires_at)] == [OperatorUnregistered]
+
+
+def test_restore_skips_expired_bindings_and_keeps_fresher_registrations() -> None:
+    from callcenter112.sip.registrar import binding_from_dict, binding_to_dict
+
+    old = registrar()
+    old.handle_register(register(C1, expires="600"), "op1", 0.0, source=PHONE)
+    (b,) = old.contacts("op1")
+    saved = binding_to_dict(b, mono_now=0.0, wall_now=0.0)
+    expired = binding_from_dict(saved, mono_now=0.0, wall_now=b.expires_at + 1)
+    fresh = registrar()
+    assert fresh.restore([expired], now=0.0) == []
+    assert not fresh.is_online("op1")
+    # The phone re-registered before the restore ran: its binding wins.
+    fresh.handle_register(
+        register(C1, expires="600", call_id="new@phone"), "op1", 10.0, source=PHONE
+    )
+    before = fresh.contacts("op1")[0]
+    again = binding_from_dict(saved, mono_now=10.0, wall_now=0.0)
+    assert fresh.restore([again], now=10.0) == []
+    assert fresh.contacts("op1")[0] == before

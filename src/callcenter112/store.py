@@ -285,6 +285,12 @@ class Store(Protocol):
 
     async def close_operator_states(self, *, reason: str, at: float) -> tuple[str, ...]: ...
 
+    async def save_registrations(
+        self, rows: Sequence[tuple[str, str, str, float]]
+    ) -> None: ...
+
+    async def load_registrations(self, *, now: float) -> list[tuple[str, str, str, float]]: ...
+
     async def audit(
         self,
         *,
@@ -535,6 +541,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE incidents ADD COLUMN agencies_notified TEXT NOT NULL DEFAULT '[]'",
             """CREATE INDEX recordings_retention ON recordings(sealed_at)
                  WHERE seq IS NOT NULL AND deleted_at IS NULL""",
+        ),
+    ),
+    Migration(
+        version=7,
+        summary="softphone registrations survive a restart",
+        statements=(
+            """CREATE TABLE registrations (
+                 operator TEXT NOT NULL,
+                 binding_key TEXT NOT NULL,
+                 binding TEXT NOT NULL,          -- JSON, see Centre._save_registrations
+                 expires_at REAL NOT NULL,       -- wall clock
+                 PRIMARY KEY (operator, binding_key)
+               )""",
         ),
     ),
 )
@@ -1882,6 +1901,35 @@ class SqliteStore:
             )
 
         await self._write(run)
+
+    async def save_registrations(self, rows: Sequence[tuple[str, str, str, float]]) -> None:
+        """Replace the saved softphone registrations: (operator, binding key,
+        binding JSON, expires_at wall clock). After a restart the centre takes
+        them back and checks each phone with OPTIONS, so operators are not
+        offline until their phones happen to re-register."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM registrations")
+            conn.executemany(
+                "INSERT OR REPLACE INTO registrations (operator, binding_key, binding, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                list(rows),
+            )
+
+        await self._write(run)
+
+    async def load_registrations(self, *, now: float) -> list[tuple[str, str, str, float]]:
+        """Saved registrations that have not expired by `now` (wall clock)."""
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
+            rows = conn.execute(
+                "SELECT operator, binding_key, binding, expires_at FROM registrations"
+                " WHERE expires_at > ? ORDER BY operator, binding_key",
+                (now,),
+            ).fetchall()
+            return [(str(a), str(b), str(c), float(d)) for a, b, c, d in rows]
+
+        return await self._read(run)
 
     async def close_operator_states(self, *, reason: str, at: float) -> tuple[str, ...]:
         """Record `offline` for every operator whose history ends in another state.

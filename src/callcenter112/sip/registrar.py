@@ -75,7 +75,7 @@ import heapq
 import ipaddress
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Final
@@ -100,6 +100,8 @@ __all__ = [
     "Registrar",
     "RegistrarEvent",
     "UnregisterReason",
+    "binding_from_dict",
+    "binding_to_dict",
 ]
 
 # RFC 3261 §10.2.1.1 suggests 3600 s when the UA asks for nothing; §20.10 and
@@ -340,6 +342,29 @@ class Registrar:
             self._online.discard(user)
             return [OperatorUnregistered(user=user, reason=reason, contact=contact)]
         return []
+
+    # -- restart -----------------------------------------------------------------
+
+    def restore(self, bindings: Iterable[Binding], now: float) -> list[RegistrarEvent]:
+        """Take back bindings saved before a restart (times already in this
+        process's clock). Each operator with a live binding is announced
+        online; the caller then qualifies them at once, and a phone that does
+        not answer goes offline after the usual failed pings."""
+        users: list[str] = []
+        for b in bindings:
+            if b.expires_at <= now or b.key in self._bindings.get(b.user, {}):
+                continue  # expired meanwhile, or the phone re-registered first
+            per_user = self._bindings.setdefault(b.user, {})
+            if len(per_user) >= self.max_contacts_per_user:
+                continue
+            per_user[b.key] = replace(b, reachable=True)
+            self._schedule(per_user[b.key])
+            if b.user not in users:
+                users.append(b.user)
+        events: list[RegistrarEvent] = []
+        for user in users:
+            events += self._sync(user, UnregisterReason.EXPIRED, "")
+        return events
 
     # -- REGISTER --------------------------------------------------------------
 
@@ -649,6 +674,68 @@ class Qualifier:
         """Round-trip time of the last answered ping, for the telecom view."""
         p = self._probes.get((binding.user, binding.key))
         return None if p is None else p.rtt
+
+
+# ---------------------------------------------------------------------------
+# Saving bindings across a restart (plain JSON-able dicts; times on the wall clock)
+
+
+def _peer_dict(p: Peer) -> dict[str, object]:
+    return {"transport": p.transport, "host": p.host, "port": p.port}
+
+
+def _peer_of(d: Mapping[str, object]) -> Peer:
+    transport = str(d["transport"])
+    # A TCP connection does not survive a restart: send on a new one.
+    return Peer("tcp" if transport == "tcp" else "udp", str(d["host"]), int(str(d["port"])))
+
+
+def binding_to_dict(b: Binding, *, mono_now: float, wall_now: float) -> dict[str, object]:
+    shift = wall_now - mono_now
+    return {
+        "user": b.user,
+        "contact": b.contact,
+        "params": b.params,
+        "key": b.key,
+        "uri_key": b.uri_key,
+        "source": _peer_dict(b.source),
+        "target": _peer_dict(b.target),
+        "behind_nat": b.behind_nat,
+        "call_id": b.call_id,
+        "cseq": b.cseq,
+        "q": b.q,
+        "expires_at": b.expires_at + shift,
+        "registered_at": b.registered_at + shift,
+        "refreshed_at": b.refreshed_at + shift,
+        "user_agent": b.user_agent,
+    }
+
+
+def binding_from_dict(d: Mapping[str, object], *, mono_now: float, wall_now: float) -> Binding:
+    """The inverse of `binding_to_dict`; raises ValueError/KeyError on a bad row."""
+    shift = mono_now - wall_now
+    source = d["source"]
+    target = d["target"]
+    if not isinstance(source, Mapping) or not isinstance(target, Mapping):
+        raise ValueError("source/target must be objects")
+    return Binding(
+        user=str(d["user"]),
+        contact=str(d["contact"]),
+        params=str(d["params"]),
+        key=str(d["key"]),
+        uri_key=str(d["uri_key"]),
+        source=_peer_of(source),
+        target=_peer_of(target),
+        behind_nat=bool(d["behind_nat"]),
+        call_id=str(d["call_id"]),
+        cseq=int(str(d["cseq"])),
+        q=float(str(d["q"])),
+        expires_at=float(str(d["expires_at"])) + shift,
+        registered_at=float(str(d["registered_at"])) + shift,
+        refreshed_at=float(str(d["refreshed_at"])) + shift,
+        user_agent=str(d.get("user_agent", "")),
+        reachable=True,
+    )
 
 
 # ---------------------------------------------------------------------------
