@@ -43,7 +43,7 @@ _REFRESH_S = 5.0
 _SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "queue_changed": ("waiting", "calls"),
     "operator_changed": ("operators",),
-    "call_arrived": ("calls",),
+    "call_arrived": ("calls", "sla"),  # "arrived today" counts it at once
     "call_changed": ("calls",),
     "call_offered": ("waiting", "operators", "calls"),
     "call_offer_cancelled": ("waiting", "operators", "calls"),

@@ -59,23 +59,33 @@ document.addEventListener("DOMContentLoaded", () => {
     filterVillages();
   }
 
+  // Incident events are handled one after another. An auto-answering softphone
+  // answers ~40 ms after the offer, while the offer's card is still being fetched:
+  // handled at once, the answer would start a second fetch, and whichever card
+  // arrived last would win (the older "offered" one, wiping what was typed), and an
+  // end arriving mid-fetch would find no card to mark.
+  let pending = Promise.resolve();
+  const inOrder = (handle) => (data) => {
+    pending = pending
+      .then(() => handle(JSON.parse(data)))
+      .catch((err) => window.cc112.toast("Konsol · Console: " + err, true));
+  };
+
   window.cc112.live(root.dataset.events, {
     status: (html) => window.cc112.swap(document.getElementById("status-slot"), html),
     callbacks: (html) => window.cc112.swap(document.getElementById("callbacks-slot"), html),
-    incident: (data) => { const d = JSON.parse(data); show(d.incident_id, d.kind); },
-    incident_withdrawn: (data) => {
-      const d = JSON.parse(data);
+    incident: inOrder((d) => show(d.incident_id, d.kind)),
+    incident_withdrawn: inOrder((d) => {
       const card = slot.querySelector("[data-testid=incident-card]");
       if (card && card.dataset.incident === d.incident_id && card.dataset.kind === "call_offered") {
         slot.innerHTML = '<p class="empty" data-testid="no-incident">Menunggu panggilan<span class="en" lang="en"> · Waiting for a call</span></p>';
         document.title = "Konsol 112";
         window.cc112.toast("Panggilan dialihkan ke operator lain · Offer withdrawn");
       }
-    },
-    incident_ended: (data) => {
-      const d = JSON.parse(data);
+    }),
+    incident_ended: inOrder((d) => {
       const card = slot.querySelector("[data-testid=incident-card]");
       if (card && card.dataset.incident === d.incident_id) { card.classList.add("ended"); card.dataset.ended = "yes"; }
-    },
+    }),
   });
 });
