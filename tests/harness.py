@@ -236,13 +236,13 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         self.write_config()
         self.log_path = self.directory / f"server-{int(time.time() * 1000)}.log"
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [PYTHON, "-m", "callcenter112", "serve", "--config", str(self.config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "callcenter112", "serve", "--config", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -457,14 +457,14 @@ class Baresip:
         self._token = 0
 
     def start(self) -> None:
-        self.log = (self.directory / "baresip.log").open("wb")
-        self.proc = subprocess.Popen(
-            ["baresip", "-f", str(self.directory), "-t", str(self.lifetime_s)],
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-        )
+        with (self.directory / "baresip.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                ["baresip", "-f", str(self.directory), "-t", str(self.lifetime_s)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
         wait_until(self._ctrl_up, 15, what="baresip ctrl_tcp")
 
     def _ctrl_up(self) -> bool:

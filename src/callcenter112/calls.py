@@ -832,6 +832,7 @@ class EmergencyCall:
 
     async def _on_queued(self, position: int, requeued: bool) -> None:
         self._queued = True
+        self.log.info("queued", category=self.category, position=position, requeued=requeued)
         if self.phase != "talking":
             self._set_phase("queue")
         if not requeued:

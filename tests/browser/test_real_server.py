@@ -371,8 +371,6 @@ async def test_a_real_call_on_the_wallboard_the_console_and_the_audit_pages(
     finally:
         if phone is not None:
             await _blocking(phone.stop)
-            if hasattr(phone, "log"):
-                phone.log.close()  # Baresip.start opens it and never closes it
         if caller is not None:
             caller.kill()
         await _closing(*pages)
