@@ -277,6 +277,10 @@ class OutboundLeg:
     probe: int = 0  # serial of the last in-dialog OPTIONS probe
     probed_at: float = 0.0
     bye_sent: bool = False
+    # For queue offers: what the ACD said when the 200 OK arrived (None: not yet).
+    # Decided in the SIP handler, at arrival, not when the call's inbox gets to
+    # it: a busy loop must not turn an answer in time into a missed offer.
+    acd_answer: bool | None = None
 
 
 @dataclass(slots=True)
@@ -1052,14 +1056,18 @@ class EmergencyCall:
         crossed = leg.state == "ended" or leg.cancelled
         leg.state = "answered"
         leg.answered_at = self._now()
+        is_offer = leg.role is LegRole.OPERATOR and leg.purpose == "offer"
         if (
             crossed
             or self.done
-            or (leg.role is LegRole.OPERATOR and leg.purpose == "offer" and self.phase != "queue")
+            or (is_offer and (self.phase != "queue" or leg.acd_answer is False))
         ):
             # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
             self.log.info("crossed_answer_hung_up", to=leg.name)
             await self._hangup_leg(leg, "crossed_cancel")
+            if is_offer and leg.acd_answer:
+                # The ACD took the answer; the call is gone after all: free the operator.
+                self.centre.desk.call_ended(leg.name, self.incident_id)
             return
         try:
             answer = SessionDescription.parse(response.body)
@@ -1083,6 +1091,22 @@ class EmergencyCall:
 
     def _leg_handler(self, leg: OutboundLeg) -> Callable[[TransactionEvent], None]:
         def handler(event: TransactionEvent) -> None:
+            if (
+                leg.acd_answer is None
+                and leg.role is LegRole.OPERATOR
+                and leg.purpose == "offer"
+                and isinstance(event, ResponseReceived)
+                and 200 <= event.response.status < 300
+                and event.response.cseq.method == "INVITE"
+            ):
+                if leg.cancelled or self.done:
+                    leg.acd_answer = False
+                else:
+                    try:
+                        self.centre.desk.offer_answered(self.ref, leg.name)
+                        leg.acd_answer = True
+                    except acd_mod.AcdError:
+                        leg.acd_answer = False  # the offer ended before this answer
             self.post(LegEvent(leg, event))
 
         return handler
@@ -1096,11 +1120,12 @@ class EmergencyCall:
         centre = self.centre
         operator = leg.name
         self.offers.pop(operator, None)
-        try:
-            centre.desk.offer_answered(self.ref, operator)
-        except acd_mod.AcdError:
-            await self._hangup_leg(leg, "offer_over")
-            return
+        if not leg.acd_answer:
+            try:
+                centre.desk.offer_answered(self.ref, operator)
+            except acd_mod.AcdError:
+                await self._hangup_leg(leg, "offer_over")
+                return
         self._queued = False
         self.operator = operator
         self.operator_leg = leg
@@ -1430,11 +1455,18 @@ class EmergencyCall:
         self._arm("media", now + MEDIA_CHECK_S, MediaCheck())
 
     def _caller_options_handler(self, event: TransactionEvent) -> None:
+        # The system never hangs up on a caller on a guess: only a 481 (the
+        # carrier says the dialog is gone) ends the call. A silent caller whose
+        # phone or trunk does not answer OPTIONS (pyVoIP does not; a loaded SBC
+        # may not) stays on the line and is probed again later.
         if isinstance(event, ResponseReceived):
-            alive = event.response.status not in (408, 481)
-            self.post(OptionsResult(None, alive=alive))
+            if event.response.status == 481:
+                self.post(OptionsResult(None, alive=False))
+            else:
+                self.post(OptionsResult(None, alive=True))
         elif isinstance(event, TransactionTimedOut | TransportFailed):
-            self.post(OptionsResult(None, alive=False))
+            self.log.warning("caller_probe_unanswered")
+            self.post(OptionsResult(None, alive=True))
 
     async def _on_options_result(self, m: OptionsResult) -> None:
         timeout = self.centre.config.queue.media_timeout_s
@@ -1523,6 +1555,8 @@ class EmergencyCall:
         self.status = status
         self.end_reason = reason
         self.log.info("call_ended", status=status.value, reason=reason, phase=self.phase)
+        # Off the wallboard and /metrics at once, not after the awaits below.
+        self.phase = "ended"
         for name in list(self._timers):
             self._cancel_timer(name)
         operator = self.operator
