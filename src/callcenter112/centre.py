@@ -315,6 +315,7 @@ class Centre:
         self._presence_timer: asyncio.TimerHandle | None = None
         self.stopping = False
         self._save_pending = False
+        self._midnight_timer: asyncio.TimerHandle | None = None
 
     # -- helpers for calls ---------------------------------------------------------
 
@@ -382,15 +383,38 @@ class Centre:
         await self.endpoint.start()
         await self._restore_registrations()
         self._arm_presence()
+        self._arm_midnight()
         log.info(
             "sip_listening",
             address=f"{self.config.sip.listen.host}:{self.endpoint.port}",
             advertise=self.config.sip.advertise,
         )
 
+    def _arm_midnight(self) -> None:
+        """ "Today" (calls per operator, per trunk) starts at the centre's local midnight."""
+        from datetime import datetime, timedelta
+        from zoneinfo import ZoneInfo
+
+        tz = ZoneInfo(self.config.centre.timezone)
+        now = datetime.fromtimestamp(self.wall(), tz)
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tz)
+        delay = max(1.0, (midnight - now).total_seconds())
+        self._midnight_timer = self.loop.call_later(delay, self._new_day)
+
+    def _new_day(self) -> None:
+        self.desk.apply(self.desk.acd.reset_daily_counts())
+        for stats in self.trunk_stats.values():
+            stats["calls"] = 0
+            stats["rejected"] = 0
+        log.info("new_day")
+        self.publish("queue_changed")
+        self._arm_midnight()
+
     async def stop(self) -> None:
         """End every call cleanly (BYE, recordings sealed, incidents closed)."""
         self.stopping = True
+        if self._midnight_timer is not None:
+            self._midnight_timer.cancel()
         for call in list(self.active):
             call.post(Shutdown())
         for _ in range(100):
@@ -400,8 +424,11 @@ class Centre:
         self.desk.close()
         try:
             await self.store.save_registrations(self._registration_rows())
+            # Nobody is on duty on a stopped server; the history says so now,
+            # not at the next start.
+            await self.store.close_operator_states(reason="server_stopped", at=self.wall())
         except Exception as exc:  # noqa: BLE001
-            log.error("registrations_save_failed", error=str(exc))
+            log.error("stop_bookkeeping_failed", error=str(exc))
         if self._presence_timer is not None:
             self._presence_timer.cancel()
         for q in list(self._subscribers):
@@ -561,7 +588,16 @@ class Centre:
             to_user = req.to_address.uri.user
         except Exception:  # noqa: BLE001
             to_user = None
-        admission = self.guard.check(ev.peer.host, now, user=to_user)
+        if self._trunk_of(ev.peer.host) is None:
+            # `_allow_source` already took this request's token from the
+            # source's bucket; taking a second one here would halve the
+            # rate a NAT full of operators' phones is allowed.
+            locked = self.guard.locked_until(ev.peer.host, now, user=to_user) is not None
+            admission = Admission.LOCKED_OUT if locked else Admission.ADMITTED
+        else:
+            # Trunk addresses skip the transport's bucket (emergency calls
+            # are never throttled); a REGISTER from one still pays here.
+            admission = self.guard.check(ev.peer.host, now, user=to_user)
         if admission is Admission.LOCKED_OUT:
             self.endpoint.respond(ev.server_key, lockout_response(req))
             return

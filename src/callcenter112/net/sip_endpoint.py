@@ -25,9 +25,20 @@ from ..sip.peer import Peer
 from ..sip.transaction import TransactionError, TransactionKey, TransactionLayer
 from .sip_transport import SipTransport
 
-__all__ = ["ClientHandler", "SipEndpoint"]
+__all__ = ["MAX_TRANSACTIONS", "ClientHandler", "SipEndpoint"]
 
 log = get_logger("sip.endpoint")
+
+# Live server transactions before new requests get a stateless 503. Over UDP
+# a transaction outlives its answer by 64*T1 = 32 s (Timer J for non-INVITE,
+# RFC 3261 §17.2.2; Timer L for an answered INVITE, RFC 6026 §8.7), so the
+# table caps the *sustained* rate at MAX_TRANSACTIONS / 32 s. DESIGN §7's
+# 300 calls/s alone hold 300 * 2 (INVITE + BYE) * 32 s = 19 200 of them: the
+# layer's default of 20 000 left no room for registrations, qualify and
+# bursts (`scripts/bench sip` hit its 503s). 50 000 allows ~1 560
+# transactions/s sustained, at a few KB each (~3.5 KB measured with the
+# request and its answer) ≈ 175 MB in the worst case.
+MAX_TRANSACTIONS = 50_000
 
 ClientHandler = Callable[[TransactionEvent], None]
 
@@ -42,10 +53,11 @@ class SipEndpoint:
         on_event: Callable[[TransactionEvent], None],
         allow_source: Callable[[str], bool] | None = None,
         t1: float = 0.5,
+        max_transactions: int = MAX_TRANSACTIONS,
     ) -> None:
         self.advertise = advertise
         self.on_event = on_event
-        self.layer = TransactionLayer(t1=t1)
+        self.layer = TransactionLayer(t1=t1, max_transactions=max_transactions)
         self.transport = SipTransport(host, port, self._on_message, allow_source=allow_source)
         self.transport.on_connection_lost = self._on_connection_lost
         self._handlers: dict[TransactionKey, ClientHandler] = {}

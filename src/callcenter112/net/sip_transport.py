@@ -6,7 +6,14 @@ never escapes: a message that parsed far enough to be answered gets its
 `SipParseError.status_hint` response (400, 505, 513) straight from here,
 statelessly; anything else is dropped and counted. A source that floods is
 throttled per address before parsing (`SourceGuard`), so it cannot starve
-the others.
+the others; over TCP the same check applies to each framed message (a
+stream cannot drop bytes and stay in sync).
+
+A connection's loss is reported (`on_connection_lost`, so that the
+transactions bound to it fail at once, RFC 3261 §17.1.4) only if a message
+from it went up to the transaction layer or one was sent on it: the layer
+scans its table to find them, work a flood of short connections that only
+send garbage could otherwise make it do for nothing.
 
 Buffers follow DESIGN §5: stock asyncio allocates `max_size` (256 KiB) for
 every datagram it receives; SIP sockets get 65 535.
@@ -26,7 +33,7 @@ from ..sip.framing import KeepAlivePing, StreamFramer
 from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
 from ..sip.peer import Peer
 
-__all__ = ["SipTransport", "TransportStats"]
+__all__ = ["MAX_TCP_CONNECTIONS", "UDP_RECEIVE_BUFFER", "SipTransport", "TransportStats"]
 
 log = get_logger("sip.transport")
 
@@ -34,6 +41,12 @@ MessageHandler = Callable[[Request | Response, Peer], None]
 # TCP connections idle this long are closed (RFC 5626 keep-alives refresh it).
 TCP_IDLE_TIMEOUT_S = 600.0
 MAX_TCP_CONNECTIONS = 2048
+# Kernel receive buffer asked for on the UDP socket. No RFC sets it: a burst
+# of INVITEs from a carrier, or every phone retransmitting after a network
+# blip, must wait in the kernel while the loop is busy, not be dropped
+# (Linux's default rmem of ~208 KiB holds ~200 datagrams with their
+# overhead; this holds thousands). The kernel caps it at net.core.rmem_max.
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -101,6 +114,8 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.idle_handle: asyncio.TimerHandle | None = None
+        # A message went up to the transaction layer, or one was sent here.
+        self.carried_sip = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -124,7 +139,8 @@ class _TcpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        assert self.transport is not None and self.peer is not None
+        if self.transport is None or self.peer is None or self.transport.is_closing():
+            return  # refused in connection_made, or already being closed
         self._arm_idle()
         try:
             items = self.framer.feed(data)
@@ -136,12 +152,16 @@ class _TcpProtocol(asyncio.Protocol):
             log.info("tcp_stream_broken", peer=str(self.peer), reason=exc.reason)
             self.transport.close()
             return
+        allow = self.owner.allow_source
         for item in items:
             if isinstance(item, KeepAlivePing):
                 self.transport.write(KeepAlivePing.PONG)
+            elif allow is not None and not allow(self.peer.host):
+                self.owner.stats.throttled += 1
             elif isinstance(item, SipParseError):
                 self.owner._on_parse_error(item, self.peer)
             else:
+                self.carried_sip = True
                 self.owner._deliver(item, self.peer)
         fault = self.framer.fault if self.framer.broken else None
         if fault is not None:
@@ -159,7 +179,7 @@ class _TcpProtocol(asyncio.Protocol):
             self.idle_handle.cancel()
         if self.peer is not None and self.peer.conn_id is not None:
             self.owner._tcp.pop(self.peer.conn_id, None)
-            if self.owner.on_connection_lost is not None:
+            if self.carried_sip and self.owner.on_connection_lost is not None:
                 self.owner.on_connection_lost(self.peer)
 
 
@@ -185,6 +205,9 @@ class SipTransport:
         self._server: asyncio.Server | None = None
         self._tcp: dict[int, _TcpProtocol] = {}
         self._next_conn = 1
+        # Outgoing connections being opened: held so that they are neither
+        # garbage-collected mid-flight nor left running after close().
+        self._connecting: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -195,6 +218,12 @@ class SipTransport:
             lambda: _UdpProtocol(self), local_addr=(self.host, self.port), family=family
         )
         self._udp = proto
+        sock = proto.transport.get_extra_info("socket") if proto.transport else None
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            except OSError as exc:  # pragma: no cover - refused by the kernel
+                log.warning("udp_receive_buffer_refused", error=str(exc))
         if self.port == 0:  # tests: take the port the kernel gave UDP for TCP too
             assert proto.transport is not None
             self.port = proto.transport.get_extra_info("sockname")[1]
@@ -207,6 +236,8 @@ class SipTransport:
         )
 
     async def close(self) -> None:
+        for task in list(self._connecting):
+            task.cancel()
         if self._server is not None:
             self._server.close()
         for conn in list(self._tcp.values()):
@@ -277,8 +308,11 @@ class SipTransport:
                 conn = self._find_tcp(peer)
             if conn is None or conn.transport is None or conn.transport.is_closing():
                 # No connection to reuse: open one and send when it is up.
-                asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
+                task = asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
+                self._connecting.add(task)
+                task.add_done_callback(self._connecting.discard)
                 return
+            conn.carried_sip = True
             conn.transport.write(data)
         else:
             if self._udp is None or self._udp.transport is None:
@@ -306,8 +340,14 @@ class SipTransport:
         except (OSError, TimeoutError):
             self.stats.send_errors += 1
             log.info("tcp_connect_failed", peer=str(peer))
+            # RFC 3261 §17.1.4: a transport failure ends the transaction
+            # now, not at Timer B/F (the operator's phone is gone: offer the
+            # call to the next one).
+            if self.on_connection_lost is not None:
+                self.on_connection_lost(peer)
             return
         if proto.transport is not None:
+            proto.carried_sip = True
             proto.transport.write(data)
             self.stats.sent += 1
 
