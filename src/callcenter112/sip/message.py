@@ -82,6 +82,11 @@ SIP_VERSION: Final = "SIP/2.0"
 # datagram carries at most 65 535 - 8 (UDP) - 20 (IPv4) octets, and we hold
 # TCP messages to the same size (Kamailio's BUF_SIZE is the same 64 KiB).
 MAX_MESSAGE_SIZE: Final = 65_535
+# Parsed header values are immutable, so the same text (the From, To, Via and
+# CSeq a message carries, read many times per transaction, and the same values
+# on every retransmission and in-dialog request) is parsed once. Bounded: a
+# flood of distinct values only evicts; errors are never cached.
+_PARSE_CACHE: Final = 8192
 MAX_BODY_SIZE: Final = MAX_MESSAGE_SIZE
 # No RFC limit exists for these; they bound the work one message can cause.
 # Real INVITEs from carriers carry 20-40 headers and lines under 1 KiB;
@@ -620,6 +625,7 @@ class URI:
         return "".join(out)
 
 
+@lru_cache(maxsize=_PARSE_CACHE)
 def parse_uri(value: str) -> URI:
     """Parse any absolute URI; SIP, SIPS and tel are broken into parts."""
     text = value.strip()
@@ -736,6 +742,7 @@ class Address:
         return f"{out}<{self.uri}>{self.parameters}"
 
 
+@lru_cache(maxsize=_PARSE_CACHE)
 def parse_address(value: str, header: str = "address") -> Address:
     """A name-addr or addr-spec with header parameters (RFC 3261 §20.10)."""
     text = value.strip(" \t")
@@ -803,6 +810,7 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.host}{port}{self.parameters}"
 
 
+@lru_cache(maxsize=_PARSE_CACHE)
 def parse_via(value: str) -> Via:
     text = value.strip(" \t")
     parts: list[str] = []
@@ -866,6 +874,7 @@ class CSeq:
         return f"{self.sequence} {self.method}"
 
 
+@lru_cache(maxsize=_PARSE_CACHE)
 def _parse_cseq(value: str) -> CSeq:
     parts = value.split()
     if (
@@ -1297,11 +1306,32 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
     else:
         head, body = data[: split[0]], data[split[1] :]
     raw_lines = _LINE_SPLIT.split(head)
-    message = _parse_start_line(raw_lines[0])
+    try:
+        message = _parse_start_line(raw_lines[0])
+    except SipParseError as exc:
+        raise _with_partial_request(exc, raw_lines) from None
     _parse_headers(message, raw_lines[1:])
     message.body = _frame_body(message, body, datagram=datagram)
     _validate(message)
     return message
+
+
+def _with_partial_request(exc: SipParseError, raw_lines: list[bytes]) -> SipParseError:
+    """A request whose start line is bad (RFC 4475 `ltgtruri`, `lwsruri`,
+    `badvers`) still deserves its 400 or 505 when its headers say where to send
+    one: parse them into a stand-in request kept as `partial`."""
+    first = raw_lines[0].split(None, 1)
+    if not first or first[0][:4].upper() == b"SIP/":
+        return exc
+    method = _text(first[0])
+    if not _TOKEN_RE.fullmatch(method) or method == "ACK":
+        return exc  # an ACK is never answered (RFC 3261 §17.2.3)
+    stand_in = Request(method, "sip:invalid.invalid")
+    try:
+        _parse_headers(stand_in, raw_lines[1:])
+    except SipParseError:
+        return exc
+    return SipParseError(exc.reason, status_hint=exc.status_hint, partial=stand_in)
 
 
 def _parse_start_line(line: bytes) -> Request | Response:
