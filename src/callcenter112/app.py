@@ -38,6 +38,7 @@ log = get_logger("app")
 def serve(config: Config, *, config_path: str = "") -> int:
     """Run the server until SIGINT/SIGTERM; the process exit status."""
     configure_logging()
+    _raise_file_limit(config)
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
         import uvloop
@@ -101,6 +102,28 @@ async def run_server(
         await store.close()
 
 
+def _raise_file_limit(config: Config) -> None:
+    """Every bridged call holds two RTP/RTCP socket pairs (four descriptors);
+    Debian's default soft limit of 1024 would cap a centre at ~250 calls with
+    EMFILE at the worst moment. Raise the soft limit to the hard one and say
+    so if that is still short of `sip.max_calls`."""
+    import resource
+
+    needed = config.sip.max_calls * 4 + 512
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "file_limit_low",
+            limit=soft,
+            needed_for_max_calls=needed,
+            hint="raise LimitNOFILE / ulimit -n, or lower sip.max_calls",
+        )
+
+
 def _rtp_bind_host(config: Config) -> str:
     return config.sip.listen.host
 
@@ -143,6 +166,7 @@ async def _run(  # noqa: PLR0917 - private, called once
             return 2
         housekeeping_stop = asyncio.Event()
         tg.create_task(media.run_housekeeping(housekeeping_stop))
+        tg.create_task(pool.run_replenisher(housekeeping_stop))
         tg.create_task(_retention_loop(config, store, centre.recordings_dir, stop))
         web_task = await _start_web(config, store, centre, tg)
         if install_signals:

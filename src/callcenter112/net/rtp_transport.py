@@ -158,6 +158,10 @@ class RtpSocketPool:
         # Even ports never tried yet (bound lazily, in order).
         self._next_candidate = self.low + (self.low % 2)
         self._lock = asyncio.Lock()
+        # Set when the free list runs low: `run_replenisher` opens more in the
+        # background, so a burst of calls does not open ports one by one on
+        # its own critical path (measured: INVITE->200 p90 5 s at 50 calls/s).
+        self._low_water = asyncio.Event()
 
     @property
     def capacity(self) -> int:
@@ -209,8 +213,32 @@ class RtpSocketPool:
             port = self._free.popleft()
             if not port.in_use:
                 port.in_use = True
+                if len(self._free) < self.preopen // 2:
+                    self._low_water.set()
                 return port
+        self._low_water.set()
         return None
+
+    async def run_replenisher(self, stop: asyncio.Event) -> None:
+        """Keep `preopen` pairs ready while the range allows; until `stop` is set."""
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                waiting = asyncio.ensure_future(self._low_water.wait())
+                await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
+                if stop.is_set():
+                    return
+                self._low_water.clear()
+                async with self._lock:
+                    while len(self._free) < self.preopen:
+                        port = await self._open_next()
+                        if port is None:
+                            break  # the range is used up: acquire() answers 503 then
+                        self._free.append(port)
+                        await asyncio.sleep(0)  # let calls run between binds
+        finally:
+            stopping.cancel()
 
     async def acquire(self) -> RtpPort:
         port = self.try_acquire()
