@@ -158,5 +158,10 @@ def test_capacity_refuses_with_retry_after(tmp_path: Path) -> None:
             assert (
                 events_of(incident, "status")[-1]["detail"]["reason"] == "caller_hung_up_in_queue"
             )
-        # The refused call never became an incident.
-        assert incident_of(server, "0819999999") is None
+        # The refused call is not a silent loss: an interrupted incident with a
+        # callback task (the carrier may have routed it elsewhere; a callback checks).
+        refused_incident = wait_until(lambda: incident_of(server, "0819999999"), 20)
+        assert refused_incident["status"] == "interrupted"
+        assert events_of(refused_incident, "refused")[0]["detail"]["status"] == 503
+        assert events_of(refused_incident, "status")[-1]["detail"]["reason"] == "refused_capacity"
+        assert [c["number"] for c in refused_incident["callbacks"]] == ["0819999999"]

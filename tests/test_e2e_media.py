@@ -727,6 +727,9 @@ def test_rtp_port_exhaustion_answers_503_and_ports_come_back(tmp_path: Path) -> 
             rtp_sink.close()
         rejected = [e for e in server.events("call_rejected") if e.get("status") == 503]
         assert len(rejected) == 1, rejected
+        # Refused, yet not lost: an interrupted incident with a callback task.
+        third_incident = wait_until(lambda: incident_id_of(server, "0813000003"), 20)
+        assert status_of(server, third_incident) == "interrupted"
 
 
 # --------------------------------------------------------------------------- 5: the engine

@@ -15,7 +15,8 @@ baresip as an operator's softphone, pyVoIP as a buggy phone.
 * a registered softphone that stops answering OPTIONS is marked unreachable
   (and reachable again when it answers);
 * INVITE from a non-trunk address → 403, unknown number → 404, above
-  `max_calls` → 503 with Retry-After; none of them leaves an incident.
+  `max_calls` → 503 with Retry-After. Only the call refused for capacity leaves an incident
+  (interrupted, with a callback task): it was a real emergency call.
 
 Servers are started once per group of tests that share a configuration.
 Every wait is a bounded `wait_until` on the server's log or database; nothing
@@ -662,7 +663,12 @@ def test_invite_over_capacity_gets_503_with_retry_after(
         if d == "sip_out" and first.startswith("SIP/2.0 503")
     )
     assert header(refusal, "Retry-After") == str(RETRY_AFTER_S)
-    assert not server.sql("SELECT id FROM incidents WHERE caller = ?", "081200000002")
+    refused = wait_until(
+        lambda: server.sql("SELECT status FROM incidents WHERE call_id = ?", "overflow-1"),
+        20,
+        what="the refused call's incident",
+    )
+    assert refused == [("interrupted",)]
     assert len(server.sql("SELECT id FROM incidents WHERE caller = ?", "081200000003")) == 1
 
 

@@ -589,6 +589,7 @@ class EmergencyCall:
         except PortsExhausted:
             centre.metrics["rejected_no_ports"] += 1
             self._reject_invite(503, "no RTP ports", retry_after=True)
+            centre.spawn_write(centre.record_refused(invite, self.trunk, "no_rtp_ports"))
             self.done = True
             return
         self.caller.media = media

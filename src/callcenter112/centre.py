@@ -560,6 +560,8 @@ class Centre:
             self.metrics["rejected_capacity"] += 1
             log.warning("capacity_reached", active=len(self.active))
             self._respond(ev, 503, headers=[("Retry-After", str(self.config.sip.retry_after_s))])
+            if not self.stopping:
+                self.spawn_write(self.record_refused(req, trunk.name, "capacity"))
             return
         if req.body and (req.content_type or "application/sdp") != "application/sdp":
             self._respond(ev, 415, headers=[("Accept", "application/sdp")])
@@ -578,6 +580,29 @@ class Centre:
         self.active.add(call)
         self._by_invite[ev.server_key] = call
         self._spawn(call.run())
+
+    async def record_refused(self, invite: Request, trunk: str, reason: str) -> None:
+        """An emergency call refused for lack of capacity (503: the carrier may
+        route it to a neighbouring centre) is still an emergency that reached
+        us: it becomes an `interrupted` incident with a callback task, never a
+        silent loss."""
+        from .calls import caller_identity, dialled_number
+        from .incidents import Status
+
+        number, name = caller_identity(invite)
+        at = self.wall()
+        incident_id = await self.store.create_incident(
+            caller=number,
+            caller_name=name,
+            arrived_at=at,
+            trunk=trunk,
+            dialled=dialled_number(invite),
+            call_id=invite.call_id,
+        )
+        await self.store.add_event(incident_id, "refused", {"status": 503, "reason": reason}, at=at)
+        await self.store.close_incident(
+            incident_id, status=Status.INTERRUPTED, at=at, ended_at=at, reason=f"refused_{reason}"
+        )
 
     # -- registration and presence ---------------------------------------------------------
 
