@@ -86,7 +86,7 @@ MAX_MESSAGE_SIZE: Final = 65_535
 # CSeq a message carries, read many times per transaction, and the same values
 # on every retransmission and in-dialog request) is parsed once. Bounded: a
 # flood of distinct values only evicts; errors are never cached.
-_PARSE_CACHE: Final = 8192
+_PARSE_CACHE: Final = 1024
 MAX_BODY_SIZE: Final = MAX_MESSAGE_SIZE
 # No RFC limit exists for these; they bound the work one message can cause.
 # Real INVITEs from carriers carry 20-40 headers and lines under 1 KiB;
