@@ -946,31 +946,28 @@ class EmergencyCall:
             session_id=self.number * 1000 + len(self.other_legs) + len(self.offers) + 1,
             session_version=1,
         )
-        h = Headers()
-        h.add(
-            "Via",
-            f"SIP/2.0/{peer.transport.upper()} {advertise}:{centre.endpoint.port}"
-            f";branch={new_branch()};rport",
-        )
-        h.add("Max-Forwards", "70")
-        h.add("From", f'"{_quote(display)}" <sip:{from_user}@{advertise}>;tag={new_tag()}')
-        h.add("To", to_uri)
-        h.add("Call-ID", new_call_id(advertise))
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", centre.endpoint.contact("112", peer.transport))
-        h.add("Allow", ALLOW)
-        h.add("User-Agent", centre.user_agent)
+        headers = list(extra_headers or [])
         if self.incident_id is not None:
-            h.add("X-Incident-ID", self.incident_id)
-            h.add(
-                "Call-Info",
-                f"<{centre.console_url}/console?incident={self.incident_id}>;purpose=info",
-            )
-        h.add("Subject", f"112 {self.category}")
-        for k, v in extra_headers or []:
-            h.add(k, v)
-        h.add("Content-Type", SDP)
-        invite = Request("INVITE", request_uri, h, offer.serialize())
+            headers += [
+                ("X-Incident-ID", self.incident_id),
+                (
+                    "Call-Info",
+                    f"<{centre.console_url}/console?incident={self.incident_id}>;purpose=info",
+                ),
+            ]
+        headers.append(("Subject", f"112 {self.category}"))
+        invite = outbound_request(
+            centre,
+            "INVITE",
+            request_uri=request_uri,
+            to_uri=to_uri,
+            from_user=from_user,
+            display=display,
+            peer=peer,
+            headers=headers,
+            body=offer.serialize(),
+            content_type=SDP,
+        )
         leg = OutboundLeg(
             role=role,
             name=name,
@@ -1697,6 +1694,47 @@ class EmergencyCall:
 
 def _ignore(event: TransactionEvent) -> None:
     del event
+
+
+def outbound_request(
+    centre: Centre,
+    method: str,
+    *,
+    request_uri: str,
+    to_uri: str,
+    from_user: str,
+    display: str = "",
+    peer: Peer,
+    headers: list[tuple[str, str]] | tuple[()] = (),
+    body: bytes = b"",
+    content_type: str | None = None,
+) -> Request:
+    """A request the centre originates outside any dialog (INVITE to an
+    operator, an agency, a supervisor or a citizen; OPTIONS to qualify a
+    phone): our Via with a fresh branch and rport, a new Call-ID and From tag,
+    our Contact, Allow and User-Agent, then `headers`."""
+    advertise = centre.config.sip.advertise
+    h = Headers()
+    h.add(
+        "Via",
+        f"SIP/2.0/{peer.transport.upper()} {advertise}:{centre.endpoint.port}"
+        f";branch={new_branch()};rport",
+    )
+    h.add("Max-Forwards", "70")
+    name = f'"{_quote(display)}" ' if display else ""
+    h.add("From", f"{name}<sip:{from_user}@{advertise}>;tag={new_tag()}")
+    h.add("To", to_uri)
+    h.add("Call-ID", new_call_id(advertise))
+    h.add("CSeq", f"1 {method}")
+    if method == "INVITE":
+        h.add("Contact", centre.endpoint.contact("112", peer.transport))
+        h.add("Allow", ALLOW)
+    h.add("User-Agent", centre.user_agent)
+    for k, v in headers:
+        h.add(k, v)
+    if content_type is not None:
+        h.add("Content-Type", content_type)
+    return Request(method, request_uri, h, body)
 
 
 def _offer_failure(status: int) -> acd_mod.OfferFailure:

@@ -50,6 +50,7 @@ from .calls import (
     LegRequest,
     OutboundLeg,
     Shutdown,
+    outbound_request,
 )
 from .config import Config, TrunkConfig
 from .ivr import IvrSettings
@@ -81,7 +82,7 @@ from .sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from .sip.message import Request, Response, new_tag
 from .sip.ratelimit import Admission, SourceGuard, lockout_response
 from .sip.registrar import (
     Binding,
@@ -751,20 +752,14 @@ class Centre:
         ]
 
     def _qualify(self, binding: Binding, sent: float) -> None:
-        advertise = self.config.sip.advertise
-        h = Headers()
-        h.add(
-            "Via",
-            f"SIP/2.0/{binding.target.transport.upper()} {advertise}:{self.endpoint.port}"
-            f";branch={new_branch()};rport",
+        options = outbound_request(
+            self,
+            "OPTIONS",
+            request_uri=binding.contact,
+            to_uri=f"<sip:{binding.user}@{self.config.sip.advertise}>",
+            from_user="qualify",
+            peer=binding.target,
         )
-        h.add("Max-Forwards", "70")
-        h.add("From", f"<sip:qualify@{advertise}>;tag={new_tag()}")
-        h.add("To", f"<sip:{binding.user}@{advertise}>")
-        h.add("Call-ID", new_call_id(advertise))
-        h.add("CSeq", "1 OPTIONS")
-        h.add("User-Agent", self.user_agent)
-        options = Request("OPTIONS", binding.contact, h)
 
         def handler(event: TransactionEvent) -> None:
             now = self.loop.time()

@@ -47,6 +47,7 @@ from .calls import (
     LegRequest,
     OutboundLeg,
     _quality,
+    outbound_request,
 )
 from .config import AgencyConfig
 from .incidents import CallbackResult, LegRole
@@ -63,7 +64,7 @@ from .sdp import SdpError, SessionDescription
 from .sip.dialog import Dialog
 from .sip.errors import SipParseError
 from .sip.events import ResponseReceived, TransactionEvent, TransactionTimedOut, TransportFailed
-from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from .sip.message import Response
 from .sip.peer import Peer
 
 if TYPE_CHECKING:
@@ -819,24 +820,18 @@ class CallbackCall:
             session_id=900_000 + self.callback_id,
             session_version=1,
         )
-        h = Headers()
-        h.add(
-            "Via",
-            f"SIP/2.0/{peer.transport.upper()} {advertise}:{centre.endpoint.port}"
-            f";branch={new_branch()};rport",
+        invite = outbound_request(
+            centre,
+            "INVITE",
+            request_uri=uri,
+            to_uri=to,
+            from_user=from_user,
+            display=display,
+            peer=peer,
+            headers=extra,
+            body=offer.serialize(),
+            content_type=SDP,
         )
-        h.add("Max-Forwards", "70")
-        h.add("From", f'"{display}" <sip:{from_user}@{advertise}>;tag={new_tag()}')
-        h.add("To", to)
-        h.add("Call-ID", new_call_id(advertise))
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", centre.endpoint.contact("112", peer.transport))
-        h.add("Allow", ALLOW)
-        h.add("User-Agent", centre.user_agent)
-        for k, v in extra:
-            h.add(k, v)
-        h.add("Content-Type", SDP)
-        invite = Request("INVITE", uri, h, offer.serialize())
         leg = OutboundLeg(
             role=role, name=name, invite=invite, peer=peer, media=media, offer=offer,
             purpose="callback",
