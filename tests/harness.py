@@ -125,6 +125,7 @@ def config_text(
     sip_extra: str = "",
     prompts: Path | None = None,
     supervisor_phone: str = "",
+    trunk_extra: str = "",
 ) -> str:
     """The test configuration; `extra` goes into [ivr] (and may open further tables),
     `sip_extra` into [sip]; `supervisor_phone` is the [[user]] supervisor's sip_user."""
@@ -163,6 +164,7 @@ name = "t"
 allow = ["127.0.0.0/8"]
 numbers = ["112", "urn:service:sos"]
 {proxy}
+{trunk_extra}
 {ops}
 {agency_text}
 [[user]]
@@ -193,6 +195,7 @@ class Server:
     sip_extra: str = ""
     prompts: Path | None = None
     supervisor_phone: str = ""
+    trunk_extra: str = ""
     sip_port: int = 0
     web_port: int = 0
     rtp: tuple[int, int] = (0, 0)
@@ -230,6 +233,7 @@ class Server:
                 sip_extra=self.sip_extra,
                 prompts=self.prompts,
                 supervisor_phone=self.supervisor_phone,
+                trunk_extra=self.trunk_extra,
             )
         )
 

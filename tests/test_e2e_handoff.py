@@ -175,6 +175,45 @@ def test_operator_refer_transfers_the_caller_to_the_agency(tmp_path: Path) -> No
         server.kill()
 
 
+def test_transfer_through_a_trunk_that_wants_credentials(tmp_path: Path) -> None:
+    """The carrier challenges calls out (401): the server answers with the
+    trunk's digest credentials and the transfer goes through."""
+    need("sipp", "baresip")
+    port = free_port()
+    server = Server(
+        tmp_path / "server",
+        trunk_proxy_port=port,
+        agencies=[("damkar", "113")],
+        extra="input_timeout_s = 2\n[queue]\nwrapup_s = 1",
+        trunk_extra='auth_user = "ambon112"\nauth_password = "trunk-secret"',
+    )
+    server.start()
+    try:
+        agency = start_agency(tmp_path / "agency", port, "agency_challenge.xml")
+        with baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ) as phone:
+            wait_until(lambda: operator_online(server, "op1"), 20, what="op1 registered")
+            caller = start_caller(
+                server, tmp_path / "caller", caller=CALLER, digits="2", talk_ms=8000
+            )
+            wait_until(lambda: talking_to(server, CALLER, "op1"), 30, what="bridged to op1")
+            assert phone.command("transfer", "113").get("ok")
+            wait_until(
+                lambda: "transferred" in event_kinds(incident_of(server, CALLER) or {"events": []}),
+                30,
+                what="transferred after the challenge",
+            )
+            assert caller.wait(60) == 0, caller.logs()
+        assert agency.wait(30) == 0, agency.logs()
+        log_text = "".join(p.read_text() for p in (tmp_path / "agency").glob("*_logs.log"))
+        assert "authvalid=true" in log_text, log_text
+        assert server.events("trunk_challenge_answered")
+    finally:
+        server.stop()
+        server.kill()
+
+
 def _offset(incident: dict[str, Any], kind: str) -> float:
     """Seconds from the recording's start to the first event `kind`."""
     from harness import iso_seconds

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ from .recordings import seal_recording
 from .rtp.dtmf import digit_from_info
 from .rtp.events import DigitReceived
 from .sdp import SdpError, SessionDescription
+from .sip.auth import authorization_for, select_challenge
 from .sip.dialog import Dialog
 from .sip.errors import SipParseError
 from .sip.events import (
@@ -277,6 +279,8 @@ class OutboundLeg:
     probe: int = 0  # serial of the last in-dialog OPTIONS probe
     probed_at: float = 0.0
     bye_sent: bool = False
+    trunk: str | None = None  # the trunk a call out goes through (agency, callback)
+    auth_tried: bool = False  # answered one 401/407 challenge already
     # For queue offers: what the ACD said when the 200 OK arrived (None: not yet).
     # Decided in the SIP handler, at arrival, not when the call's inbox gets to
     # it: a busy loop must not turn an answer in time into a missed offer.
@@ -1026,6 +1030,8 @@ class EmergencyCall:
             return
         if leg.state == "answered":
             return  # a late error after we already connected: ignore
+        if retry_with_credentials(self.centre, leg, response, self._leg_handler(leg)):
+            return
         await self._leg_failed(leg, response.status, response.reason)
 
     async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
@@ -1735,6 +1741,57 @@ def outbound_request(
     if content_type is not None:
         h.add("Content-Type", content_type)
     return Request(method, request_uri, h, body)
+
+
+def retry_with_credentials(
+    centre: Centre,
+    leg: OutboundLeg,
+    response: Response,
+    handler: Callable[[TransactionEvent], None],
+) -> bool:
+    """Answer a carrier's 401/407 to one of our INVITEs over a trunk with
+    `[[trunk]] auth_user`/`auth_password` (RFC 3261 §22.2): the same INVITE
+    again, CSeq + 1, a new branch, with the credentials. Once per leg; True
+    when the new INVITE went out (the transaction layer ACKed the 4xx)."""
+    if response.status not in (401, 407) or leg.auth_tried or leg.trunk is None:
+        return False
+    trunk = centre.config.trunk_named(leg.trunk)
+    if trunk is None or not trunk.auth_user:
+        return False
+    challenge_header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    answer_header = "Authorization" if response.status == 401 else "Proxy-Authorization"
+    try:
+        challenge = select_challenge(response.headers.get_all(challenge_header))
+        credentials = authorization_for(
+            challenge,
+            "INVITE",
+            leg.invite.uri,
+            trunk.auth_user,
+            trunk.auth_password,
+            cnonce=secrets.token_hex(8),
+            nc=1,
+            body=leg.invite.body,
+        )
+    except (SipParseError, ValueError) as exc:
+        log.warning("trunk_challenge_unanswerable", trunk=trunk.name, error=str(exc))
+        return False
+    old = leg.invite
+    h = Headers()
+    for name, value in old.headers:
+        if name in ("Authorization", "Proxy-Authorization"):
+            continue
+        if name == "Via":
+            h.add(name, value.split(";branch=", 1)[0] + f";branch={new_branch()};rport")
+        elif name == "CSeq":
+            h.add(name, f"{old.cseq.sequence + 1} INVITE")
+        else:
+            h.add(name, value)
+    h.add(answer_header, credentials)
+    leg.invite = Request("INVITE", old.uri, h, old.body)
+    leg.auth_tried = True
+    leg.client_key = centre.endpoint.request(leg.invite, leg.peer, handler)
+    log.info("trunk_challenge_answered", trunk=trunk.name, status=response.status)
+    return True
 
 
 def _offer_failure(status: int) -> acd_mod.OfferFailure:

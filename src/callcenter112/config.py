@@ -335,6 +335,9 @@ class TrunkConfig(_Section):
     transport: Literal["udp", "tcp"] = "udp"
     # Caller number used on calls out (agencies, callbacks).
     caller_id: str = "112"
+    # Digest credentials for calls out, when the carrier challenges them (401/407).
+    auth_user: str = ""
+    auth_password: str = ""
 
     @field_validator("allow")
     @classmethod

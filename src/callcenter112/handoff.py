@@ -48,6 +48,7 @@ from .calls import (
     OutboundLeg,
     _quality,
     outbound_request,
+    retry_with_credentials,
 )
 from .config import AgencyConfig
 from .incidents import CallbackResult, LegRole
@@ -148,6 +149,7 @@ class Handoff:
             )
         except PortsExhausted:
             raise ControlError(503, "no RTP ports free to dial the agency") from None
+        leg.trunk = trunk.name
         centre.trunk_stats[trunk.name]["out"] = centre.wall()
         call.other_legs.append(leg)
         state = self.state(call)
@@ -692,6 +694,7 @@ class Handoff:
             binding_target=bindings[0].target,
             trunk_caller_id=trunk.caller_id,
             proxy=Peer(trunk.transport, trunk.proxy.host, trunk.proxy.port),
+            trunk=trunk.name,
             actor=actor,
         )
         centre.spawn(callback.run())
@@ -743,6 +746,7 @@ class CallbackCall:
         binding_target: Peer,
         trunk_caller_id: str,
         proxy: Peer,
+        trunk: str,
         actor: str,
     ) -> None:
         self.centre = centre
@@ -753,6 +757,7 @@ class CallbackCall:
         self.binding_contact = binding_contact
         self.binding_target = binding_target
         self.trunk_caller_id = trunk_caller_id
+        self.trunk = trunk
         self.proxy = proxy
         self.actor = actor
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
@@ -840,6 +845,7 @@ class CallbackCall:
             self.op_leg = leg
         else:
             self.citizen_leg = leg
+            leg.trunk = self.trunk
         leg.client_key = centre.endpoint.request(invite, peer, self._handler(leg))
         timeout = centre.config.queue.ring_timeout_s if who == "operator" else 45.0
         if self._ring_timer is not None:
@@ -877,7 +883,9 @@ class CallbackCall:
                 leg.state = "ringing"
             return
         if response.status >= 300:
-            if leg.state != "answered":
+            if leg.state != "answered" and not retry_with_credentials(
+                self.centre, leg, response, self._handler(leg)
+            ):
                 await self._failed(leg, response.status)
             return
         await self._answered(leg, response)
