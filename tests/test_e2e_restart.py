@@ -70,3 +70,23 @@ def test_operators_are_back_online_after_a_crash_without_re_registering(tmp_path
     finally:
         server.stop()
         server.kill()
+
+
+def test_each_start_names_its_configuration_and_a_change_is_a_reload(tmp_path: Path) -> None:
+    server = Server(tmp_path / "server")
+    server.start()
+    server.stop()
+    server.start()  # same file: no reload
+    server.stop()
+    server.sip_extra = "max_calls = 7"
+    server.start()  # changed file: a config_reload entry
+    server.stop()
+    rows = server.sql("SELECT action, detail FROM audit_log WHERE target = 'config' ORDER BY seq")
+    actions = [a for a, _ in rows]
+    assert actions == ["config_load", "config_load", "config_load", "config_reload"], actions
+    import json
+
+    loads = [json.loads(d) for a, d in rows if a == "config_load"]
+    assert loads[0]["sha256"] == loads[1]["sha256"] != loads[2]["sha256"]
+    assert loads[2]["previous"] == loads[1]["sha256"]
+    assert server.cli("audit", "verify").returncode == 0

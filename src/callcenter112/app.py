@@ -90,6 +90,7 @@ async def run_server(
                 problems=list(report.problems[:20]),
                 operators_offline=list(report.operators_offline),
             )
+        await _audit_configuration(store, config_path)
         pool = RtpSocketPool(
             _rtp_bind_host(config), config.rtp.port_range, preopen=config.rtp.preopen
         )
@@ -100,6 +101,36 @@ async def run_server(
             await pool.close()
     finally:
         await store.close()
+
+
+async def _audit_configuration(store: SqliteStore, config_path: str) -> None:
+    """Every start names the configuration it runs with (SHA-256 of the file);
+    a file that differs from the last start's is a `config_reload` in the audit
+    log, so auditors can tell when trunks, operators or the IVR changed."""
+    if not config_path:
+        return
+    try:
+        resolved, digest = await asyncio.to_thread(_file_digest, config_path)
+    except OSError:
+        return
+    previous = await store.list_audit(action="config_load")
+    last = str(previous[-1].detail.get("sha256")) if previous else None
+    detail = {"path": resolved, "sha256": digest, "previous": last}
+    now = time.time()
+    await store.audit(actor="system", action="config_load", target="config", detail=detail, at=now)
+    if last is not None and last != digest:
+        await store.audit(
+            actor="system", action="config_reload", target="config", detail=detail, at=now
+        )
+        log.info("configuration_changed", sha256=digest, previous=last)
+
+
+def _file_digest(path: str) -> tuple[str, str]:
+    import hashlib
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p.resolve()), hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def _raise_file_limit(config: Config) -> None:
