@@ -1665,26 +1665,7 @@ class EmergencyCall:
         self._recorder = None
         if self.caller.media is not None:
             self.caller.media.attach_recorder(None)
-        centre = self.centre
-        try:
-            info = await centre.media.close_recorder(recorder)
-        except (OSError, ValueError) as exc:
-            self.log.error("recording_close_failed", error=str(exc))
-            return
-        if self.incident_id is None:
-            return
-        try:
-            await seal_recording(
-                centre.store,
-                self.incident_id,
-                info.path,
-                recordings_dir=centre.recordings_dir,
-                channels=info.channels,
-                duration_s=info.duration_s,
-                codec=info.codec,
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("recording_seal_failed", error=str(exc))
+        await close_and_seal(self.centre, recorder, self.incident_id, self.log)
 
     # -- views -------------------------------------------------------------------------
 
@@ -1741,6 +1722,32 @@ def outbound_request(
     if content_type is not None:
         h.add("Content-Type", content_type)
     return Request(method, request_uri, h, body)
+
+
+async def close_and_seal(
+    centre: Centre, recorder: IncidentRecorder, incident_id: str | None, log: Any
+) -> None:
+    """Close a recording (the rest written, header fixed) and seal it into the
+    incident's hash chain; failures are logged, never raised (the call is over)."""
+    try:
+        info = await centre.media.close_recorder(recorder)
+    except (OSError, ValueError) as exc:
+        log.error("recording_close_failed", error=str(exc))
+        return
+    if incident_id is None:
+        return
+    try:
+        await seal_recording(
+            centre.store,
+            incident_id,
+            info.path,
+            recordings_dir=centre.recordings_dir,
+            channels=info.channels,
+            duration_s=info.duration_s,
+            codec=info.codec,
+        )
+    except Exception as exc:  # noqa: BLE001
+        log.error("recording_seal_failed", error=str(exc))
 
 
 def retry_with_credentials(

@@ -47,6 +47,7 @@ from .calls import (
     LegRequest,
     OutboundLeg,
     _quality,
+    close_and_seal,
     outbound_request,
     retry_with_credentials,
 )
@@ -60,7 +61,6 @@ from .media.player import Player
 from .net.media import Conference
 from .net.rtp_transport import PortsExhausted
 from .offer_answer import accept_answer, make_offer
-from .recordings import seal_recording
 from .sdp import SdpError, SessionDescription
 from .sip.dialog import Dialog
 from .sip.errors import SipParseError
@@ -1070,19 +1070,7 @@ class CallbackCall:
             if leg.media in centre.media.legs:
                 leg.media.close()
         if self.recorder is not None:
-            try:
-                info = await centre.media.close_recorder(self.recorder)
-                await seal_recording(
-                    centre.store,
-                    self.incident_id,
-                    info.path,
-                    recordings_dir=centre.recordings_dir,
-                    channels=info.channels,
-                    duration_s=info.duration_s,
-                    codec=info.codec,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("callback_recording_seal_failed", error=str(exc))
+            await close_and_seal(centre, self.recorder, self.incident_id, self.log)
         if self.result is None and self.citizen_leg is None:
             with contextlib.suppress(Exception):
                 await centre.store.callback_attempt(
