@@ -124,14 +124,17 @@ class Fix:
             at=at,
             confidence=confidence,
             shape=shape,
-            altitude_m=altitude_m,
+            altitude_m=altitude_m if altitude_m is not None and math.isfinite(altitude_m) else None,
             caller=caller,
             raw=raw[:MAX_RAW],
         )
         problem = check_position(lat, lon, radius_m)
         if problem is None and confidence is not None and not 0 <= confidence <= 100:
             problem = f"confidence {confidence} outside 0..100"
-        return fix if problem is None else replace(fix, valid=False, reason=problem)
+        if problem is None:
+            return fix
+        # No half-believed position: the numbers are in the reason, not on the map.
+        return replace(fix, lat=None, lon=None, radius_m=None, valid=False, reason=problem[:300])
 
     def with_caller(self, caller: str | None) -> Fix:
         return replace(self, caller=caller)
