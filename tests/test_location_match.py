@@ -67,8 +67,8 @@ def test_pending_fixes_wait_for_their_call_and_expire() -> None:
 def test_fix_board_is_a_location_sink() -> None:
     board = FixBoard(window_s=60)
     sink: LocationSink = board
-    sink.fix_received(fix(T), caller=ME, incident_id="20261207-0001")
-    sink.fix_received(fix(T + 1, lat=-3.7), caller=ME, incident_id=None)
+    sink.fix_received(fix(T), caller=ME, incident_id="20261207-0001", received_at=T)
+    sink.fix_received(fix(T + 1, lat=-3.7), caller=ME, incident_id=None, received_at=T + 1)
     assert [f.lat for f in board.fixes("20261207-0001")] == [-3.6955]
     assert board.claim("20261207-0002", ME, now=T + 5)[0].lat == -3.7
     assert [f.lat for f in board.fixes("20261207-0002")] == [-3.7]

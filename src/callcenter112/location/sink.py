@@ -4,7 +4,8 @@ Whoever receives a position — the INVITE path (PIDF-LO by value), the
 dereferencer (by reference), the AML receiver (HTTPS, SMS), the operator's
 pin — hands it to a `LocationSink`:
 
-    sink.fix_received(fix, caller="+62812…", incident_id="20261207-0001" or None)
+    sink.fix_received(fix, caller="+62812…", incident_id="20261207-0001" or None,
+                      received_at=now)
 
 `incident_id` is None when no call matched yet (the sink keeps it pending for
 `claim`). The sink must not block: it records and notifies (the console map
@@ -31,8 +32,14 @@ MAX_INCIDENTS: Final = 2_000  # a busy city's day of incidents with fixes
 
 
 class LocationSink(Protocol):
-    def fix_received(self, fix: Fix, *, caller: str | None, incident_id: str | None) -> None:
-        """Record a fix (valid or not) for an incident, or pending for its caller."""
+    def fix_received(
+        self, fix: Fix, *, caller: str | None, incident_id: str | None, received_at: float
+    ) -> None:
+        """Record a fix (valid or not) for an incident, or pending for its caller.
+
+        `received_at` is when it reached us (wall clock): a phone's own clock may
+        be wrong, so waiting and matching windows run on this, not `fix.at`.
+        """
         ...
 
 
@@ -44,10 +51,12 @@ class FixBoard:
         self.pending = PendingFixes(window_s=window_s)
         self.version = 0  # bumped on every change, for cheap polling
 
-    def fix_received(self, fix: Fix, *, caller: str | None, incident_id: str | None) -> None:
+    def fix_received(
+        self, fix: Fix, *, caller: str | None, incident_id: str | None, received_at: float
+    ) -> None:
         self.version += 1
         if incident_id is None:
-            self.pending.add(fix.with_caller(caller or fix.caller), now=fix.at)
+            self.pending.add(fix.with_caller(caller or fix.caller), now=received_at)
             return
         fixes = self._by_incident.setdefault(incident_id, [])
         self._by_incident.move_to_end(incident_id)
@@ -60,7 +69,7 @@ class FixBoard:
         """Attach the caller's pending fixes to this (new) incident; returns them."""
         taken = self.pending.take(caller, now=now)
         for fix in taken:
-            self.fix_received(fix, caller=caller, incident_id=incident_id)
+            self.fix_received(fix, caller=caller, incident_id=incident_id, received_at=now)
         return taken
 
     def fixes(self, incident_id: str) -> list[Fix]:

@@ -48,7 +48,14 @@ from .bodies import WebError, read_body
 from .console import load_for
 from .context import Call, WebContext, client_ip, guarded
 
-__all__ = ["LocationWeb", "content_security_policy", "install", "load_area_map", "routes"]
+__all__ = [
+    "OPENAPI_PATHS",
+    "LocationWeb",
+    "content_security_policy",
+    "install",
+    "load_area_map",
+    "routes",
+]
 
 log = get_logger("location")
 
@@ -171,7 +178,7 @@ async def _deliver(request: Request, result: AmlResult, kind: str) -> Response:
     now = ctx.now()
     window = ctx.config.aml.match_window_s
     incident_id = match_fix(
-        result.caller, result.fix.at, await _candidates(ctx, now, window), window_s=window
+        result.caller, now, await _candidates(ctx, now, window), window_s=window
     )
     for note in result.notes:
         log.info("aml_note", kind=kind, caller=result.caller, note=note)
@@ -183,7 +190,9 @@ async def _deliver(request: Request, result: AmlResult, kind: str) -> Response:
         valid=result.fix.valid,
         reason=result.fix.reason,
     )
-    loc.sink.fix_received(result.fix, caller=result.caller, incident_id=incident_id)
+    loc.sink.fix_received(
+        result.fix, caller=result.caller, incident_id=incident_id, received_at=now
+    )
     return Response(status_code=200)
 
 
@@ -276,7 +285,7 @@ async def place_pin(call: Call) -> Response:
         shape="pin",
         caller=normalise_number(record.incident.caller, region=call.ctx.config.aml.region),
     )
-    loc.sink.fix_received(fix, caller=fix.caller, incident_id=incident_id)
+    loc.sink.fix_received(fix, caller=fix.caller, incident_id=incident_id, received_at=fix.at)
     await call.ctx.audit(
         call.who, "location_pin", incident_id, {"lat": lat, "lon": lon, "radius_m": radius}
     )
@@ -316,3 +325,165 @@ def routes() -> list[Route]:
         Route(f"{v1}/incidents/{{incident_id}}/eido", get_eido, methods=["GET"]),
         Route(f"{v1}/map", map_settings, methods=["GET"]),
     ]
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+_IID = {
+    "name": "incident_id",
+    "in": "path",
+    "required": True,
+    "description": "Incident id, `YYYYMMDD-NNNN`.",
+    "schema": {"type": "string"},
+}
+_ERR = {"$ref": "#/components/responses/Error"}
+_FIX = {
+    "type": "object",
+    "properties": {
+        "lat": {"type": ["number", "null"]},
+        "lon": {"type": ["number", "null"]},
+        "radius_m": {"type": ["number", "null"]},
+        "source": {"type": "string", "enum": ["pidf", "aml-https", "aml-sms", "operator"]},
+        "at": {"type": "string", "format": "date-time"},
+        "confidence": {"type": ["integer", "null"]},
+        "valid": {"type": "boolean"},
+        "reason": {"type": ["string", "null"]},
+        "shape": {"type": ["string", "null"]},
+        "altitude_m": {"type": ["number", "null"]},
+    },
+}
+_LOCATION = {
+    "type": "object",
+    "properties": {
+        "incident_id": {"type": "string"},
+        "location": {
+            "type": "object",
+            "description": "The newest valid fix on top; every fix in `fixes`, oldest first.",
+            "properties": {
+                "lat": {"type": ["number", "null"]},
+                "lon": {"type": ["number", "null"]},
+                "radius_m": {"type": ["number", "null"]},
+                "source": {"type": ["string", "null"]},
+                "at": {"type": ["string", "null"], "format": "date-time"},
+                "valid": {"type": "boolean"},
+                "fixes": {"type": "array", "items": _FIX},
+            },
+        },
+        "suggestion": {
+            "type": ["object", "null"],
+            "description": "The kecamatan/kelurahan the position suggests.",
+        },
+    },
+}
+_ALWAYS_200 = {"200": {"description": "Always, also when the message was discarded (logged)."}}
+
+
+def _json_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+OPENAPI_PATHS: dict[str, dict[str, Any]] = {
+    "/api/v1/aml": {
+        "post": {
+            "summary": "Receive an Advanced Mobile Location message (Android ELS HTTPS form).",
+            "description": "No sign-in: `[aml] allow` source addresses and `[aml] key` "
+            "HMAC-SHA1 over the text before `&hmac=`. ETSI TS 103 625.",
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+            },
+            "responses": _ALWAYS_200,
+        }
+    },
+    "/api/v1/aml/sms": {
+        "post": {
+            "summary": "An SMS gateway hands over an AML SMS (v1 or v2) as form fields from, body.",
+            "description": "No sign-in: `[aml] allow` source addresses.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"from": {"type": "string"}, "body": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": _ALWAYS_200,
+        }
+    },
+    "/api/v1/incidents/{incident_id}/location": {
+        "get": {
+            "summary": "The incident's location: every fix, the best on top, the area it suggests.",
+            "description": "Roles: operator (their own incidents), supervisor, auditor, admin.",
+            "parameters": [_IID],
+            "responses": {"200": _json_ok("The location.", _LOCATION), "401": _ERR, "404": _ERR},
+        },
+        "post": {
+            "summary": "The operator places or moves the pin (an `operator` fix, audit-logged).",
+            "description": "Roles: operator (their own incidents), supervisor, admin.",
+            "parameters": [_IID],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["lat", "lon"],
+                            "properties": {
+                                "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                                "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                                "radius_m": {"type": "number", "minimum": 0},
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json_ok("The location after the pin.", _LOCATION),
+                "400": _ERR,
+                "401": _ERR,
+                "403": _ERR,
+                "404": _ERR,
+                "422": _ERR,
+            },
+        },
+    },
+    "/api/v1/incidents/{incident_id}/eido": {
+        "get": {
+            "summary": "The incident as NENA EIDO JSON (NENA-STA-021) for agency CAD systems.",
+            "description": "Roles: supervisor, auditor, admin.",
+            "parameters": [_IID],
+            "responses": {
+                "200": {
+                    "description": "The EIDO document.",
+                    "content": {EIDO_MEDIA_TYPE: {"schema": {"type": "object"}}},
+                },
+                "401": _ERR,
+                "403": _ERR,
+                "404": _ERR,
+            },
+        }
+    },
+    "/api/v1/map": {
+        "get": {
+            "summary": "The map's tile server, attribution and the city's shipped vector data.",
+            "description": "Roles: operator, supervisor, auditor, admin.",
+            "responses": {
+                "200": _json_ok(
+                    "Map settings.",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "tile_url": {"type": ["string", "null"]},
+                            "attribution": {"type": "string"},
+                            "areas": {"type": ["object", "null"]},
+                        },
+                    },
+                ),
+                "401": _ERR,
+            },
+        }
+    },
+}
