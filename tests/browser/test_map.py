@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from site_support import SCREENSHOTS
 
 from callcenter112.web import WebServer
 from location_web_support import location_env
-from site_support import SCREENSHOTS
 from test_web_support import PASSWORDS, T0, WebEnv, seed_incident
 
 VECTOR = (
@@ -103,7 +103,7 @@ async def test_aml_fix_shows_a_pin_and_circle_on_the_auditor_page(
     assert box is not None and box["width"] == pytest.approx(240 / per_px, rel=0.15)
     await page.screenshot(path=str(SCREENSHOTS / "map-audit.png"), full_page=False)
     assert page.errors == []
-    print(f"fix on the map {shown_after:.2f} s after the POST answered")  # noqa: T201
+    print(f"fix on the map {shown_after:.2f} s after the POST answered")
 
 
 async def test_operator_places_the_pin_and_takes_the_suggested_area(
