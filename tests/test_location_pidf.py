@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from callcenter112.location.fix import Fix, location_json
 from callcenter112.location.geometry import arcband_centroid, distance_m, polygon_centroid
 from callcenter112.location.headers import parse_call_info, parse_geolocation
-from callcenter112.location.invite import read_invite
+from callcenter112.location.invite import read_invite, with_location
 from callcenter112.location.pidf import MAX_PIDF_SIZE, iter_shapes, parse_pidf, serialize
 from location_samples import AMBON, HOSTILE, SHAPES, pidf
 
@@ -323,3 +323,15 @@ def test_location_json_picks_the_newest_valid_fix() -> None:
     assert [f["valid"] for f in body["fixes"]] == [True, True, False]  # type: ignore[index]
     assert location_json([bad])["valid"] is False
     assert location_json([bad])["lat"] is None
+
+
+def test_transfer_body_round_trips_through_the_invite_reader() -> None:
+    best = Fix.position(lat=-3.6958, lon=128.1814, radius_m=40, source="aml-sms", at=STAMP)
+    out = with_location(
+        SDP, best, entity="pres:+6281234567890@ambon", content_id="20261207-0001@cc112"
+    )
+    assert out.geolocation == "<cid:20261207-0001@cc112>"
+    sdp, report = read_invite(out.content_type, out.body, geolocation=[out.geolocation], now=NOW)
+    assert sdp == SDP and report.notes == ()
+    (fix,) = report.fixes
+    assert (fix.lat, fix.lon, fix.radius_m, fix.at) == (-3.6958, 128.1814, 40.0, STAMP)

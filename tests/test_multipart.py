@@ -12,6 +12,7 @@ from callcenter112.sip.multipart import (
     cid_matches,
     parse_content_type,
     parse_multipart,
+    serialize_multipart,
     split_body,
 )
 
@@ -132,3 +133,12 @@ def test_content_type_parameters_quoted_and_case() -> None:
 def test_split_body_never_raises(payload: bytes, content_type: str) -> None:
     split_body(content_type, payload)
     split_body("multipart/mixed; boundary=b", b"--b\r\n" + payload)
+
+
+def test_serialize_round_trips_and_refuses_a_boundary_inside_a_part() -> None:
+    parts = split_body('multipart/mixed; boundary="boundary1"', body()).parts
+    again = parse_multipart(serialize_multipart(parts, "zz9"), "zz9")
+    key = [(p.media_type, p.params, p.content_id, p.disposition, p.body) for p in parts]
+    assert [(p.media_type, p.params, p.content_id, p.disposition, p.body) for p in again] == key
+    with pytest.raises(MultipartError, match="inside a part"):
+        serialize_multipart(parse_multipart(b"--b\r\n\r\nx--zz9\r\n--b--", "b"), "zz9")

@@ -20,12 +20,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..sip.multipart import BodyPart, cid_matches, split_body
+from ..sip.multipart import BodyPart, cid_matches, serialize_multipart, split_body
 from .fix import Fix
 from .headers import CallInfo, parse_call_info, parse_geolocation
-from .pidf import PIDF_CONTENT_TYPE, parse_pidf
+from .pidf import PIDF_CONTENT_TYPE, parse_pidf, serialize
 
-__all__ = ["MAX_DATA_BLOCK", "DataBlock", "LocationReport", "read_invite"]
+__all__ = [
+    "MAX_DATA_BLOCK",
+    "DataBlock",
+    "LocationBody",
+    "LocationReport",
+    "read_invite",
+    "with_location",
+]
 
 MAX_DATA_BLOCK = 16_384  # bytes of one RFC 7852 block kept on the incident
 
@@ -135,3 +142,47 @@ def read_invite(
         notes=tuple(notes),
     )
     return split.sdp, report
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocationBody:
+    """What an outgoing INVITE carries to pass the caller's location on by value."""
+
+    content_type: str  # for the Content-Type header
+    body: bytes
+    geolocation: str  # the Geolocation header value: "<cid:…>"
+    routing: str = "no"  # Geolocation-Routing (RFC 6442 §4.2): the agency does not re-route
+
+
+def with_location(sdp: bytes, fix: Fix, *, entity: str, content_id: str) -> LocationBody:
+    """The SDP offer plus the caller's PIDF-LO (by value) as one multipart/mixed body.
+
+    For the INVITE that hands the call to an agency (RFC 6442 §3.1). `content_id`
+    must be unique (``"<incident id>@<centre host>"``). Raises `ValueError` for
+    an invalid fix: send the plain SDP then.
+    """
+    document = serialize(fix, entity=entity)
+    boundary = "cc112-" + content_id.replace("@", "-")[:50]
+    parts = (
+        BodyPart(
+            media_type="application/sdp",
+            params=(),
+            content_id=None,
+            disposition=None,
+            headers=(),
+            body=sdp,
+        ),
+        BodyPart(
+            media_type=PIDF_CONTENT_TYPE,
+            params=(),
+            content_id=content_id,
+            disposition="by-reference",
+            headers=(),
+            body=document,
+        ),
+    )
+    return LocationBody(
+        content_type=f'multipart/mixed;boundary="{boundary}"',
+        body=serialize_multipart(parts, boundary),
+        geolocation=f"<cid:{content_id}>",
+    )

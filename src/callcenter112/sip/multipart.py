@@ -31,6 +31,7 @@ __all__ = [
     "cid_matches",
     "parse_content_type",
     "parse_multipart",
+    "serialize_multipart",
     "split_body",
 ]
 
@@ -273,3 +274,28 @@ def cid_matches(uri: str, part: BodyPart) -> bool:
     if uri[:4].lower() != "cid:" or part.content_id is None:
         return False
     return unquote(uri[4:]) == part.content_id
+
+
+def serialize_multipart(parts: list[BodyPart] | tuple[BodyPart, ...], boundary: str) -> bytes:
+    """A ``multipart/mixed`` body of these parts (RFC 2046 §5.1.1), CRLF line ends.
+
+    Raises `MultipartError` if the boundary is not allowed or occurs in a part
+    (the caller picks another).
+    """
+    if not boundary or len(boundary) > MAX_BOUNDARY or boundary.endswith(" "):
+        raise MultipartError(f"boundary must be 1-{MAX_BOUNDARY} characters, not ending in space")
+    delim = b"--" + boundary.encode("ascii")
+    out = bytearray()
+    for part in parts:
+        if delim in part.body:
+            raise MultipartError("the boundary occurs inside a part")
+        out += delim + b"\r\n"
+        params = "".join(f";{k}={v}" for k, v in part.params)
+        out += f"Content-Type: {part.media_type}{params}\r\n".encode()
+        if part.content_id:
+            out += f"Content-ID: <{part.content_id}>\r\n".encode()
+        if part.disposition:
+            out += f"Content-Disposition: {part.disposition}\r\n".encode()
+        out += b"\r\n" + part.body + b"\r\n"
+    out += delim + b"--\r\n"
+    return bytes(out)
