@@ -106,7 +106,7 @@
         circle = L.circle(at, { radius: loc.radius_m, weight: 2, color: "#c0392b", fillOpacity: 0.12, className: "cc112-uncertainty" }).addTo(map);
         circle.getElement().dataset.testid = "map-circle";
       }
-      if (first) { map.setView(at, loc.radius_m && loc.radius_m > 800 ? 14 : 16); first = false; }
+      if (first) { map.setView(at, loc.radius_m && loc.radius_m > 800 ? 14 : 16, { animate: false }); first = false; }
       el.dataset.hasPosition = "yes";
       el.dataset.lat = loc.lat; el.dataset.lon = loc.lon;
       el.dataset.radius = loc.radius_m == null ? "" : loc.radius_m;
