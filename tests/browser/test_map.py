@@ -129,6 +129,7 @@ async def test_operator_places_the_pin_and_takes_the_suggested_area(
     await page.click("[data-testid=map-use-suggestion]")
     assert await page.input_value("[data-testid=kecamatan]") != ""
     assert await page.input_value("[data-testid=kelurahan]") != ""
+    await page.screenshot(path=str(SCREENSHOTS / "map-console.png"), full_page=False)
     trail = await env.store.list_audit(target=iid)
     assert any(e.action == "location_pin" and e.actor == "op1" for e in trail)
     assert page.errors == []

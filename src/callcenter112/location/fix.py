@@ -68,7 +68,8 @@ class Fix:
     stated; RFC 7459 §4 recommends 95 when converting). `at` is when the
     position was measured when the report says so, else when it arrived
     (epoch seconds, UTC). `caller` is the number the report speaks for, when
-    it names one (AML), normalised E.164. `shape` names the reported shape.
+    it names one (AML), normalised E.164. `shape` names the reported shape
+    (PIDF-LO), the positioning method (AML: "GPS", "G", "W"…) or "pin" (operator).
     """
 
     lat: float | None

@@ -29,6 +29,7 @@ import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -110,11 +111,14 @@ class LocationWeb:
 
 def install(app_state: Any, config: Config, *, sink: LocationSink | None = None) -> LocationWeb:
     """Create the location web state on ``app.state.location``."""
-    board = FixBoard(window_s=config.aml.match_window_s) if sink is None else None
+    board: FixBoard | None = None
+    if sink is None:
+        board = FixBoard(window_s=config.aml.match_window_s)
+        sink = board
     areas, areas_json = load_area_map(config)
     web = LocationWeb(
         config=config,
-        sink=sink if sink is not None else board,  # type: ignore[arg-type]
+        sink=sink,
         board=board,
         areas=areas,
         areas_json=areas_json,
@@ -220,8 +224,6 @@ async def aml_sms(request: Request) -> Response:
         return Response(status_code=200)
     try:
         body = await read_body(request, limit=MAX_AML_BODY * 2)
-        from urllib.parse import parse_qs
-
         form = parse_qs(body.decode("utf-8"), max_num_fields=16, keep_blank_values=True)
     except (WebError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.message if isinstance(exc, WebError) else f"not a form: {exc}"[:120]
