@@ -335,3 +335,42 @@ def test_transfer_body_round_trips_through_the_invite_reader() -> None:
     assert sdp == SDP and report.notes == ()
     (fix,) = report.fixes
     assert (fix.lat, fix.lon, fix.radius_m, fix.at) == (-3.6958, 128.1814, 40.0, STAMP)
+
+
+def test_hook_on_a_parsed_invite_from_the_wire() -> None:
+    """The call flow's hook, fed from `sip.message.parse_message` as the centre would."""
+    from callcenter112.sip.message import Request, parse_message
+
+    body = mixed(
+        ("application/sdp", None, SDP),
+        ("application/pidf+xml", "loc@carrier.example", pidf(SHAPES["Ellipse"])),
+    )
+    wire = (
+        b"INVITE sip:112@192.0.2.10 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: <sip:+6281234567890@carrier.example>;tag=1928301774\r\n"
+        b"To: <sip:112@192.0.2.10>\r\n"
+        b"Call-ID: a84b4c76e66710@carrier.example\r\n"
+        b"CSeq: 314159 INVITE\r\n"
+        b"Contact: <sip:+6281234567890@192.0.2.1>\r\n"
+        b"Geolocation: <cid:loc@carrier.example>\r\n"
+        b"Geolocation: <https://lis.carrier.example/loc/77>\r\n"
+        b"Geolocation-Routing: no\r\n"
+        b"Call-Info: <urn:emergency:uid:callid:77:carrier.example>;purpose=emergency-CallId\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n'
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    req = parse_message(wire)
+    assert isinstance(req, Request)
+    sdp, report = read_invite(
+        req.headers.get("Content-Type"),
+        req.body,
+        geolocation=req.headers.get_all("Geolocation"),
+        call_info=req.headers.get_all("Call-Info"),
+        now=NOW,
+    )
+    assert sdp == SDP
+    assert [f.shape for f in report.fixes] == ["Ellipse"] and report.fixes[0].valid
+    assert report.references == ("https://lis.carrier.example/loc/77",)
+    assert [c.purpose for c in report.call_info] == ["emergency-CallId"]
