@@ -43,7 +43,13 @@ from . import api, audit, console, signin, telecom, wallboard
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
 from .bodies import WebError
-from .context import WebContext, error_response, make_templates
+from .context import (
+    MetricsTokenGate,
+    WebContext,
+    error_response,
+    make_templates,
+    uvicorn_tls_options,
+)
 from .metrics import healthz, metrics
 
 __all__ = [
@@ -134,7 +140,10 @@ def create_app(
         recordings_dir=recordings_dir,
         clock=clock,
         directory=Directory(users=config.user, operators=config.operator, scrypt_n=scrypt_n),
-        sessions=SessionStore(ttl_s=config.web.session_hours * 3600),
+        sessions=SessionStore(
+            ttl_s=config.web.session_hours * 3600,
+            max_per_account=config.web.max_sessions_per_account,
+        ),
         guard=LoginGuard(
             limit=config.web.login_fail_limit,
             lockout_s=config.web.login_lockout_s,
@@ -158,7 +167,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(SecurityHeaders), Middleware(MetricsTokenGate)],
         exception_handlers={
             WebError: error_response,
             ControlError: error_response,
@@ -198,6 +207,7 @@ class WebServer(uvicorn.Server):
                 server_header=False,
                 proxy_headers=behind_proxy,
                 limit_concurrency=MAX_CONNECTIONS,
+                **uvicorn_tls_options(getattr(app.state, "web", None)),
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )
