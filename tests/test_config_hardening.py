@@ -24,6 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=ROOT,
         timeout=120,
+        check=False,
     )
 
 

@@ -148,6 +148,7 @@ def test_demo_and_plain_passwords_refused_off_loopback(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        check=False,
     )
     assert run.returncode == 2 and "operator[0].password" in run.stderr
 

@@ -88,7 +88,8 @@ def preflight(cfg: Config) -> list[ConfigProblem]:
     try:
         PromptLibrary.load(prompts)
     except PromptError as exc:
-        problems.append(ConfigProblem("ivr.prompts", f"{prompts}: {exc}"))
+        reason = str(exc) if str(prompts) in str(exc) else f"{prompts}: {exc}"
+        problems.append(ConfigProblem("ivr.prompts", reason))
     if cfg.web.enabled:
         areas = cfg.path(cfg.web.city_areas)
         try:
@@ -104,7 +105,7 @@ def preflight(cfg: Config) -> list[ConfigProblem]:
         ("storage.database", cfg.path(cfg.storage.database).parent),
         ("storage.recordings", cfg.path(cfg.storage.recordings)),
     ):
-        reason = writable_folder_problem(folder)
-        if reason is not None:
-            problems.append(ConfigProblem(key, reason))
+        why = writable_folder_problem(folder)
+        if why is not None:
+            problems.append(ConfigProblem(key, why))
     return problems
