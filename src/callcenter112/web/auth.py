@@ -56,6 +56,7 @@ __all__ = [
     "csrf_matches",
     "hash_api_token",
     "hash_password",
+    "may_close_callback",
     "new_api_token",
     "verify_password",
 ]
@@ -342,6 +343,14 @@ class SessionStore:
     def _prune(self, now: float) -> None:
         for token in [t for t, s in self._sessions.items() if now >= s.expires_at]:
             del self._sessions[token]
+
+
+def may_close_callback(who: Principal, taken_by: str | None) -> bool:
+    """Only the operator holding a callback, or a supervisor (admin passes),
+    may close it (issue 11: any operator could close anyone's)."""
+    if who.may(("supervisor",)):
+        return True
+    return taken_by is not None and taken_by == who.user
 
 
 # --------------------------------------------------------------------------- lockout
