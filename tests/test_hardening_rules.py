@@ -34,7 +34,7 @@ def test_valid_indonesian_numbers_are_dialled_in_national_form(raw: str, dialled
         "+14155550100",  # foreign
         "+442071838750",
         "٠٨١٢٣٤٥٦٧٨٩٠",  # Arabic-Indic digits: not what a trunk dials
-        "０８１２３４５６７８９０",  # full-width
+        "".join(chr(0xFF10 + int(d)) for d in "081234567890"),  # full-width
         "sip:op1@127.0.0.1",
         "anonymous",
         "0812345678901234567890123456789012",
