@@ -94,3 +94,80 @@ def test_call_id_never_reaches_a_path() -> None:
         assert name.startswith("unrecorded-") and len(name) == 35
         assert all(c.isalnum() or c == "-" for c in name) and name.isascii()
     assert unrecorded_name("a@b") == unrecorded_name("a@b") != unrecorded_name("a@c")
+
+
+# --------------------------------------------------------------------------- faults.py
+
+
+def test_probe_write_proves_the_disk_takes_writes(tiny_disk: Path) -> None:
+    from callcenter112.faults import probe_write
+
+    assert probe_write(tiny_disk).ok
+    ballast = _fill(tiny_disk, leave=0)
+    failed = probe_write(tiny_disk)
+    assert not failed.ok and failed.reason == "write_failed"  # fixed words, no exception text
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["ballast"]  # no probe left behind
+    ballast.unlink()
+    assert probe_write(tiny_disk).ok
+
+
+def test_low_disk_alarm_is_raised_and_cleared_once(tiny_disk: Path, tmp_path: Path) -> None:
+    from callcenter112.faults import DiskWatch
+
+    watch = DiskWatch([tiny_disk, tmp_path / "gone"], threshold_bytes=64 * 1024)
+    first = {a.folder: a.low for a in watch.check()}
+    assert first == {tmp_path / "gone": True}  # cannot be measured: low
+    assert watch.check() == []
+    ballast = _fill(tiny_disk, leave=16 * 1024)
+    [alarm] = watch.check()
+    assert alarm.folder == tiny_disk and alarm.low and alarm.free_bytes < 64 * 1024
+    assert watch.check() == []
+    ballast.unlink()
+    [cleared] = watch.check()
+    assert cleared.folder == tiny_disk and not cleared.low
+
+
+async def test_start_step_retries_then_alarms_and_goes_on() -> None:
+    from callcenter112.faults import start_step
+
+    calls: list[int] = []
+    alarms: list[tuple[str, str]] = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise OSError(28, "No space left on device")
+        return "done"
+
+    assert await start_step("recovery", flaky, retry_s=0.01) == "done"
+    assert len(calls) == 2
+
+    async def broken() -> str:
+        raise OSError(5, "Input/output error")
+
+    got = await start_step(
+        "config_audit", broken, attempts=3, retry_s=0.01, on_alarm=lambda *a: alarms.append(a)
+    )
+    assert got is None and alarms == [("config_audit", "OSError")]
+
+
+def test_secure_files_sets_umask_and_modes(tmp_path: Path) -> None:
+    import stat
+
+    from callcenter112.faults import secure_files
+
+    folder = tmp_path / "data"
+    folder.mkdir(mode=0o755)
+    db = folder / "db.sqlite3"
+    db.write_text("x")
+    db.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        assert secure_files(folders=[folder, tmp_path / "missing"], private_files=[db]) == []
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        new = folder / "later"
+        new.mkdir()
+        assert stat.S_IMODE(new.stat().st_mode) == 0o700  # umask 077 from now on
+    finally:
+        os.umask(old)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .config import Config, ConfigError, config_warnings, load_config
@@ -60,6 +61,19 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _load_checked(args.config)
     if cfg is None:
         return 2
+    from .faults import secure_files
+
+    database = cfg.path(cfg.storage.database)
+    for problem in secure_files(
+        # Never the checkout or the working folder itself (a bare file name).
+        folders=[
+            f
+            for f in (database.parent, cfg.path(cfg.storage.recordings))
+            if f.resolve() not in (cfg.base_dir.resolve(), Path.cwd().resolve())
+        ],
+        private_files=[database, Path(args.config)],
+    ):
+        print(f"callcenter112: cannot tighten the mode of {problem}", file=sys.stderr)
     status: int = serve(cfg, config_path=args.config)
     return status
 

@@ -666,16 +666,6 @@ def _hardening_checks(cfg: Config) -> list[ConfigProblem]:
                         f"--sip {op.user}` prints it",
                     )
                 )
-    pairs, takers, _ = _rtp_budget(cfg)
-    if pairs < takers * RTP_PAIRS_PER_CALL:
-        problems.append(
-            ConfigProblem(
-                "rtp.ports",
-                f"range {cfg.rtp.ports} holds {pairs} RTP pairs; {takers} operator(s) "
-                f"talking at once need {takers * RTP_PAIRS_PER_CALL} (caller, operator "
-                "and agency pair each)",
-            )
-        )
     return problems
 
 
@@ -749,7 +739,16 @@ def config_warnings(cfg: Config) -> list[ConfigProblem]:
     loopback, and an RTP range that caps calls below sip.max_calls."""
     pairs, takers, needed = _rtp_budget(cfg)
     out = []
-    if pairs < needed:
+    if pairs < takers * RTP_PAIRS_PER_CALL:
+        out.append(
+            ConfigProblem(
+                "rtp.ports",
+                f"range {cfg.rtp.ports} holds {pairs} RTP pairs; {takers} operator(s) "
+                f"talking at once need {takers * RTP_PAIRS_PER_CALL} (caller, operator "
+                "and agency pair each): some operators will sit idle while callers wait",
+            )
+        )
+    elif pairs < needed:
         out.append(
             ConfigProblem(
                 "rtp.ports",
