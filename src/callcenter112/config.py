@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from .numerals import is_ascii_digits
+
 __all__ = [
     "CATEGORIES",
     "DEMO_SECRETS",
@@ -109,7 +111,7 @@ def _parse_host_port(value: object, *, default_port: int | None = None) -> HostP
         if default_port is None:
             raise ValueError(f"{value!r}: missing ':port'")
         return HostPort(host, default_port)
-    if not port_text.isdigit():
+    if not is_ascii_digits(port_text):
         raise ValueError(f"{value!r}: port {port_text!r} is not a number")
     port = int(port_text)
     if not 1 <= port <= 65535:
@@ -225,7 +227,7 @@ class RtpConfig(_Section):
 
 def _port_range(text: str) -> tuple[int, int]:
     parts = text.split("-")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 2 or not all(is_ascii_digits(p.strip()) for p in parts):
         raise ValueError(f"{text!r} is not a range like '20000-20999'")
     lo, hi = (int(p) for p in parts)
     if not (1024 <= lo <= 65535 and 1024 <= hi <= 65535):

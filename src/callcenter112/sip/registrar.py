@@ -80,6 +80,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from ..numerals import is_ascii_digits
 from .errors import SipParseError
 from .message import URI, Address, Request, Response, new_tag, parse_address
 from .peer import Peer, TransportName
@@ -781,7 +782,7 @@ def _expires_value(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    if not text.isdigit():
+    if not is_ascii_digits(text):
         return MALFORMED_EXPIRES
     return min(int(text[:11]), MAX_EXPIRES_VALUE)
 

@@ -33,6 +33,7 @@ from ..incidents import (
     incident_to_json,
     parse_timestamp,
 )
+from ..numerals import is_ascii_digits
 from .bodies import WebError
 from .console import disposition_changes, load_for, pause_operator
 from .context import Call, guarded
@@ -64,7 +65,7 @@ def _int(params: dict[str, str], name: str, *, default: int, low: int, high: int
     text = params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 9:
+    if not is_ascii_digits(text) or len(text) > 9:
         raise WebError(400, f"{name}: expected a whole number, got {text!r}"[:200])
     value = int(text)
     if not low <= value <= high:
@@ -91,7 +92,7 @@ def _choice(params: dict[str, str], name: str, vocabulary: Collection[str]) -> s
 
 def _callback_id(call: Call) -> int:
     text = call.param("callback_id")
-    if not text.isdigit() or len(text) > 12:
+    if not is_ascii_digits(text) or len(text) > 12:
         raise WebError(404, f"no callback {text!r}"[:100])
     return int(text)
 
