@@ -128,6 +128,8 @@ class WebContext:
     # Password checks run in threads; at most this many at once (scrypt is CPU).
     verify_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     waveforms: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    # Live streams open per account (`web.max_streams_per_account`).
+    stream_counts: dict[str, int] = field(default_factory=dict)
 
     def now(self) -> float:
         return self.clock()
@@ -158,6 +160,22 @@ class WebContext:
         self.waveforms[key] = svg
         while len(self.waveforms) > _WAVEFORM_CACHE:
             self.waveforms.popitem(last=False)
+
+    def take_stream(self, account: str) -> bool:
+        """Count one more live stream for `account`; False when at its cap (issue 11:
+        a leaked session must not open streams until the server runs out)."""
+        held = self.stream_counts.get(account, 0)
+        if held >= self.config.web.max_streams_per_account:
+            return False
+        self.stream_counts[account] = held + 1
+        return True
+
+    def release_stream(self, account: str) -> None:
+        held = self.stream_counts.get(account, 0) - 1
+        if held > 0:
+            self.stream_counts[account] = held
+        else:
+            self.stream_counts.pop(account, None)
 
     def close_streams(self) -> None:
         """Tell every open event stream to end (the server is stopping)."""
