@@ -15,7 +15,7 @@ import pytest
 from callcenter112.web import WebServer
 from callcenter112.web.auth import new_api_token
 from test_web_pages import SseReader
-from test_web_support import PASSWORDS, WebEnv, web_env
+from test_web_support import PASSWORDS, T0, WebEnv, web_env
 
 
 def _cert(folder: Path) -> tuple[Path, Path]:
@@ -138,3 +138,22 @@ async def test_live_streams_are_capped_per_account(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.01)
         assert env.app.state.web.stream_counts == {}
+
+
+async def test_only_the_holder_or_a_supervisor_closes_a_callback_by_api(tmp_path: Path) -> None:
+    from test_web_api import BEARER, _abandoned
+
+    async with web_env(tmp_path) as env:
+        _, cb = await _abandoned(env)
+        csrf = await env.sign_in("op1")
+        h = {"X-CSRF-Token": csrf}
+        url = f"/api/v1/callbacks/{cb}/close"
+        untaken = await env.client.post(url, headers=h, json={"outcome": "handled"})
+        assert untaken.status_code == 403 and "take it first" in untaken.json()["error"]
+        await env.store.callback_take(cb, actor="op2", at=T0)
+        theirs = await env.client.post(url, headers=h, json={"outcome": "handled"})
+        assert theirs.status_code == 403 and "held by op2" in theirs.json()["error"]
+        free_text = await env.client.post(url, headers=BEARER, json={"outcome": "whatever"})
+        assert free_text.status_code == 422
+        sup = await env.client.post(url, headers=BEARER, json={"outcome": "handled"})
+        assert sup.status_code == 200 and sup.json()["status"] == "closed"

@@ -34,11 +34,13 @@ from ..incidents import (
     parse_timestamp,
 )
 from ..numerals import is_ascii_digits
+from .auth import may_close_callback
 from .bodies import WebError
 from .console import disposition_changes, load_for, pause_operator
 from .context import Call, guarded
 from .openapi import OPENAPI
 from .views import call_json, operator_json, sla_json, waiting_json
+from .wallboard import CALLBACK_OUTCOMES
 
 __all__ = ["MAX_LIMIT", "routes"]
 
@@ -256,8 +258,18 @@ async def close_callback(call: Call) -> Response:
     call.payload.only({"outcome", "note"})
     outcome = call.payload.text("outcome", required=True, max_len=200)
     assert outcome is not None
+    if outcome not in CALLBACK_OUTCOMES:
+        raise WebError(422, f"outcome: must be one of {'|'.join(CALLBACK_OUTCOMES)}")
+    callback_id = _callback_id(call)
+    # Issue 11: only the holder or a supervisor closes (web/auth.py); a closed or unknown
+    # callback is left to the store's own answer.
+    open_now = await call.ctx.store.list_callbacks(open_only=True)
+    held = next((c for c in open_now if c.id == callback_id), None)
+    if held is not None and not may_close_callback(call.who, held.taken_by):
+        whose = f"held by {held.taken_by}" if held.taken_by else "not taken: take it first"
+        raise WebError(403, f"callback {callback_id} is {whose}; a supervisor may close it")
     closed = await call.ctx.store.callback_close(
-        _callback_id(call),
+        callback_id,
         actor=call.who.user,
         at=call.now(),
         outcome=outcome,
