@@ -171,3 +171,14 @@ def test_secure_files_sets_umask_and_modes(tmp_path: Path) -> None:
         assert stat.S_IMODE(new.stat().st_mode) == 0o700  # umask 077 from now on
     finally:
         os.umask(old)
+
+
+async def test_disk_checks_report_fixed_words(tiny_disk: Path, tmp_path: Path) -> None:
+    from callcenter112.faults import disk_checks
+
+    ok = await disk_checks([tiny_disk, tmp_path], threshold_bytes=1)
+    assert ok == {"disk:tiny": "ok", f"disk:{tmp_path.name}": "ok"}
+    assert (await disk_checks([tiny_disk], threshold_bytes=10**12)) == {"disk:tiny": "low_disk"}
+    ballast = _fill(tiny_disk, leave=0)
+    assert (await disk_checks([tiny_disk], threshold_bytes=1)) == {"disk:tiny": "write_failed"}
+    ballast.unlink()

@@ -33,6 +33,7 @@ __all__ = [
     "DiskState",
     "DiskWatch",
     "ProbeResult",
+    "disk_checks",
     "free_bytes",
     "probe_write",
     "secure_files",
@@ -102,6 +103,24 @@ def probe_write(folder: Path) -> ProbeResult:
         with contextlib.suppress(OSError):
             path.unlink()
     return ProbeResult(ok=same, reason="ok" if same else "read_back_differs")
+
+
+async def disk_checks(folders: Iterable[Path], *, threshold_bytes: int) -> dict[str, str]:
+    """The `/healthz` entries for the folders the centre writes to: ``"ok"``,
+    ``"write_failed"``, ``"read_back_differs"`` or ``"low_disk"`` per folder name
+    (``disk:<folder name>``); fixed words only, probes run in a worker thread."""
+    out: dict[str, str] = {}
+    for folder in dict.fromkeys(folders):
+        result = await asyncio.to_thread(probe_write, folder)
+        word = result.reason
+        if result.ok:
+            try:
+                low = await asyncio.to_thread(free_bytes, folder) < threshold_bytes
+            except OSError:
+                low = True
+            word = "low_disk" if low else "ok"
+        out[f"disk:{folder.name}"] = word
+    return out
 
 
 def free_bytes(folder: Path) -> int:
