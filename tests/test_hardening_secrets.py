@@ -116,6 +116,18 @@ def test_hash_password_sip_prints_the_ha1_pair() -> None:
     ).stdout
     assert f'ha1_md5 = "{hashlib.md5(b"op9:centre:long-enough-pw").hexdigest()}"' in out
     assert f'ha1_sha256 = "{hashlib.sha256(b"op9:centre:long-enough-pw").hexdigest()}"' in out
+    # Without USER it asks for it first; the realm then comes from the config's sip.realm.
+    asked = subprocess.run(
+        [sys.executable, "-m", "callcenter112", "hash-password", "--sip", "--stdin"],
+        input="op1\nlong-enough-pw\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert "SIP user:" in asked.stderr
+    md5 = hashlib.md5(b"op1:callcenter112:long-enough-pw").hexdigest()
+    assert asked.stdout.splitlines()[1] == f'ha1_md5 = "{md5}"'
 
 
 # --------------------------------------------------------------------------- exposure

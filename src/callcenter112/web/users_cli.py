@@ -39,10 +39,8 @@ def _realm(args: argparse.Namespace) -> str:
 
 def _hash_password(args: argparse.Namespace) -> int:
     if args.sip is not None and not args.sip:
-        try:
-            args.sip = input("SIP user: ").strip()
-        except EOFError:
-            args.sip = ""
+        print("SIP user: ", end="", file=sys.stderr, flush=True)  # stdout is the result
+        args.sip = sys.stdin.readline().strip()
         if not args.sip:
             print("no SIP user given", file=sys.stderr)
             return 2
