@@ -29,6 +29,11 @@ PURE = [
     "media/player.py",
     "media/bridge.py",
     "location",
+    # issue 11 rules (hardening)
+    "guessing.py",
+    "outside.py",
+    "retention_guard.py",
+    "numerals.py",
 ]
 FORBIDDEN = {
     "asyncio",

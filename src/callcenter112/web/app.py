@@ -44,7 +44,13 @@ from . import location as location_web
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
 from .bodies import WebError
-from .context import WebContext, error_response, make_templates
+from .context import (
+    MetricsTokenGate,
+    WebContext,
+    error_response,
+    make_templates,
+    uvicorn_tls_options,
+)
 from .metrics import healthz, metrics
 
 __all__ = [
@@ -136,7 +142,10 @@ def create_app(
         recordings_dir=recordings_dir,
         clock=clock,
         directory=Directory(users=config.user, operators=config.operator, scrypt_n=scrypt_n),
-        sessions=SessionStore(ttl_s=config.web.session_hours * 3600),
+        sessions=SessionStore(
+            ttl_s=config.web.session_hours * 3600,
+            max_per_account=config.web.max_sessions_per_account,
+        ),
         guard=LoginGuard(
             limit=config.web.login_fail_limit,
             lockout_s=config.web.login_lockout_s,
@@ -165,7 +174,8 @@ def create_app(
             Middleware(
                 SecurityHeaders,
                 csp=location_web.content_security_policy(config, CONTENT_SECURITY_POLICY),
-            )
+            ),
+            Middleware(MetricsTokenGate),
         ],
         exception_handlers={
             WebError: error_response,
@@ -207,6 +217,7 @@ class WebServer(uvicorn.Server):
                 server_header=False,
                 proxy_headers=behind_proxy,
                 limit_concurrency=MAX_CONNECTIONS,
+                **uvicorn_tls_options(getattr(app.state, "web", None)),
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )

@@ -20,6 +20,8 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
+from ..numerals import is_ascii_digits
+
 __all__ = ["MAX_BODY", "Payload", "WebError", "read_body"]
 
 # Longest request body accepted (a disposition form is a few KiB of text).
@@ -45,7 +47,7 @@ async def read_body(request: Request, *, limit: int = MAX_BODY) -> bytes:
     """The whole body, or `WebError` 413 once it is known to pass `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not is_ascii_digits(declared.strip()):
             raise WebError(400, "Content-Length is not a number")
         if int(declared) > limit:
             raise WebError(413, f"request body larger than {limit} bytes")
