@@ -476,21 +476,23 @@ async def test_metrics_exposition(env: WebEnv) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     lines = r.text.splitlines()
-    samples = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in lines if not ln.startswith("#")}
-    assert samples["callcenter112_calls_queued"] == "1"
-    assert samples["callcenter112_queue_oldest_wait_seconds"] == "42"
-    assert samples["callcenter112_calls_active"] == "1"
-    assert samples['callcenter112_calls{phase="talking"}'] == "1"
-    assert samples['callcenter112_operators{state="on_call"}'] == "1"
-    assert samples["callcenter112_calls_abandoned_today"] == "1"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="5"}'] == "0"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="10"}'] == "1"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="+Inf"}'] == "1"
-    assert samples["callcenter112_answer_time_seconds_count"] == "1"
-    assert samples["callcenter112_answer_time_seconds_sum"] == "7.5"
-    assert samples['callcenter112_answered_within_ratio{seconds="15"}'] == "1"
-    assert samples['callcenter112_trunk_rejected_today{trunk="telkom"}'] == "2"
-    assert samples["callcenter112_store_up"] == "1" and samples["callcenter112_live_up"] == "1"
+    samples = {
+        ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines if not ln.startswith("#")
+    }
+    assert samples["callcenter112_calls_queued"] == 1
+    assert samples["callcenter112_queue_oldest_wait_seconds"] == 42
+    assert samples["callcenter112_calls_active"] == 1
+    assert samples['callcenter112_calls{phase="talking"}'] == 1
+    assert samples['callcenter112_operators{state="on_call"}'] == 1
+    assert samples["callcenter112_calls_abandoned_today"] == 1
+    assert samples['callcenter112_answer_time_seconds_bucket{le="5"}'] == 0
+    assert samples['callcenter112_answer_time_seconds_bucket{le="10"}'] == 1
+    assert samples['callcenter112_answer_time_seconds_bucket{le="+Inf"}'] == 1
+    assert samples["callcenter112_answer_time_seconds_count"] == 1
+    assert samples["callcenter112_answer_time_seconds_sum"] == 7.5
+    assert samples['callcenter112_answered_within_ratio{seconds="15"}'] == 1
+    assert samples['callcenter112_trunk_rejected_today{trunk="telkom"}'] == 2
+    assert samples["callcenter112_store_up"] == 1 and samples["callcenter112_live_up"] == 1
     # Every sample belongs to a family announced with HELP and TYPE.
     families = {ln.split()[2] for ln in lines if ln.startswith("# TYPE")}
     for name in samples:
@@ -505,9 +507,25 @@ async def test_metrics_include_rtp_quality_when_the_centre_offers_it(env: WebEnv
         streams=2, packets_received=1000, packets_lost=7, jitter_ms=(2.0, 6.0)
     )
     text = (await env.client.get("/metrics")).text
-    assert "callcenter112_rtp_packets_lost_total 7" in text
-    assert 'callcenter112_rtp_jitter_milliseconds{stat="max"} 6' in text
-    assert 'callcenter112_rtp_jitter_milliseconds{stat="mean"} 4' in text
+    assert "callcenter112_rtp_packets_lost_total 7.0" in text
+    assert "callcenter112_rtp_packets_received_total 1000.0" in text
+    assert 'callcenter112_rtp_jitter_milliseconds{stat="max"} 6.0' in text
+    assert 'callcenter112_rtp_jitter_milliseconds{stat="mean"} 4.0' in text
+    # The metric names of the hand-written exposition, kept for existing dashboards.
+    names = {ln.split()[0].split("{")[0] for ln in text.splitlines() if not ln.startswith("#")}
+    assert names >= {
+        f"callcenter112_{n}"
+        for n in (
+            "answer_time_seconds_bucket answer_time_seconds_sum answer_time_seconds_count "
+            "answered_within_ratio calls calls_abandoned_today calls_active calls_max "
+            "calls_queued incidents_today live_up operators queue_oldest_wait_seconds "
+            "registrations registrations_reachable rtp_jitter_milliseconds "
+            "rtp_packets_lost_total rtp_packets_received_total rtp_ports_capacity "
+            "rtp_ports_in_use rtp_ports_open rtp_streams store_up trunk_calls_active "
+            "trunk_calls_today trunk_last_inbound_timestamp_seconds trunk_rejected_today "
+            "web_event_streams web_sessions"
+        ).split()
+    }
 
 
 async def test_healthz(env: WebEnv) -> None:
@@ -518,7 +536,7 @@ async def test_healthz(env: WebEnv) -> None:
     assert r.status_code == 503
     assert r.json()["sip"].startswith("fail") and r.json()["store"] == "ok"
     metrics = await env.client.get("/metrics")
-    assert "callcenter112_live_up 0" in metrics.text
+    assert "callcenter112_live_up 0.0" in metrics.text
 
 
 async def test_healthz_reports_a_closed_store(tmp_path: Path) -> None:
@@ -526,6 +544,6 @@ async def test_healthz_reports_a_closed_store(tmp_path: Path) -> None:
         await env.store.close()
         r = await env.client.get("/healthz")
         assert r.status_code == 503 and r.json()["store"].startswith("fail")
-        assert "callcenter112_store_up 0" in (await env.client.get("/metrics")).text
+        assert "callcenter112_store_up 0.0" in (await env.client.get("/metrics")).text
         r = await env.client.get("/api/v1/incidents", headers=BEARER)
         assert "store is unavailable" in _error(r, 503)

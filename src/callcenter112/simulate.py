@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .config import Config, ConfigError, load_config
 from .logs import configure_logging
+from .net.loop import run as run_on_server_loop
 from .sip.peer import Peer
 
 if TYPE_CHECKING:
@@ -248,9 +249,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.explain(), file=sys.stderr)
         return 2
     try:
         return _run(cfg, args)
@@ -304,7 +303,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
     )
     simulation = Simulation(plan)
     printer = _ProgressPrinter(out, enabled=not args.quiet)
-    summary = _run_loop(
+    summary = run_on_server_loop(
         _simulate_and_check(simulation, printer, database, read_store=not args.no_store)
     )
     printer.finish()
@@ -350,18 +349,6 @@ async def _simulate_and_check(
             except (StoreError, OSError) as exc:
                 print(f"simulate: cannot read the incidents: {exc}", file=sys.stderr)
     return summarize(simulation.records, incidents)
-
-
-def _run_loop(coro: Any) -> Any:
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
 
 
 class _ProgressPrinter:
