@@ -68,7 +68,9 @@ class ConfigError(Exception):
 
     def explain(self) -> str:
         """What every command prints for a bad file: the file, then one problem a line."""
-        return "\n".join([f"{self.source}: invalid configuration", *(f"  {p}" for p in self.problems)])
+        return "\n".join(
+            [f"{self.source}: invalid configuration", *(f"  {p}" for p in self.problems)]
+        )
 
 
 @dataclass(frozen=True, slots=True)

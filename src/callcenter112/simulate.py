@@ -28,10 +28,9 @@ import ipaddress
 import json
 import random
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .config import Config, ConfigError, load_config
 from .logs import configure_logging
