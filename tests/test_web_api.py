@@ -12,20 +12,74 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from starlette.routing import Route
 
+from callcenter112.config import CATEGORIES, DISPOSITIONS
 from callcenter112.incidents import Status
 from callcenter112.live import ControlError
-from callcenter112.web.openapi import OPENAPI
+from callcenter112.web.api import PATH_PARAMETERS
+from callcenter112.web.openapi import openapi_document
 from test_web_support import API_TOKEN, T0, WebEnv, seed_incident, web_env
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
+class DocumentedAnswers:
+    """Checks every /api/ answer a test receives against the generated document:
+    a 2xx must validate against the documented schema (which forbids keys it does
+    not name), a 4xx must be a documented refusal with the Error schema."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.routes = [
+            (Route(path, lambda r: None), ops) for path, ops in document["paths"].items()
+        ]
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def _schema(self, ref: dict[str, Any]) -> Draft202012Validator:
+        schema = {**ref, "components": self.document["components"]}
+        return Draft202012Validator(schema)
+
+    async def __call__(self, response: httpx.Response) -> None:
+        request = response.request
+        path = request.url.path
+        if not path.startswith("/api/") or path.endswith("/openapi.json"):
+            return
+        await response.aread()
+        scope = {"type": "http", "path": path, "method": request.method}
+        matches = [(r, ops) for r, ops in self.routes if r.matches(scope)[0].name != "NONE"]
+        if not matches:
+            assert response.status_code == 404, f"{request.method} {path}: no documented path"
+            return
+        assert len(matches) == 1, f"{request.method} {path}: {len(matches)} documented paths"
+        route, ops = matches[0]
+        op = ops.get(request.method.lower())
+        if op is None:
+            assert response.status_code == 405, (request.method, path)
+            return
+        status = str(response.status_code)
+        assert status in op["responses"], f"{request.method} {route.path}: {status} undocumented"
+        answer = op["responses"][status]
+        if "$ref" in answer:  # a refusal
+            schema = {"$ref": "#/components/schemas/Error"}
+        else:
+            schema = answer["content"]["application/json"]["schema"]
+        errors = sorted(
+            self._schema(schema).iter_errors(response.json()), key=lambda e: list(e.path)
+        )
+        assert not errors, f"{request.method} {route.path} {status}: {errors[0].message}"
+        self.checked.add((route.path, request.method.lower(), response.status_code))
+
+
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[WebEnv]:
     async with web_env(tmp_path) as e:
+        e.client.event_hooks["response"].append(
+            DocumentedAnswers(openapi_document(e.app.routes, PATH_PARAMETERS))
+        )
         yield e
 
 
@@ -54,32 +108,105 @@ def _state(env: WebEnv, user: str) -> str:
 # --------------------------------------------------------------------------- OpenAPI
 
 
-def test_openapi_document_is_openapi_3() -> None:
-    assert OPENAPI["openapi"].startswith("3.")
-    json.dumps(OPENAPI)  # serialisable as is
-    for path, methods in OPENAPI["paths"].items():
+async def test_openapi_document_is_openapi_3(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
+    assert document["openapi"].startswith("3.")
+    json.dumps(document)  # serialisable as is
+    Draft202012Validator.check_schema(
+        {"$defs": document["components"]["schemas"]}
+    )  # every component is a valid JSON Schema
+    for path, methods in document["paths"].items():
         for method, op in methods.items():
             assert op["summary"], (path, method)
             assert "responses" in op and any(c.startswith("2") for c in op["responses"])
+    refs = set(json.dumps(document).split('"$ref": "')[1:])
+    for ref in refs:
+        name = ref.split('"')[0].rsplit("/", 1)[1]
+        assert name in document["components"]["schemas"] or name == "Error", ref
 
 
 async def test_openapi_matches_the_routes_both_ways(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
     served = await env.client.get("/api/v1/openapi.json")
-    assert served.status_code == 200 and served.json() == OPENAPI
+    assert served.status_code == 200 and served.json() == document
     routes: set[tuple[str, str]] = set()
     for route in env.app.routes:
         if isinstance(route, Route) and route.path.startswith("/api/"):
             for method in route.methods or ():
                 if method != "HEAD":
                     routes.add((route.path, method.lower()))
-    documented = {(p, m) for p, ops in OPENAPI["paths"].items() for m in ops}
+    documented = {(p, m) for p, ops in document["paths"].items() for m in ops}
     assert documented == routes
+    assert len(routes) == 13
     # Every path parameter in a template is declared.
-    for path, ops in OPENAPI["paths"].items():
+    for path, ops in document["paths"].items():
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for op in ops.values():
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == names, path
+
+
+async def test_openapi_documents_what_the_handlers_accept(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
+    incidents = document["paths"]["/api/v1/incidents"]["get"]
+    params = {p["name"]: p for p in incidents["parameters"]}
+    assert set(params) == {
+        "since", "until", "caller", "category", "status", "operator", "disposition", "limit",
+        "offset",
+    }  # fmt: skip
+    assert params["category"]["schema"]["enum"] == list(CATEGORIES)
+    assert params["disposition"]["schema"]["enum"] == list(DISPOSITIONS)
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    # A query parameter the document does not name is refused by the handler.
+    r = await env.client.get("/api/v1/incidents?colour=red", headers=BEARER)
+    assert "colour" in _error(r, 400)
+    body = document["components"]["schemas"]["Disposition"]
+    assert body["additionalProperties"] is False
+
+
+def test_an_undocumented_api_route_cannot_be_published() -> None:
+    async def endpoint(request: Any) -> None:
+        return None
+
+    with pytest.raises(LookupError, match="/api/v1/secret"):
+        openapi_document([Route("/api/v1/secret", endpoint)], PATH_PARAMETERS)
+
+
+async def test_every_documented_answer_was_seen_valid(tmp_path: Path) -> None:
+    """The answers of a tour of the API validate against the document (the
+    `env` fixture checks every test's answers the same way)."""
+    async with web_env(tmp_path) as e:
+        checker = DocumentedAnswers(openapi_document(e.app.routes, PATH_PARAMETERS))
+        e.client.event_hooks["response"].append(checker)
+        rec = await seed_incident(e.store, e.recordings, at=T0 - 600)
+        _, callback_id = await _abandoned(e)
+        e.live.caller_waits("20261128-0050", "0812", "fire", T0 - 42)
+        e.live.answer("20261128-0051", "op2", "0813", "medical")
+        get = [
+            "/api/v1/incidents",
+            f"/api/v1/incidents/{rec.incident_id}",
+            "/api/v1/queue",
+            "/api/v1/operators",
+            "/api/v1/callbacks?status=all",
+            "/api/v1/sla",
+        ]
+        for url in get:
+            assert (await e.client.get(url, headers=BEARER)).status_code == 200, url
+        cb = f"/api/v1/callbacks/{callback_id}"
+        for url, body in (
+            (f"/api/v1/incidents/{rec.incident_id}/disposition", {"disposition": "prank"}),
+            ("/api/v1/operators/op1/pause", {"reason": "break"}),
+            ("/api/v1/operators/op1/unpause", {}),
+            (f"{cb}/take", {}),
+            (f"{cb}/attempts", {"result": "no_answer"}),
+            (f"{cb}/close", {"outcome": "reached"}),
+        ):
+            r = await e.client.post(url, json=body, headers=BEARER)
+            assert r.status_code in (200, 201), (url, r.text)
+        await e.client.get("/api/v1/incidents/nope", headers=BEARER)
+        seen = {(p, m) for p, m, status in checker.checked if status < 300}
+        assert len(seen) == 12, sorted(seen)
+        assert ("/api/v1/incidents/{incident_id}", "get", 404) in checker.checked
 
 
 # --------------------------------------------------------------------------- incidents
