@@ -82,7 +82,7 @@ def _command_groups() -> list[
 ]:
     # Imported here so `serve` and `check-config` start without loading every group.
     # A group that fails to import is a bug: the error surfaces, never a missing command.
-    from . import records_cli, simulate
+    from . import records_cli, report_cli, simulate
     from .media import prompts_cli
     from .web import users_cli
 
@@ -91,6 +91,7 @@ def _command_groups() -> list[
         prompts_cli.add_commands,
         simulate.add_commands,
         users_cli.add_commands,
+        report_cli.add_commands,
     ]
 
 

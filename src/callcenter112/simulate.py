@@ -30,15 +30,16 @@ import random
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, load_config
 from .logs import configure_logging
 from .net.loop import run as run_on_server_loop
+from .progress import ProgressLine
 from .sip.peer import Peer
 
 if TYPE_CHECKING:
-    from .simclient import Progress, Simulation, Summary
+    from .simclient import Simulation, Summary
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -301,7 +302,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
         flush=True,
     )
     simulation = Simulation(plan)
-    printer = _ProgressPrinter(out, enabled=not args.quiet)
+    printer = ProgressLine(out, enabled=not args.quiet)
     summary = run_on_server_loop(
         _simulate_and_check(simulation, printer, database, read_store=not args.no_store)
     )
@@ -320,7 +321,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
 
 async def _simulate_and_check(
     simulation: Simulation,
-    printer: _ProgressPrinter,
+    printer: ProgressLine,
     database: Path,
     *,
     read_store: bool,
@@ -328,7 +329,9 @@ async def _simulate_and_check(
     from .simclient import read_incidents, summarize
     from .store import StoreError
 
-    await simulation.run(on_progress=printer, progress_every_s=printer.every_s)
+    await simulation.run(
+        on_progress=lambda p: printer.show(p.line()), progress_every_s=printer.every_s
+    )
     if simulation.error is not None:
         return None
     incidents = None
@@ -348,33 +351,6 @@ async def _simulate_and_check(
             except (StoreError, OSError) as exc:
                 print(f"simulate: cannot read the incidents: {exc}", file=sys.stderr)
     return summarize(simulation.records, incidents)
-
-
-class _ProgressPrinter:
-    """One rewritten line on a terminal; a line every few seconds into a pipe or file."""
-
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = stream.isatty()
-        self.every_s = 1.0 if self.tty else 5.0
-        self._drawn = False
-
-    def __call__(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        line = progress.line()
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line)
-            self._drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _write_json(path: Path, simulation: Simulation, summary: Summary) -> None:
