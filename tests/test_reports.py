@@ -202,7 +202,7 @@ def test_charts_are_svg_with_one_bar_per_figure() -> None:
     assert c.by_day.count("<rect") == 30
     assert "style=" not in "".join(svg for _, svg in c.items())  # the CSP allows no inline style
     assert f'data-label="00: {r.by_hour[0]}"' in c.by_hour
-    assert "NENA 90 % &lt;= 15 d" in c.sla
+    assert "NENA 90 % &lt;= 15 s" in c.sla
 
 
 def _pixels(ppm: Path) -> tuple[int, int, bytes]:
@@ -234,7 +234,7 @@ def test_pdf_renders_with_its_figures_and_charts(tmp_path: Path) -> None:
     ).stdout
     assert "Laporan Bulanan 2026-11" in text
     assert f"Panggilan masuk {r.calls}" in " ".join(text.split())
-    assert "NENA 90 % <= 15 d" in text and "NFPA 90 % <= 10 d" in text
+    assert "NENA 90 % <= 15 s" in text and "NFPA 90 % <= 10 s" in text
     for o in r.operators:
         assert o.operator in text
     subprocess.run(

@@ -26,10 +26,13 @@ __all__ = [
     "DISPOSITION_COLOURS",
     "DISPOSITION_LABELS",
     "ReportCharts",
+    "category_labels",
     "charts",
     "duration_text",
+    "headline",
     "report_csv",
     "report_pdf",
+    "title_of",
 ]
 
 DISPOSITION_LABELS: dict[str, str] = {
@@ -63,15 +66,15 @@ _PERIOD_NAMES = {"day": "Harian", "week": "Mingguan", "month": "Bulanan"}
 
 
 def duration_text(seconds: float) -> str:
-    """`1 j 05 m` / `4 m 10 d` / `12 d` (jam, menit, detik)."""
+    """`1 j 05 m` / `4 m 10 s` / `12 s` (jam, menit, seconds as everywhere in the console)."""
     s = round(seconds)
     hours, rest = divmod(s, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
         return f"{hours} j {minutes:02d} m"
     if minutes:
-        return f"{minutes} m {secs:02d} d"
-    return f"{secs} d"
+        return f"{minutes} m {secs:02d} s"
+    return f"{secs} s"
 
 
 def _percent(share: float | None) -> str:
@@ -210,7 +213,7 @@ def sla_chart(title: str, results: Sequence[StandardResult], *, width: int = 720
             _text(
                 label_w - 8,
                 y + 20,
-                f"{s.body} {s.target * 100:.0f} % <= {s.seconds} d",
+                f"{s.body} {s.target * 100:.0f} % <= {s.seconds} s",
                 anchor="end",
             )
         )
@@ -305,11 +308,11 @@ def headline(report: Report) -> list[tuple[str, str]]:
         ("Dijawab operator", str(r.answered)),
         ("Ditinggal (abandoned)", str(r.abandoned)),
         ("Panggilan balik selesai", str(r.callbacks_done)),
-        ("Iseng + ghost", f"{r.wasted_calls} ({_percent(_wasted_share(r))})"),
+        ("Iseng + ghost (% yang didisposisi)", f"{r.wasted_calls} ({_percent(_wasted_share(r))})"),
         ("Waktu operator terbuang", duration_text(r.wasted_s)),
         (
             "Rata-rata waktu jawab",
-            "-" if r.mean_answer_s is None else f"{r.mean_answer_s:.1f} d",
+            "-" if r.mean_answer_s is None else f"{r.mean_answer_s:.1f} s",
         ),
     ]
 
