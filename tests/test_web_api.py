@@ -677,6 +677,24 @@ async def test_metrics_include_rtp_quality_when_the_centre_offers_it(env: WebEnv
     }
 
 
+async def test_metrics_read_plain_counters_of_any_class(env: WebEnv) -> None:
+    """The call flow offers its own counters (no import of web/): any object with
+    the four fields will do."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Counters:
+        streams: int = 1
+        packets_received: int = 50
+        packets_lost: int = 2
+        jitter_ms: tuple[float, ...] = (3.0,)
+
+    env.live.rtp_quality = Counters  # type: ignore[attr-defined]
+    text = (await env.client.get("/metrics")).text
+    assert "callcenter112_rtp_packets_received_total 50.0" in text
+    assert "callcenter112_rtp_streams 1.0" in text
+
+
 async def test_healthz(env: WebEnv) -> None:
     r = await env.client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
