@@ -28,6 +28,7 @@ PURE = [
     "media/clock.py",
     "media/player.py",
     "media/bridge.py",
+    "location",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -22,6 +22,8 @@ from callcenter112.incidents import Status
 from callcenter112.live import ControlError
 from callcenter112.web.api import PATH_PARAMETERS
 from callcenter112.web.openapi import openapi_document
+from location_web_support import location_env
+from test_location_web import FORM, VECTOR
 from test_web_support import API_TOKEN, T0, WebEnv, seed_incident, web_env
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -65,8 +67,14 @@ class DocumentedAnswers:
         answer = op["responses"][status]
         if "$ref" in answer:  # a refusal
             schema = {"$ref": "#/components/schemas/Error"}
+        elif "content" not in answer:  # documented as carrying nothing
+            assert response.content == b"", f"{request.method} {route.path}: a body"
+            self.checked.add((route.path, request.method.lower(), response.status_code))
+            return
         else:
-            schema = answer["content"]["application/json"]["schema"]
+            (media, content), *_ = answer["content"].items()
+            assert response.headers["content-type"].startswith(media), (route.path, media)
+            schema = content["schema"]
         errors = sorted(
             self._schema(schema).iter_errors(response.json()), key=lambda e: list(e.path)
         )
@@ -137,7 +145,7 @@ async def test_openapi_matches_the_routes_both_ways(env: WebEnv) -> None:
                     routes.add((route.path, method.lower()))
     documented = {(p, m) for p, ops in document["paths"].items() for m in ops}
     assert documented == routes
-    assert len(routes) == 13
+    assert len(routes) == 19
     # Every path parameter in a template is declared.
     for path, ops in document["paths"].items():
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
@@ -175,10 +183,14 @@ def test_an_undocumented_api_route_cannot_be_published() -> None:
 async def test_every_documented_answer_was_seen_valid(tmp_path: Path) -> None:
     """The answers of a tour of the API validate against the document (the
     `env` fixture checks every test's answers the same way)."""
-    async with web_env(tmp_path) as e:
+    async with location_env(tmp_path, aml={"key": "AML", "allow": ["127.0.0.0/8"]}) as e:
         checker = DocumentedAnswers(openapi_document(e.app.routes, PATH_PARAMETERS))
         e.client.event_hooks["response"].append(checker)
-        rec = await seed_incident(e.store, e.recordings, at=T0 - 600)
+        rec = await seed_incident(e.store, e.recordings, at=T0 - 600, caller="+33611223344")
+        aml = await e.client.post("/api/v1/aml", content=VECTOR, headers=FORM)
+        assert aml.status_code == 200
+        sms = await e.client.post("/api/v1/aml/sms", content="from=1&body=x", headers=FORM)
+        assert sms.status_code == 200
         _, callback_id = await _abandoned(e)
         e.live.caller_waits("20261128-0050", "0812", "fire", T0 - 42)
         e.live.answer("20261128-0051", "op2", "0813", "medical")
@@ -189,6 +201,9 @@ async def test_every_documented_answer_was_seen_valid(tmp_path: Path) -> None:
             "/api/v1/operators",
             "/api/v1/callbacks?status=all",
             "/api/v1/sla",
+            f"/api/v1/incidents/{rec.incident_id}/location",
+            f"/api/v1/incidents/{rec.incident_id}/eido",
+            "/api/v1/map",
         ]
         for url in get:
             assert (await e.client.get(url, headers=BEARER)).status_code == 200, url
@@ -200,12 +215,17 @@ async def test_every_documented_answer_was_seen_valid(tmp_path: Path) -> None:
             (f"{cb}/take", {}),
             (f"{cb}/attempts", {"result": "no_answer"}),
             (f"{cb}/close", {"outcome": "reached"}),
+            (f"/api/v1/incidents/{rec.incident_id}/location", {"lat": -3.7, "lon": 128.2}),
         ):
             r = await e.client.post(url, json=body, headers=BEARER)
             assert r.status_code in (200, 201), (url, r.text)
         await e.client.get("/api/v1/incidents/nope", headers=BEARER)
         seen = {(p, m) for p, m, status in checker.checked if status < 300}
-        assert len(seen) == 12, sorted(seen)
+        assert len(seen) == 18, sorted(seen)
+        location = await e.client.get(
+            f"/api/v1/incidents/{rec.incident_id}/location", headers=BEARER
+        )
+        assert len(location.json()["location"]["fixes"]) == 2  # the AML fix and the pin
         assert ("/api/v1/incidents/{incident_id}", "get", 404) in checker.checked
 
 

@@ -29,12 +29,14 @@ __all__ = [
     "DISPOSITIONS",
     "ROLES",
     "AgencyConfig",
+    "AmlConfig",
     "ApiTokenConfig",
     "CentreConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
     "HostPort",
+    "MapConfig",
     "OperatorConfig",
     "TrunkConfig",
     "UserConfig",
@@ -428,6 +430,61 @@ class AgencyConfig(_Section):
     ring_timeout_s: Annotated[float, Field(ge=3, le=120)] = 30.0
 
 
+# --- location (issue 13): the AML receiver and the map ---------------------------
+
+
+class AmlConfig(_Section):
+    """`[aml]`: Advanced Mobile Location receiver (POST /api/v1/aml, /api/v1/aml/sms)."""
+
+    # HMAC-SHA1 key shared with the ELS/AML provider; empty: messages are not signed.
+    key: str = ""
+    # Source addresses/networks that may post; empty: any (then set `key`).
+    allow: list[str] = Field(default_factory=list)
+    # A fix belongs to a caller's call or incident this many seconds around it.
+    match_window_s: Annotated[float, Field(ge=10, le=86_400)] = 600.0
+    # Region for reading national numbers (ISO 3166-1 alpha-2): 0812… → +62812….
+    region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "ID"
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        bad = []
+        for i, item in enumerate(v):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(a, strict=False) for a in self.allow)
+
+
+class MapConfig(_Section):
+    """`[map]`: the console's map (Leaflet): tiles, attribution, shipped vector data."""
+
+    # XYZ tile URL; empty: no tiles, only the shipped vector data is drawn.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    attribution: str = "© OpenStreetMap contributors"
+    # GeoJSON of the city's kecamatan/kelurahan (outlines or reference points).
+    areas: str = "config/ambon-map.geojson"
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, v: str) -> str:
+        if not v:
+            return v
+        if not v.startswith(("https://", "http://")) or any(c.isspace() for c in v):
+            raise ValueError("must be an http(s):// URL (or empty for no tiles)")
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
+        if missing:
+            raise ValueError(f"must contain {', '.join(missing)}")
+        return v
+
+
 class Config(_Section):
     centre: CentreConfig = CentreConfig()
     sip: SipConfig = SipConfig()
@@ -442,6 +499,8 @@ class Config(_Section):
     user: list[UserConfig] = Field(default_factory=list)
     agency: list[AgencyConfig] = Field(default_factory=list)
     api_token: list[ApiTokenConfig] = Field(default_factory=list)
+    aml: AmlConfig = AmlConfig()
+    map: MapConfig = MapConfig()
 
     # Resolved against the config file's directory's parent when relative
     # (set by load_config); not a TOML key.

@@ -40,6 +40,7 @@ from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
 from ..store import Store, StoreError
 from . import api, audit, console, reports, signin, telecom, wallboard
+from . import location as location_web
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
 from .bodies import WebError
@@ -76,8 +77,9 @@ _STATIC = Path(__file__).parent / "static"
 class SecurityHeaders:
     """ASGI middleware: the same protective headers on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CONTENT_SECURITY_POLICY) -> None:
         self.app = app
+        self.headers = (("content-security-policy", csp), *_HEADERS[1:])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +90,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in _HEADERS:
+                for name, value in self.headers:
                     headers.setdefault(name, value)
                 if not static:
                     headers.setdefault("cache-control", "no-store")
@@ -153,13 +155,19 @@ def create_app(
         *audit.routes(),
         *telecom.routes(),
         *api.routes(),
+        *location_web.routes(),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(
+                SecurityHeaders,
+                csp=location_web.content_security_policy(config, CONTENT_SECURITY_POLICY),
+            )
+        ],
         exception_handlers={
             WebError: error_response,
             ControlError: error_response,
@@ -170,6 +178,7 @@ def create_app(
         },
     )
     app.state.web = ctx
+    location_web.install(app.state, config)
     return app
 
 

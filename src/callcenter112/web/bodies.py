@@ -154,6 +154,24 @@ class Payload:
             raise WebError(400, f"{name}: longer than {max_len} characters")
         return value
 
+    def number(self, name: str, *, low: float, high: float) -> float | None:
+        """A finite number (JSON number or form text) in [low, high]; None when absent.
+
+        400 for a non-number, 422 outside the range.
+        """
+        value = self._raw(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise WebError(400, f"{name}: expected a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise WebError(400, f"{name}: expected a number, got {value!r}"[:100]) from None
+        if not low <= number <= high:  # also refuses NaN
+            raise WebError(422, f"{name}: must lie in {low:g}..{high:g}")
+        return number
+
     def flag(self, name: str, *, default: bool = False) -> bool:
         value = self._raw(name)
         if value is None:

@@ -66,8 +66,10 @@ class Operation:
     query: type[BaseModel] | None = None  # each field is an optional query parameter
     body: type[BaseModel] | None = None
     body_required: bool = True
+    body_media: str = "application/json"  # or a form: application/x-www-form-urlencoded
     status: int = 200
     answer: type[BaseModel] | None = None  # None: the answer is not JSON we describe
+    answer_media: str = "application/json"
     answer_description: str = ""
     errors: tuple[int, ...] = ()
     public: bool = False  # no sign-in needed
@@ -117,9 +119,11 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+def _json(
+    model: type[BaseModel], description: str, media: str = "application/json"
+) -> dict[str, Any]:
     schema = {"$ref": _REF.format(model=model.__name__)}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+    return {"description": description, "content": {media: {"schema": schema}}}
 
 
 def openapi_document(
@@ -166,12 +170,12 @@ def openapi_document(
             ref = {"$ref": _REF.format(model=op.body.__name__)}
             item["requestBody"] = {
                 "required": op.body_required,
-                "content": {"application/json": {"schema": ref}},
+                "content": {op.body_media: {"schema": ref}},
             }
         answer: dict[str, Any] = {"description": op.answer_description or op.summary}
         if op.answer is not None:
             models.add(op.answer)
-            answer = _json(op.answer, op.answer_description or op.summary)
+            answer = _json(op.answer, op.answer_description or op.summary, op.answer_media)
         responses: dict[str, Any] = {str(op.status): answer}
         for code in op.errors:
             responses[str(code)] = {"$ref": "#/components/responses/Error"}

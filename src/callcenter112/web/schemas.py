@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config import CATEGORIES, DISPOSITIONS
 from ..incidents import CallbackResult, CallbackStatus, LegRole, RecordingStatus, Status
 from ..live import CallPhase, OperatorStateName, SupervisionMode
+from ..location.fix import FixSource
 
 __all__ = [
     "ActiveCall",
+    "AmlForm",
+    "AmlSmsForm",
     "AttemptRecorded",
     "Callback",
     "CallbackAttemptBody",
@@ -30,14 +33,18 @@ __all__ = [
     "CallbackTakeBody",
     "Disposition",
     "DispositionSaved",
+    "Eido",
     "Error",
     "Incident",
     "IncidentList",
+    "IncidentLocation",
     "IncidentQueryParams",
+    "MapSettings",
     "Operator",
     "OperatorList",
     "PauseBody",
     "PauseResult",
+    "PinBody",
     "Queue",
     "Sla",
     "SlaParams",
@@ -64,6 +71,12 @@ class _Doc(BaseModel):
     """Documentation models: any key not named here fails the API test."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Empty(BaseModel):
+    """An answer whose body carries nothing to read."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 class Error(_Doc):
@@ -339,3 +352,75 @@ class CallbackQueryParams(_Doc):
 class SlaParams(_Doc):
     since: Time = Field(None, description="ISO 8601; default: today 00:00 local time.")
     until: Time = Field(None, description="ISO 8601; default: now.")
+
+
+# ---------------------------------------------------------------- location (issue 13)
+
+
+class Fix(_Doc):
+    lat: float | None
+    lon: float | None
+    radius_m: float | None
+    source: FixSource
+    at: Time
+    confidence: int | None
+    valid: bool
+    reason: str | None
+    shape: str | None
+    altitude_m: float | None
+
+
+class Location(_Doc):
+    """The newest valid fix on top; every fix in `fixes`, oldest first."""
+
+    lat: float | None
+    lon: float | None
+    radius_m: float | None
+    source: FixSource | None
+    at: Time
+    valid: bool
+    fixes: list[Fix]
+
+
+class AreaSuggestion(_Doc):
+    """The kecamatan/kelurahan the position suggests."""
+
+    kecamatan: str | None
+    kelurahan: str | None
+    distance_m: float | None = Field(description="To the reference point; null inside an outline.")
+    method: Literal["outline", "nearest-point"]
+
+
+class IncidentLocation(_Doc):
+    incident_id: str
+    location: Location
+    suggestion: AreaSuggestion | None
+
+
+class PinBody(_Doc):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    radius_m: float | None = Field(None, ge=0)
+
+
+class MapSettings(_Doc):
+    tile_url: str | None
+    attribution: str
+    areas: dict[str, Any] | None = Field(description="The city's shipped vector data (GeoJSON).")
+
+
+class AmlForm(BaseModel):
+    """ETSI TS 103 625 HTTPS form fields (many; `hmac` last): kept open, as phones send more."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AmlSmsForm(_Doc):
+    from_: str = Field(alias="from", description="The sender's number.")
+    body: str = Field(description="The AML SMS text (v1 or v2).")
+
+
+class Eido(BaseModel):
+    """NENA-STA-021 EIDO JSON: its schema is NENA's, not repeated here."""
+
+    model_config = ConfigDict(extra="allow")
