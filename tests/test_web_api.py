@@ -12,20 +12,82 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from jsonschema import Draft202012Validator
 from starlette.routing import Route
 
+from callcenter112.config import CATEGORIES, DISPOSITIONS
 from callcenter112.incidents import Status
 from callcenter112.live import ControlError
-from callcenter112.web.openapi import OPENAPI
+from callcenter112.web.api import PATH_PARAMETERS
+from callcenter112.web.openapi import openapi_document
+from location_web_support import location_env
+from test_location_web import FORM, VECTOR
 from test_web_support import API_TOKEN, T0, WebEnv, seed_incident, web_env
 
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
+class DocumentedAnswers:
+    """Checks every /api/ answer a test receives against the generated document:
+    a 2xx must validate against the documented schema (which forbids keys it does
+    not name), a 4xx must be a documented refusal with the Error schema."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.routes = [
+            (Route(path, lambda r: None), ops) for path, ops in document["paths"].items()
+        ]
+        self.checked: set[tuple[str, str, int]] = set()
+
+    def _schema(self, ref: dict[str, Any]) -> Draft202012Validator:
+        schema = {**ref, "components": self.document["components"]}
+        return Draft202012Validator(schema)
+
+    async def __call__(self, response: httpx.Response) -> None:
+        request = response.request
+        path = request.url.path
+        if not path.startswith("/api/") or path.endswith("/openapi.json"):
+            return
+        await response.aread()
+        scope = {"type": "http", "path": path, "method": request.method}
+        matches = [(r, ops) for r, ops in self.routes if r.matches(scope)[0].name != "NONE"]
+        if not matches:
+            assert response.status_code == 404, f"{request.method} {path}: no documented path"
+            return
+        assert len(matches) == 1, f"{request.method} {path}: {len(matches)} documented paths"
+        route, ops = matches[0]
+        op = ops.get(request.method.lower())
+        if op is None:
+            assert response.status_code == 405, (request.method, path)
+            return
+        status = str(response.status_code)
+        assert status in op["responses"], f"{request.method} {route.path}: {status} undocumented"
+        answer = op["responses"][status]
+        if "$ref" in answer:  # a refusal
+            schema = {"$ref": "#/components/schemas/Error"}
+        elif "content" not in answer:  # documented as carrying nothing
+            assert response.content == b"", f"{request.method} {route.path}: a body"
+            self.checked.add((route.path, request.method.lower(), response.status_code))
+            return
+        else:
+            (media, content), *_ = answer["content"].items()
+            assert response.headers["content-type"].startswith(media), (route.path, media)
+            schema = content["schema"]
+        errors = sorted(
+            self._schema(schema).iter_errors(response.json()), key=lambda e: list(e.path)
+        )
+        assert not errors, f"{request.method} {route.path} {status}: {errors[0].message}"
+        self.checked.add((route.path, request.method.lower(), response.status_code))
+
+
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[WebEnv]:
     async with web_env(tmp_path) as e:
+        e.client.event_hooks["response"].append(
+            DocumentedAnswers(openapi_document(e.app.routes, PATH_PARAMETERS))
+        )
         yield e
 
 
@@ -54,32 +116,117 @@ def _state(env: WebEnv, user: str) -> str:
 # --------------------------------------------------------------------------- OpenAPI
 
 
-def test_openapi_document_is_openapi_3() -> None:
-    assert OPENAPI["openapi"].startswith("3.")
-    json.dumps(OPENAPI)  # serialisable as is
-    for path, methods in OPENAPI["paths"].items():
+async def test_openapi_document_is_openapi_3(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
+    assert document["openapi"].startswith("3.")
+    json.dumps(document)  # serialisable as is
+    Draft202012Validator.check_schema(
+        {"$defs": document["components"]["schemas"]}
+    )  # every component is a valid JSON Schema
+    for path, methods in document["paths"].items():
         for method, op in methods.items():
             assert op["summary"], (path, method)
             assert "responses" in op and any(c.startswith("2") for c in op["responses"])
+    refs = set(json.dumps(document).split('"$ref": "')[1:])
+    for ref in refs:
+        name = ref.split('"')[0].rsplit("/", 1)[1]
+        assert name in document["components"]["schemas"] or name == "Error", ref
 
 
 async def test_openapi_matches_the_routes_both_ways(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
     served = await env.client.get("/api/v1/openapi.json")
-    assert served.status_code == 200 and served.json() == OPENAPI
+    assert served.status_code == 200 and served.json() == document
     routes: set[tuple[str, str]] = set()
     for route in env.app.routes:
         if isinstance(route, Route) and route.path.startswith("/api/"):
             for method in route.methods or ():
                 if method != "HEAD":
                     routes.add((route.path, method.lower()))
-    documented = {(p, m) for p, ops in OPENAPI["paths"].items() for m in ops}
+    documented = {(p, m) for p, ops in document["paths"].items() for m in ops}
     assert documented == routes
+    assert len(routes) == 19
     # Every path parameter in a template is declared.
-    for path, ops in OPENAPI["paths"].items():
+    for path, ops in document["paths"].items():
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}
         for op in ops.values():
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == names, path
+
+
+async def test_openapi_documents_what_the_handlers_accept(env: WebEnv) -> None:
+    document = openapi_document(env.app.routes, PATH_PARAMETERS)
+    incidents = document["paths"]["/api/v1/incidents"]["get"]
+    params = {p["name"]: p for p in incidents["parameters"]}
+    assert set(params) == {
+        "since", "until", "caller", "category", "status", "operator", "disposition", "limit",
+        "offset",
+    }  # fmt: skip
+    assert params["category"]["schema"]["enum"] == list(CATEGORIES)
+    assert params["disposition"]["schema"]["enum"] == list(DISPOSITIONS)
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
+    # A query parameter the document does not name is refused by the handler.
+    r = await env.client.get("/api/v1/incidents?colour=red", headers=BEARER)
+    assert "colour" in _error(r, 400)
+    body = document["components"]["schemas"]["Disposition"]
+    assert body["additionalProperties"] is False
+
+
+def test_an_undocumented_api_route_cannot_be_published() -> None:
+    async def endpoint(request: Any) -> None:
+        return None
+
+    with pytest.raises(LookupError, match="/api/v1/secret"):
+        openapi_document([Route("/api/v1/secret", endpoint)], PATH_PARAMETERS)
+
+
+async def test_every_documented_answer_was_seen_valid(tmp_path: Path) -> None:
+    """The answers of a tour of the API validate against the document (the
+    `env` fixture checks every test's answers the same way)."""
+    async with location_env(tmp_path, aml={"key": "AML", "allow": ["127.0.0.0/8"]}) as e:
+        checker = DocumentedAnswers(openapi_document(e.app.routes, PATH_PARAMETERS))
+        e.client.event_hooks["response"].append(checker)
+        rec = await seed_incident(e.store, e.recordings, at=T0 - 600, caller="+33611223344")
+        aml = await e.client.post("/api/v1/aml", content=VECTOR, headers=FORM)
+        assert aml.status_code == 200
+        sms = await e.client.post("/api/v1/aml/sms", content="from=1&body=x", headers=FORM)
+        assert sms.status_code == 200
+        _, callback_id = await _abandoned(e)
+        e.live.caller_waits("20261128-0050", "0812", "fire", T0 - 42)
+        e.live.answer("20261128-0051", "op2", "0813", "medical")
+        get = [
+            "/api/v1/incidents",
+            f"/api/v1/incidents/{rec.incident_id}",
+            "/api/v1/queue",
+            "/api/v1/operators",
+            "/api/v1/callbacks?status=all",
+            "/api/v1/sla",
+            f"/api/v1/incidents/{rec.incident_id}/location",
+            f"/api/v1/incidents/{rec.incident_id}/eido",
+            "/api/v1/map",
+        ]
+        for url in get:
+            assert (await e.client.get(url, headers=BEARER)).status_code == 200, url
+        cb = f"/api/v1/callbacks/{callback_id}"
+        for url, body in (
+            (f"/api/v1/incidents/{rec.incident_id}/disposition", {"disposition": "prank"}),
+            ("/api/v1/operators/op1/pause", {"reason": "break"}),
+            ("/api/v1/operators/op1/unpause", {}),
+            (f"{cb}/take", {}),
+            (f"{cb}/attempts", {"result": "no_answer"}),
+            (f"{cb}/close", {"outcome": "handled"}),
+            (f"/api/v1/incidents/{rec.incident_id}/location", {"lat": -3.7, "lon": 128.2}),
+        ):
+            r = await e.client.post(url, json=body, headers=BEARER)
+            assert r.status_code in (200, 201), (url, r.text)
+        await e.client.get("/api/v1/incidents/nope", headers=BEARER)
+        seen = {(p, m) for p, m, status in checker.checked if status < 300}
+        assert len(seen) == 18, sorted(seen)
+        location = await e.client.get(
+            f"/api/v1/incidents/{rec.incident_id}/location", headers=BEARER
+        )
+        assert len(location.json()["location"]["fixes"]) == 2  # the AML fix and the pin
+        assert ("/api/v1/incidents/{incident_id}", "get", 404) in checker.checked
 
 
 # --------------------------------------------------------------------------- incidents
@@ -476,21 +623,23 @@ async def test_metrics_exposition(env: WebEnv) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     lines = r.text.splitlines()
-    samples = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in lines if not ln.startswith("#")}
-    assert samples["callcenter112_calls_queued"] == "1"
-    assert samples["callcenter112_queue_oldest_wait_seconds"] == "42"
-    assert samples["callcenter112_calls_active"] == "1"
-    assert samples['callcenter112_calls{phase="talking"}'] == "1"
-    assert samples['callcenter112_operators{state="on_call"}'] == "1"
-    assert samples["callcenter112_calls_abandoned_today"] == "1"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="5"}'] == "0"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="10"}'] == "1"
-    assert samples['callcenter112_answer_time_seconds_bucket{le="+Inf"}'] == "1"
-    assert samples["callcenter112_answer_time_seconds_count"] == "1"
-    assert samples["callcenter112_answer_time_seconds_sum"] == "7.5"
-    assert samples['callcenter112_answered_within_ratio{seconds="15"}'] == "1"
-    assert samples['callcenter112_trunk_rejected_today{trunk="telkom"}'] == "2"
-    assert samples["callcenter112_store_up"] == "1" and samples["callcenter112_live_up"] == "1"
+    samples = {
+        ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines if not ln.startswith("#")
+    }
+    assert samples["callcenter112_calls_queued"] == 1
+    assert samples["callcenter112_queue_oldest_wait_seconds"] == 42
+    assert samples["callcenter112_calls_active"] == 1
+    assert samples['callcenter112_calls{phase="talking"}'] == 1
+    assert samples['callcenter112_operators{state="on_call"}'] == 1
+    assert samples["callcenter112_calls_abandoned_today"] == 1
+    assert samples['callcenter112_answer_time_seconds_bucket{le="5"}'] == 0
+    assert samples['callcenter112_answer_time_seconds_bucket{le="10"}'] == 1
+    assert samples['callcenter112_answer_time_seconds_bucket{le="+Inf"}'] == 1
+    assert samples["callcenter112_answer_time_seconds_count"] == 1
+    assert samples["callcenter112_answer_time_seconds_sum"] == 7.5
+    assert samples['callcenter112_answered_within_ratio{seconds="15"}'] == 1
+    assert samples['callcenter112_trunk_rejected_today{trunk="telkom"}'] == 2
+    assert samples["callcenter112_store_up"] == 1 and samples["callcenter112_live_up"] == 1
     # Every sample belongs to a family announced with HELP and TYPE.
     families = {ln.split()[2] for ln in lines if ln.startswith("# TYPE")}
     for name in samples:
@@ -505,9 +654,65 @@ async def test_metrics_include_rtp_quality_when_the_centre_offers_it(env: WebEnv
         streams=2, packets_received=1000, packets_lost=7, jitter_ms=(2.0, 6.0)
     )
     text = (await env.client.get("/metrics")).text
-    assert "callcenter112_rtp_packets_lost_total 7" in text
-    assert 'callcenter112_rtp_jitter_milliseconds{stat="max"} 6' in text
-    assert 'callcenter112_rtp_jitter_milliseconds{stat="mean"} 4' in text
+    assert "callcenter112_rtp_packets_lost_total 7.0" in text
+    assert "callcenter112_rtp_packets_received_total 1000.0" in text
+    assert 'callcenter112_rtp_jitter_milliseconds{stat="max"} 6.0' in text
+    assert 'callcenter112_rtp_jitter_milliseconds{stat="mean"} 4.0' in text
+    # The metric names of the hand-written exposition, kept for existing dashboards.
+    names = {ln.split()[0].split("{")[0] for ln in text.splitlines() if not ln.startswith("#")}
+    names |= {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE")}
+    assert names >= {
+        f"callcenter112_{n}"
+        for n in [
+            "answer_time_seconds_bucket",
+            "answer_time_seconds_sum",
+            "answer_time_seconds_count",
+            "answered_within_ratio",
+            "calls",
+            "calls_abandoned_today",
+            "calls_active",
+            "calls_max",
+            "calls_queued",
+            "incidents_today",
+            "live_up",
+            "operators",
+            "queue_oldest_wait_seconds",
+            "registrations",
+            "registrations_reachable",
+            "rtp_jitter_milliseconds",
+            "rtp_packets_lost_total",
+            "rtp_packets_received_total",
+            "rtp_ports_capacity",
+            "rtp_ports_in_use",
+            "rtp_ports_open",
+            "rtp_streams",
+            "store_up",
+            "trunk_calls_active",
+            "trunk_calls_today",
+            "trunk_last_inbound_timestamp_seconds",
+            "trunk_rejected_today",
+            "web_event_streams",
+            "web_sessions",
+        ]
+    }
+
+
+async def test_metrics_read_plain_counters_of_any_class(env: WebEnv) -> None:
+    """The call flow offers its own counters (no import of web/): any object with
+    the four fields will do."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Counters:
+        streams: int = 1
+        packets_received: int = 50
+        packets_lost: int = 2
+        jitter_ms: tuple[float, ...] = (3.0,)
+
+    env.live.rtp_quality = Counters  # type: ignore[attr-defined]
+    text = (await env.client.get("/metrics")).text
+    assert "callcenter112_rtp_packets_received_total 50.0" in text
+    assert "callcenter112_rtp_streams 1.0" in text
 
 
 async def test_healthz(env: WebEnv) -> None:
@@ -518,7 +723,7 @@ async def test_healthz(env: WebEnv) -> None:
     assert r.status_code == 503
     assert r.json()["sip"].startswith("fail") and r.json()["store"] == "ok"
     metrics = await env.client.get("/metrics")
-    assert "callcenter112_live_up 0" in metrics.text
+    assert "callcenter112_live_up 0.0" in metrics.text
 
 
 async def test_healthz_reports_a_closed_store(tmp_path: Path) -> None:
@@ -526,6 +731,6 @@ async def test_healthz_reports_a_closed_store(tmp_path: Path) -> None:
         await env.store.close()
         r = await env.client.get("/healthz")
         assert r.status_code == 503 and r.json()["store"].startswith("fail")
-        assert "callcenter112_store_up 0" in (await env.client.get("/metrics")).text
+        assert "callcenter112_store_up 0.0" in (await env.client.get("/metrics")).text
         r = await env.client.get("/api/v1/incidents", headers=BEARER)
         assert "store is unavailable" in _error(r, 503)

@@ -76,6 +76,12 @@ class ConfigError(Exception):
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
+    def explain(self) -> str:
+        """What every command prints for a bad file: the file, then one problem a line."""
+        return "\n".join(
+            [f"{self.source}: invalid configuration", *(f"  {p}" for p in self.problems)]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HostPort:

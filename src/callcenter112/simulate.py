@@ -28,17 +28,18 @@ import ipaddress
 import json
 import random
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError, load_config
 from .logs import configure_logging
+from .net.loop import run as run_on_server_loop
+from .progress import ProgressLine
 from .sip.peer import Peer
 
 if TYPE_CHECKING:
-    from .simclient import Progress, Simulation, Summary
+    from .simclient import Simulation, Summary
 
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -248,9 +249,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        print(exc.explain(), file=sys.stderr)
         return 2
     try:
         return _run(cfg, args)
@@ -303,8 +302,8 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
         flush=True,
     )
     simulation = Simulation(plan)
-    printer = _ProgressPrinter(out, enabled=not args.quiet)
-    summary = _run_loop(
+    printer = ProgressLine(out, enabled=not args.quiet)
+    summary = run_on_server_loop(
         _simulate_and_check(simulation, printer, database, read_store=not args.no_store)
     )
     printer.finish()
@@ -322,7 +321,7 @@ def _run(cfg: Config, args: argparse.Namespace) -> int:
 
 async def _simulate_and_check(
     simulation: Simulation,
-    printer: _ProgressPrinter,
+    printer: ProgressLine,
     database: Path,
     *,
     read_store: bool,
@@ -330,7 +329,9 @@ async def _simulate_and_check(
     from .simclient import read_incidents, summarize
     from .store import StoreError
 
-    await simulation.run(on_progress=printer, progress_every_s=printer.every_s)
+    await simulation.run(
+        on_progress=lambda p: printer.show(p.line()), progress_every_s=printer.every_s
+    )
     if simulation.error is not None:
         return None
     incidents = None
@@ -350,45 +351,6 @@ async def _simulate_and_check(
             except (StoreError, OSError) as exc:
                 print(f"simulate: cannot read the incidents: {exc}", file=sys.stderr)
     return summarize(simulation.records, incidents)
-
-
-def _run_loop(coro: Any) -> Any:
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
-
-
-class _ProgressPrinter:
-    """One rewritten line on a terminal; a line every few seconds into a pipe or file."""
-
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = stream.isatty()
-        self.every_s = 1.0 if self.tty else 5.0
-        self._drawn = False
-
-    def __call__(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        line = progress.line()
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + line)
-            self._drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _write_json(path: Path, simulation: Simulation, summary: Summary) -> None:

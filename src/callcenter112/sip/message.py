@@ -67,6 +67,7 @@ __all__ = [
     "new_branch",
     "new_call_id",
     "new_tag",
+    "outside_quotes",
     "parse_address",
     "parse_message",
     "parse_uri",
@@ -891,18 +892,14 @@ def _parse_cseq(value: str) -> CSeq:
     return CSeq(sequence, parts[1])
 
 
-def split_list(value: str, *, strict: bool = True) -> list[str]:
-    """Split a `#element` header value on commas outside quotes and <...>.
-    Empty elements raise (`strict`, for address and Via lists) or are dropped."""
-    if "," not in value:
-        item = value.strip(" \t")
-        return [item] if item else []
-    items: list[str] = []
-    in_angle = False
+def outside_quotes(text: str, *, strict: bool = True) -> Iterator[tuple[int, str]]:
+    """Each `(index, character)` of `text` outside its quoted-strings (RFC 3261
+    §25.1: a quoted-pair inside one never closes it). The one quote-aware scanner
+    for splitting header values; an unterminated quoted-string raises
+    `SipParseError` once the text ends (`strict`), or just ends the scan."""
     in_quote = False
     escaped = False
-    start = 0
-    for i, ch in enumerate(value):
+    for i, ch in enumerate(text):
         if in_quote:
             if escaped:
                 escaped = False
@@ -912,7 +909,23 @@ def split_list(value: str, *, strict: bool = True) -> list[str]:
                 in_quote = False
         elif ch == '"':
             in_quote = True
-        elif ch == "<":
+        else:
+            yield i, ch
+    if in_quote and strict:
+        raise SipParseError(f"unterminated quoted string in {_clip(text)!r}")
+
+
+def split_list(value: str, *, strict: bool = True) -> list[str]:
+    """Split a `#element` header value on commas outside quotes and <...>.
+    Empty elements raise (`strict`, for address and Via lists) or are dropped."""
+    if "," not in value:
+        item = value.strip(" \t")
+        return [item] if item else []
+    items: list[str] = []
+    in_angle = False
+    start = 0
+    for i, ch in outside_quotes(value):
+        if ch == "<":
             in_angle = True
         elif ch == ">":
             in_angle = False
@@ -920,8 +933,6 @@ def split_list(value: str, *, strict: bool = True) -> list[str]:
             items.append(value[start:i].strip(" \t"))
             start = i + 1
     items.append(value[start:].strip(" \t"))
-    if in_quote:
-        raise SipParseError(f"unterminated quoted string in {_clip(value)!r}")
     if any(not item for item in items):
         if strict:
             raise SipParseError(f"empty element in list {_clip(value)!r}")

@@ -82,7 +82,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..numerals import is_ascii_digits
 from .errors import SipParseError
-from .message import URI, Address, Request, Response, new_tag, parse_address
+from .message import URI, Address, Request, Response, new_tag, outside_quotes, parse_address
 from .peer import Peer, TransportName
 
 if TYPE_CHECKING:
@@ -831,19 +831,8 @@ def _contact_uri_text(value: str) -> str:
     """The URI of a Contact value exactly as written (phones look for their
     own contact in the 200 OK by comparing text)."""
     text = value.strip()
-    in_quote = False
-    escaped = False
-    for i, ch in enumerate(text):
-        if in_quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
+    for i, ch in outside_quotes(text, strict=False):
+        if ch == "<":
             end = text.find(">", i + 1)
             return text[i + 1 : end if end >= 0 else len(text)].strip()
     return text.split(";", 1)[0].strip()

@@ -2,8 +2,9 @@
 
 Incidents (list with filters, one with everything), the queue, operators
 (list, pause, resume), callbacks (list, take, note an attempt, close) and the
-answer-time SLA. The document describing it is `openapi.OPENAPI` at
-`/api/v1/openapi.json`; a test keeps the two in step.
+answer-time SLA. Each endpoint carries its `openapi.Operation`; the document
+at `/api/v1/openapi.json` is generated from these routes and the models of
+`schemas.py` (a route without one cannot be served).
 
 Authentication: the console's session cookie (then writes need the
 ``X-CSRF-Token`` header), or ``Authorization: Bearer <token>`` with a token
@@ -34,19 +35,32 @@ from ..incidents import (
     parse_timestamp,
 )
 from ..numerals import is_ascii_digits
+from . import schemas
 from .auth import may_close_callback
 from .bodies import WebError
 from .console import disposition_changes, load_for, pause_operator
 from .context import Call, guarded
-from .openapi import OPENAPI
+from .openapi import Operation, PathParameter, documented, openapi_document
 from .views import call_json, operator_json, sla_json, waiting_json
 from .wallboard import CALLBACK_OUTCOMES
 
-__all__ = ["MAX_LIMIT", "routes"]
+__all__ = ["MAX_LIMIT", "PATH_PARAMETERS", "routes"]
 
 MAX_LIMIT = 500
 _STATUSES = tuple(s.value for s in Status)
 _RESULTS = tuple(r.value for r in CallbackResult)
+_READERS = "Roles: supervisor, auditor, admin (or an API token of those roles)."
+_DESK = "Roles: operator, supervisor, admin."
+
+PATH_PARAMETERS = {
+    "incident_id": PathParameter(
+        description="Incident id, `YYYYMMDD-NNNN`.", schema={"type": "string"}
+    ),
+    "callback_id": PathParameter(
+        description="Callback task id.", schema={"type": "integer", "minimum": 1}
+    ),
+    "user": PathParameter(description="Operator SIP user.", schema={"type": "string"}),
+}
 
 
 def _params(call: Call, allowed: Collection[str]) -> dict[str, str]:
@@ -99,6 +113,16 @@ def _callback_id(call: Call) -> int:
     return int(text)
 
 
+@documented(
+    Operation(
+        summary="Incidents matching the filters, newest arrival first.",
+        description=_READERS,
+        query=schemas.IncidentQueryParams,
+        answer=schemas.IncidentList,
+        answer_description="A page of incidents.",
+        errors=(400, 401, 403, 422),
+    )
+)
 @guarded("supervisor", "auditor")
 async def list_incidents(call: Call) -> Response:
     p = _params(
@@ -142,6 +166,15 @@ async def list_incidents(call: Call) -> Response:
     )
 
 
+@documented(
+    Operation(
+        summary="One incident with its legs, timeline, recordings and callbacks.",
+        description=_READERS,
+        answer=schemas.Incident,
+        answer_description="The incident.",
+        errors=(400, 401, 403, 404),
+    )
+)
 @guarded("supervisor", "auditor")
 async def get_incident(call: Call) -> Response:
     _params(call, ())
@@ -152,6 +185,16 @@ async def get_incident(call: Call) -> Response:
     return JSONResponse(incident_to_json(record))
 
 
+@documented(
+    Operation(
+        summary="Save the after-call form (audit-logged as disposition_change).",
+        description="Roles: operator (their own incidents), supervisor, admin.",
+        body=schemas.Disposition,
+        answer=schemas.DispositionSaved,
+        answer_description="What changed.",
+        errors=(400, 401, 403, 404, 413, 415, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def save_disposition(call: Call) -> Response:
     incident_id = call.param("incident_id")
@@ -165,6 +208,15 @@ async def save_disposition(call: Call) -> Response:
     return JSONResponse({"incident_id": incident_id, "changed": diff})
 
 
+@documented(
+    Operation(
+        summary="Callers waiting (in offer order) and calls up now.",
+        description=_DESK,
+        answer=schemas.Queue,
+        answer_description="The live queue.",
+        errors=(400, 401, 403),
+    )
+)
 @guarded("operator", "supervisor")
 async def queue(call: Call) -> Response:
     _params(call, ())
@@ -182,6 +234,15 @@ async def queue(call: Call) -> Response:
     )
 
 
+@documented(
+    Operation(
+        summary="Every configured operator with live state.",
+        description=_DESK,
+        answer=schemas.OperatorList,
+        answer_description="Operators.",
+        errors=(400, 401, 403),
+    )
+)
 @guarded("operator", "supervisor")
 async def operators(call: Call) -> Response:
     _params(call, ())
@@ -199,6 +260,16 @@ def _operator_target(call: Call) -> str:
     return user
 
 
+@documented(
+    Operation(
+        summary="Pause an operator (no calls offered); audit-logged.",
+        description="Operators pause themselves; supervisors and admins anyone.",
+        body=schemas.PauseBody,
+        answer=schemas.PauseResult,
+        answer_description="Paused.",
+        errors=(400, 401, 403, 404, 409, 413, 415, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def pause(call: Call) -> Response:
     user = _operator_target(call)
@@ -206,6 +277,17 @@ async def pause(call: Call) -> Response:
     return JSONResponse({"ok": True, "user": user, "paused": True, "reason": reason})
 
 
+@documented(
+    Operation(
+        summary="Make a paused operator available again; audit-logged.",
+        description="Operators resume themselves; supervisors and admins anyone.",
+        body=schemas.UnpauseBody,
+        body_required=False,
+        answer=schemas.PauseResult,
+        answer_description="Available.",
+        errors=(400, 401, 403, 404, 409),
+    )
+)
 @guarded("operator", "supervisor")
 async def unpause(call: Call) -> Response:
     user = _operator_target(call)
@@ -213,6 +295,16 @@ async def unpause(call: Call) -> Response:
     return JSONResponse({"ok": True, "user": user, "paused": False, "reason": None})
 
 
+@documented(
+    Operation(
+        summary="Callback tasks of dropped calls, oldest first.",
+        description=_DESK,
+        query=schemas.CallbackQueryParams,
+        answer=schemas.CallbackList,
+        answer_description="Callback tasks.",
+        errors=(400, 401, 403, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def list_callbacks(call: Call) -> Response:
     p = _params(call, ("status", "incident_id", "limit"))
@@ -224,6 +316,17 @@ async def list_callbacks(call: Call) -> Response:
     return JSONResponse({"callbacks": [callback_to_json(c) for c in rows]})
 
 
+@documented(
+    Operation(
+        summary="Claim a callback task (audit-logged).",
+        description="force=true takes a task someone else holds (supervisors).",
+        body=schemas.CallbackTakeBody,
+        body_required=False,
+        answer=schemas.Callback,
+        answer_description="The task, now taken.",
+        errors=(400, 401, 403, 404, 409),
+    )
+)
 @guarded("operator", "supervisor")
 async def take_callback(call: Call) -> Response:
     call.payload.only({"force"})
@@ -236,6 +339,17 @@ async def take_callback(call: Call) -> Response:
     return JSONResponse(callback_to_json(taken))
 
 
+@documented(
+    Operation(
+        summary="Note one try at calling back.",
+        description=_DESK,
+        body=schemas.CallbackAttemptBody,
+        status=201,
+        answer=schemas.AttemptRecorded,
+        answer_description="Attempt recorded.",
+        errors=(400, 401, 403, 404, 409, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def callback_attempt(call: Call) -> Response:
     call.payload.only({"result", "note"})
@@ -253,6 +367,16 @@ async def callback_attempt(call: Call) -> Response:
     return JSONResponse({"callback_id": callback_id, "attempt_id": attempt_id}, status_code=201)
 
 
+@documented(
+    Operation(
+        summary="Close a callback task with its outcome (audit-logged).",
+        description=_DESK,
+        body=schemas.CallbackCloseBody,
+        answer=schemas.Callback,
+        answer_description="The closed task.",
+        errors=(400, 401, 403, 404, 409, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def close_callback(call: Call) -> Response:
     call.payload.only({"outcome", "note"})
@@ -278,6 +402,16 @@ async def close_callback(call: Call) -> Response:
     return JSONResponse(callback_to_json(closed))
 
 
+@documented(
+    Operation(
+        summary="Answer-time figures for calls that arrived in [since, until).",
+        description=_READERS + " since defaults to the centre's local midnight.",
+        query=schemas.SlaParams,
+        answer=schemas.Sla,
+        answer_description="SLA figures.",
+        errors=(400, 401, 403),
+    )
+)
 @guarded("supervisor", "auditor")
 async def sla(call: Call) -> Response:
     p = _params(call, ("since", "until"))
@@ -288,8 +422,16 @@ async def sla(call: Call) -> Response:
     return JSONResponse(sla_json(summary))
 
 
+@documented(
+    Operation(summary="This document.", answer_description="OpenAPI 3.1 document.", public=True)
+)
 async def openapi(request: Request) -> Response:
-    return JSONResponse(OPENAPI)
+    # Built once per application from its own routes (they never change after start).
+    document = getattr(request.app.state, "openapi", None)
+    if document is None:
+        document = openapi_document(request.app.routes, PATH_PARAMETERS)
+        request.app.state.openapi = document
+    return JSONResponse(document)
 
 
 def routes() -> list[Route]:

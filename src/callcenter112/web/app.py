@@ -39,7 +39,7 @@ from ..config import Config
 from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
 from ..store import Store, StoreError
-from . import api, audit, console, signin, telecom, wallboard
+from . import api, audit, console, reports, signin, telecom, wallboard
 from . import location as location_web
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
@@ -160,6 +160,7 @@ def create_app(
         *signin.routes(),
         *console.routes(),
         *wallboard.routes(),
+        *reports.routes(),
         *audit.routes(),
         *telecom.routes(),
         *api.routes(),

@@ -101,6 +101,9 @@ NAV: tuple[NavItem, ...] = (
         label_en="Wallboard",
         roles=frozenset({"supervisor"}),
     ),
+    NavItem(
+        href="/reports", label_id="Laporan", label_en="Reports", roles=frozenset({"supervisor"})
+    ),
     NavItem(href="/audit", label_id="Audit", label_en="Audit", roles=frozenset({"auditor"})),
     NavItem(
         href="/telecom", label_id="Telekom", label_en="Telecom", roles=frozenset({"supervisor"})

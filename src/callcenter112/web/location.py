@@ -45,12 +45,13 @@ from ..location.match import Candidate, match_fix
 from ..location.numbers import normalise_number
 from ..location.sink import FixBoard, LocationSink
 from ..logs import get_logger
+from . import schemas
 from .bodies import WebError, read_body
 from .console import load_for
 from .context import Call, WebContext, client_ip, guarded
+from .openapi import Operation, documented
 
 __all__ = [
-    "OPENAPI_PATHS",
     "LocationWeb",
     "content_security_policy",
     "install",
@@ -200,6 +201,17 @@ async def _deliver(request: Request, result: AmlResult, kind: str) -> Response:
     return Response(status_code=200)
 
 
+@documented(
+    Operation(
+        summary="Receive an Advanced Mobile Location message (Android ELS HTTPS form).",
+        description="No sign-in: `[aml] allow` source addresses and `[aml] key` HMAC-SHA1 over "
+        "the text before `&hmac=`. ETSI TS 103 625.",
+        body=schemas.AmlForm,
+        body_media="application/x-www-form-urlencoded",
+        answer_description="Always, also when the message was discarded (logged).",
+        public=True,
+    )
+)
 async def aml_https(request: Request) -> Response:
     """ELS/AML HTTPS POST: always 200; discarded messages are logged with the reason."""
     ctx, _ = _state(request)
@@ -216,6 +228,16 @@ async def aml_https(request: Request) -> Response:
     return await _deliver(request, result, "https")
 
 
+@documented(
+    Operation(
+        summary="An SMS gateway hands over an AML SMS (v1 or v2) as form fields from, body.",
+        description="No sign-in: `[aml] allow` source addresses.",
+        body=schemas.AmlSmsForm,
+        body_media="application/x-www-form-urlencoded",
+        answer_description="Always, also when the message was discarded (logged).",
+        public=True,
+    )
+)
 async def aml_sms(request: Request) -> Response:
     """An SMS gateway hands over an AML SMS (form ``from``, ``body``): always 200."""
     ctx, _ = _state(request)
@@ -255,6 +277,15 @@ def _location_answer(loc: LocationWeb, incident_id: str) -> dict[str, object]:
     return {"incident_id": incident_id, "location": body, "suggestion": suggestion}
 
 
+@documented(
+    Operation(
+        summary="The incident's location: every fix, the best on top, the area it suggests.",
+        description="Roles: operator (their own incidents), supervisor, auditor, admin.",
+        answer=schemas.IncidentLocation,
+        answer_description="The location.",
+        errors=(401, 403, 404),
+    )
+)
 @guarded("operator", "supervisor", "auditor")
 async def get_location(call: Call) -> Response:
     incident_id = call.param("incident_id")
@@ -268,6 +299,17 @@ def _required(value: float | None, name: str) -> float:
     return value
 
 
+@documented(
+    Operation(
+        summary="The operator places or moves the pin (an `operator` fix, audit-logged).",
+        description="Roles: operator (their own incidents), supervisor, admin.",
+        body=schemas.PinBody,
+        status=201,
+        answer=schemas.IncidentLocation,
+        answer_description="The location after the pin.",
+        errors=(400, 401, 403, 404, 413, 415, 422),
+    )
+)
 @guarded("operator", "supervisor")
 async def place_pin(call: Call) -> Response:
     """The operator places or moves the pin: an `operator` fix for this incident."""
@@ -294,6 +336,16 @@ async def place_pin(call: Call) -> Response:
     return JSONResponse(_location_answer(loc, incident_id), status_code=201)
 
 
+@documented(
+    Operation(
+        summary="The incident as NENA EIDO JSON (NENA-STA-021) for agency CAD systems.",
+        description="Roles: supervisor, auditor, admin.",
+        answer=schemas.Eido,
+        answer_media=EIDO_MEDIA_TYPE,
+        answer_description="The EIDO document.",
+        errors=(401, 403, 404),
+    )
+)
 @guarded("supervisor", "auditor")
 async def get_eido(call: Call) -> Response:
     incident_id = call.param("incident_id")
@@ -305,6 +357,15 @@ async def get_eido(call: Call) -> Response:
     return JSONResponse(incident_to_eido(incident, centre=host), media_type=EIDO_MEDIA_TYPE)
 
 
+@documented(
+    Operation(
+        summary="The map's tile server, attribution and the city's shipped vector data.",
+        description="Roles: operator, supervisor, auditor, admin.",
+        answer=schemas.MapSettings,
+        answer_description="Map settings.",
+        errors=(401, 403),
+    )
+)
 @guarded("operator", "supervisor", "auditor")
 async def map_settings(call: Call) -> Response:
     loc: LocationWeb = call.request.app.state.location
@@ -327,165 +388,3 @@ def routes() -> list[Route]:
         Route(f"{v1}/incidents/{{incident_id}}/eido", get_eido, methods=["GET"]),
         Route(f"{v1}/map", map_settings, methods=["GET"]),
     ]
-
-
-# --------------------------------------------------------------------------- OpenAPI
-
-_IID = {
-    "name": "incident_id",
-    "in": "path",
-    "required": True,
-    "description": "Incident id, `YYYYMMDD-NNNN`.",
-    "schema": {"type": "string"},
-}
-_ERR = {"$ref": "#/components/responses/Error"}
-_FIX = {
-    "type": "object",
-    "properties": {
-        "lat": {"type": ["number", "null"]},
-        "lon": {"type": ["number", "null"]},
-        "radius_m": {"type": ["number", "null"]},
-        "source": {"type": "string", "enum": ["pidf", "aml-https", "aml-sms", "operator"]},
-        "at": {"type": "string", "format": "date-time"},
-        "confidence": {"type": ["integer", "null"]},
-        "valid": {"type": "boolean"},
-        "reason": {"type": ["string", "null"]},
-        "shape": {"type": ["string", "null"]},
-        "altitude_m": {"type": ["number", "null"]},
-    },
-}
-_LOCATION = {
-    "type": "object",
-    "properties": {
-        "incident_id": {"type": "string"},
-        "location": {
-            "type": "object",
-            "description": "The newest valid fix on top; every fix in `fixes`, oldest first.",
-            "properties": {
-                "lat": {"type": ["number", "null"]},
-                "lon": {"type": ["number", "null"]},
-                "radius_m": {"type": ["number", "null"]},
-                "source": {"type": ["string", "null"]},
-                "at": {"type": ["string", "null"], "format": "date-time"},
-                "valid": {"type": "boolean"},
-                "fixes": {"type": "array", "items": _FIX},
-            },
-        },
-        "suggestion": {
-            "type": ["object", "null"],
-            "description": "The kecamatan/kelurahan the position suggests.",
-        },
-    },
-}
-_ALWAYS_200 = {"200": {"description": "Always, also when the message was discarded (logged)."}}
-
-
-def _json_ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-OPENAPI_PATHS: dict[str, dict[str, Any]] = {
-    "/api/v1/aml": {
-        "post": {
-            "summary": "Receive an Advanced Mobile Location message (Android ELS HTTPS form).",
-            "description": "No sign-in: `[aml] allow` source addresses and `[aml] key` "
-            "HMAC-SHA1 over the text before `&hmac=`. ETSI TS 103 625.",
-            "requestBody": {
-                "required": True,
-                "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-            },
-            "responses": _ALWAYS_200,
-        }
-    },
-    "/api/v1/aml/sms": {
-        "post": {
-            "summary": "An SMS gateway hands over an AML SMS (v1 or v2) as form fields from, body.",
-            "description": "No sign-in: `[aml] allow` source addresses.",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"from": {"type": "string"}, "body": {"type": "string"}},
-                        }
-                    }
-                },
-            },
-            "responses": _ALWAYS_200,
-        }
-    },
-    "/api/v1/incidents/{incident_id}/location": {
-        "get": {
-            "summary": "The incident's location: every fix, the best on top, the area it suggests.",
-            "description": "Roles: operator (their own incidents), supervisor, auditor, admin.",
-            "parameters": [_IID],
-            "responses": {"200": _json_ok("The location.", _LOCATION), "401": _ERR, "404": _ERR},
-        },
-        "post": {
-            "summary": "The operator places or moves the pin (an `operator` fix, audit-logged).",
-            "description": "Roles: operator (their own incidents), supervisor, admin.",
-            "parameters": [_IID],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["lat", "lon"],
-                            "properties": {
-                                "lat": {"type": "number", "minimum": -90, "maximum": 90},
-                                "lon": {"type": "number", "minimum": -180, "maximum": 180},
-                                "radius_m": {"type": "number", "minimum": 0},
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "201": _json_ok("The location after the pin.", _LOCATION),
-                "400": _ERR,
-                "401": _ERR,
-                "403": _ERR,
-                "404": _ERR,
-                "422": _ERR,
-            },
-        },
-    },
-    "/api/v1/incidents/{incident_id}/eido": {
-        "get": {
-            "summary": "The incident as NENA EIDO JSON (NENA-STA-021) for agency CAD systems.",
-            "description": "Roles: supervisor, auditor, admin.",
-            "parameters": [_IID],
-            "responses": {
-                "200": {
-                    "description": "The EIDO document.",
-                    "content": {EIDO_MEDIA_TYPE: {"schema": {"type": "object"}}},
-                },
-                "401": _ERR,
-                "403": _ERR,
-                "404": _ERR,
-            },
-        }
-    },
-    "/api/v1/map": {
-        "get": {
-            "summary": "The map's tile server, attribution and the city's shipped vector data.",
-            "description": "Roles: operator, supervisor, auditor, admin.",
-            "responses": {
-                "200": _json_ok(
-                    "Map settings.",
-                    {
-                        "type": "object",
-                        "properties": {
-                            "tile_url": {"type": ["string", "null"]},
-                            "attribution": {"type": "string"},
-                            "areas": {"type": ["object", "null"]},
-                        },
-                    },
-                ),
-                "401": _ERR,
-            },
-        }
-    },
-}

@@ -1,8 +1,9 @@
 """`/metrics` for Prometheus and `/healthz` for load balancers and supervisors of the process.
 
-The text exposition format (Prometheus "Exposition formats", text 0.0.4) is
-written by hand: a ``# HELP`` and ``# TYPE`` line per family, then samples
-with escaped label values. Numbers come from
+The exposition is written by `prometheus_client` (text format 0.0.4, the
+content type every Prometheus scrapes): each scrape gathers its figures —
+the store is asynchronous, a collector is not — then hands them to a
+one-scrape collector as metric families. Numbers come from
 
 * the live snapshot: calls up by phase, callers queued and the oldest wait,
   operators by state, registrations, RTP port pool, per-trunk traffic;
@@ -10,9 +11,10 @@ with escaped label values. Numbers come from
   among them), the share answered within 10/15/20 s, and the answer-time
   histogram built from today's answered incidents (so its counters restart
   at local midnight; `rate()` and `increase()` treat that as a reset);
-* the live centre's RTP receive statistics, if it offers them (`RtpQualitySource`:
-  packets received and lost since start, current jitter per stream,
-  RFC 3550 §6.4.1) — otherwise those families are left out.
+* the live centre's RTP receive statistics, if it offers them (`rtp_quality()`
+  returning anything with the four `RtpQuality` fields: packets received and
+  lost since start, current jitter per stream, RFC 3550 §6.4.1) — otherwise
+  those families are left out.
 
 `/healthz` answers 200 with JSON when the store answers a query and the live
 centre (the SIP side) gives a snapshot, 503 naming what failed otherwise.
@@ -22,12 +24,20 @@ Neither endpoint needs a sign-in: they carry counts, no personal data; keep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from ..incidents import SLA_THRESHOLDS_S, IncidentQuery, Status, format_timestamp
 from ..live import LiveSnapshot
@@ -37,8 +47,9 @@ from .context import WebContext
 
 __all__ = [
     "ANSWER_BUCKETS_S",
-    "Exposition",
+    "CONTENT_TYPE",
     "RtpQuality",
+    "RtpQualityFigures",
     "RtpQualitySource",
     "healthz",
     "metrics",
@@ -47,211 +58,173 @@ __all__ = [
 
 # Histogram buckets for answer time, around the NENA 15 s / 20 s marks.
 ANSWER_BUCKETS_S: tuple[float, ...] = (2, 5, 10, 15, 20, 30, 45, 60, 120, 300)
+# The text format Prometheus has scraped since 2014 (prometheus_client writes it;
+# its CONTENT_TYPE_LATEST announces 1.0.0, which older scrapers do not know).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _OPERATOR_STATES = ("offline", "available", "reserved", "on_call", "wrap_up", "paused")
 _PHASES = ("ivr", "queue", "ringing", "talking", "hold", "transfer", "conference")
 
 log = get_logger("web.metrics")
 
 
+class RtpQualityFigures(Protocol):
+    """What /metrics reads from `rtp_quality()`: plain counters, any class."""
+
+    @property
+    def streams(self) -> int: ...  # RTP streams being received now
+    @property
+    def packets_received(self) -> int: ...  # since the server started
+    @property
+    def packets_lost(self) -> int: ...  # since start (RFC 3550 §6.4.1 cumulative loss)
+    @property
+    def jitter_ms(self) -> Sequence[float]: ...  # current interarrival jitter per stream
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RtpQuality:
     """RTP receive statistics the live centre may offer for /metrics."""
 
-    streams: int  # RTP streams being received now
-    packets_received: int  # since the server started
-    packets_lost: int  # since the server started (RFC 3550 §6.4.1 cumulative loss)
-    jitter_ms: tuple[float, ...]  # current interarrival jitter of each stream
+    streams: int
+    packets_received: int
+    packets_lost: int
+    jitter_ms: tuple[float, ...]
 
 
 @runtime_checkable
 class RtpQualitySource(Protocol):
-    def rtp_quality(self) -> RtpQuality: ...
+    def rtp_quality(self) -> RtpQualityFigures: ...
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _le(bound: float) -> str:
+    # Bucket labels as Prometheus users write them in queries (le="10", le="+Inf").
+    return "+Inf" if bound == float("inf") else f"{bound:g}"
 
 
-def _number(value: float) -> str:
-    if value == float("inf"):
-        return "+Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-class Exposition:
-    """Builds one text exposition, family by family."""
+class _Scrape(Collector):
+    """The families of one scrape, gathered before `generate_latest` runs."""
 
     def __init__(self) -> None:
-        self._lines: list[str] = []
+        self.families: list[Metric] = []
 
-    def family(
-        self,
-        name: str,
-        kind: str,
-        help_text: str,
-        samples: Iterable[tuple[Mapping[str, str], float]],
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+    def gauge(self, name: str, help_text: str, value: float) -> None:
+        self.families.append(GaugeMetricFamily(name, help_text, value=value))
+
+    def gauges(
+        self, name: str, help_text: str, label: str, samples: Iterable[tuple[str, float]]
     ) -> None:
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self._lines.append(f"{name}{self._labels(labels)} {_number(value)}")
+        family = GaugeMetricFamily(name, help_text, labels=[label])
+        for label_value, value in samples:
+            family.add_metric([label_value], value)
+        self.families.append(family)
 
-    def one(self, name: str, kind: str, help_text: str, value: float) -> None:
-        self.family(name, kind, help_text, [({}, value)])
+    def counter(self, name: str, help_text: str, value: float) -> None:
+        # prometheus_client appends the `_total` the name is exposed with.
+        self.families.append(
+            CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
+        )
 
     def histogram(
         self, name: str, help_text: str, values: Iterable[float], buckets: Iterable[float]
     ) -> None:
         data = sorted(values)
-        self._lines.append(f"# HELP {name} {help_text}")
-        self._lines.append(f"# TYPE {name} histogram")
-        for le in [*buckets, float("inf")]:
-            count = sum(1 for v in data if v <= le)
-            self._lines.append(f'{name}_bucket{{le="{_number(le)}"}} {count}')
-        self._lines.append(f"{name}_sum {_number(round(sum(data), 6))}")
-        self._lines.append(f"{name}_count {len(data)}")
+        counts = [
+            (_le(le), float(sum(1 for v in data if v <= le))) for le in [*buckets, float("inf")]
+        ]
+        self.families.append(
+            HistogramMetricFamily(name, help_text, buckets=counts, sum_value=round(sum(data), 6))
+        )
 
-    @staticmethod
-    def _labels(labels: Mapping[str, str]) -> str:
-        if not labels:
-            return ""
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        return "{" + inner + "}"
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
+    def text(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return generate_latest(registry)
 
 
-def _live_families(out: Exposition, snap: LiveSnapshot, now: float) -> None:
+def _live_families(out: _Scrape, snap: LiveSnapshot, now: float) -> None:
     phases = {p: 0 for p in _PHASES}
     for c in snap.calls:
         if c.phase in phases:
             phases[c.phase] += 1
-    out.one(
+    out.gauge(
         "callcenter112_calls_active",
-        "gauge",
         "Calls up now (IVR, queue, ringing, talking, transfer).",
         sum(1 for c in snap.calls if c.phase != "ended"),
     )
-    out.family(
-        "callcenter112_calls",
-        "gauge",
-        "Calls up now by phase.",
-        [({"phase": p}, n) for p, n in phases.items()],
-    )
-    out.one(
-        "callcenter112_calls_queued", "gauge", "Callers waiting for an operator.", len(snap.waiting)
-    )
+    out.gauges("callcenter112_calls", "Calls up now by phase.", "phase", phases.items())
+    out.gauge("callcenter112_calls_queued", "Callers waiting for an operator.", len(snap.waiting))
     oldest = min((w.arrived_at for w in snap.waiting), default=None)
-    out.one(
+    out.gauge(
         "callcenter112_queue_oldest_wait_seconds",
-        "gauge",
         "How long the longest-waiting caller has waited since arrival.",
         0 if oldest is None else max(0.0, round(now - oldest, 3)),
     )
-    out.one(
-        "callcenter112_calls_max", "gauge", "Configured call limit (sip.max_calls).", snap.max_calls
-    )
+    out.gauge("callcenter112_calls_max", "Configured call limit (sip.max_calls).", snap.max_calls)
     states = {s: 0 for s in _OPERATOR_STATES}
     for o in snap.operators:
         states[o.state] = states.get(o.state, 0) + 1
-    out.family(
-        "callcenter112_operators",
-        "gauge",
-        "Operators by state.",
-        [({"state": s}, n) for s, n in states.items()],
-    )
-    out.one(
-        "callcenter112_registrations",
-        "gauge",
-        "Softphone registrations.",
-        len(snap.registrations),
-    )
-    out.one(
+    out.gauges("callcenter112_operators", "Operators by state.", "state", states.items())
+    out.gauge("callcenter112_registrations", "Softphone registrations.", len(snap.registrations))
+    out.gauge(
         "callcenter112_registrations_reachable",
-        "gauge",
         "Softphone registrations answering qualify OPTIONS.",
         sum(1 for r in snap.registrations if r.reachable),
     )
-    out.one(
-        "callcenter112_rtp_ports_in_use", "gauge", "RTP sockets carrying a call.", snap.rtp.in_use
+    out.gauge("callcenter112_rtp_ports_in_use", "RTP sockets carrying a call.", snap.rtp.in_use)
+    out.gauge("callcenter112_rtp_ports_open", "RTP sockets opened (pool).", snap.rtp.opened)
+    out.gauge(
+        "callcenter112_rtp_ports_capacity", "RTP sockets the port range allows.", snap.rtp.capacity
     )
-    out.one("callcenter112_rtp_ports_open", "gauge", "RTP sockets opened (pool).", snap.rtp.opened)
-    out.one(
-        "callcenter112_rtp_ports_capacity",
-        "gauge",
-        "RTP sockets the port range allows.",
-        snap.rtp.capacity,
-    )
-    out.family(
-        "callcenter112_trunk_calls_today",
-        "gauge",
-        "Calls per trunk since local midnight.",
-        [({"trunk": t.name}, t.calls_today) for t in snap.trunks],
-    )
-    out.family(
-        "callcenter112_trunk_calls_active",
-        "gauge",
-        "Calls up per trunk.",
-        [({"trunk": t.name}, t.active_calls) for t in snap.trunks],
-    )
-    out.family(
-        "callcenter112_trunk_rejected_today",
-        "gauge",
-        "Calls refused per trunk since local midnight (403/404/503).",
-        [({"trunk": t.name}, t.rejected_today) for t in snap.trunks],
-    )
-    out.family(
-        "callcenter112_trunk_last_inbound_timestamp_seconds",
-        "gauge",
-        "When the trunk last brought a call in (0 = never).",
-        [({"trunk": t.name}, round(t.last_inbound_at or 0, 3)) for t in snap.trunks],
-    )
+    per_trunk: Mapping[str, tuple[str, Iterable[tuple[str, float]]]] = {
+        "callcenter112_trunk_calls_today": (
+            "Calls per trunk since local midnight.",
+            [(t.name, t.calls_today) for t in snap.trunks],
+        ),
+        "callcenter112_trunk_calls_active": (
+            "Calls up per trunk.",
+            [(t.name, t.active_calls) for t in snap.trunks],
+        ),
+        "callcenter112_trunk_rejected_today": (
+            "Calls refused per trunk since local midnight (403/404/503).",
+            [(t.name, t.rejected_today) for t in snap.trunks],
+        ),
+        "callcenter112_trunk_last_inbound_timestamp_seconds": (
+            "When the trunk last brought a call in (0 = never).",
+            [(t.name, round(t.last_inbound_at or 0, 3)) for t in snap.trunks],
+        ),
+    }
+    for name, (help_text, samples) in per_trunk.items():
+        out.gauges(name, help_text, "trunk", samples)
 
 
-def _rtp_families(out: Exposition, quality: RtpQuality) -> None:
-    out.one("callcenter112_rtp_streams", "gauge", "RTP streams being received.", quality.streams)
-    out.one(
+def _rtp_families(out: _Scrape, quality: RtpQualityFigures) -> None:
+    out.gauge("callcenter112_rtp_streams", "RTP streams being received.", quality.streams)
+    out.counter(
         "callcenter112_rtp_packets_received_total",
-        "counter",
         "RTP packets received since start.",
         quality.packets_received,
     )
-    out.one(
+    out.counter(
         "callcenter112_rtp_packets_lost_total",
-        "counter",
         "RTP packets lost since start (RFC 3550 cumulative loss).",
         quality.packets_lost,
     )
-    jitter = quality.jitter_ms
-    out.family(
+    jitter = list(quality.jitter_ms)
+    out.gauges(
         "callcenter112_rtp_jitter_milliseconds",
-        "gauge",
         "Interarrival jitter of the streams received now (RFC 3550 §6.4.1).",
+        "stat",
         [
-            ({"stat": "max"}, round(max(jitter, default=0.0), 3)),
-            ({"stat": "mean"}, round(sum(jitter) / len(jitter), 3) if jitter else 0),
+            ("max", round(max(jitter, default=0.0), 3)),
+            ("mean", round(sum(jitter) / len(jitter), 3) if jitter else 0),
         ],
     )
 
 
-async def render_metrics(ctx: WebContext) -> str:
-    """The whole exposition; a part whose source fails is left out and flagged down."""
-    out = Exposition()
-    now = ctx.now()
-    try:
-        snap = ctx.live.snapshot()
-    except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
-        log.warning("metrics_snapshot_failed", error=repr(exc))
-        snap = None
-    out.one(
-        "callcenter112_live_up", "gauge", "1 if the live centre gave a snapshot.", snap is not None
-    )
-    if snap is not None:
-        _live_families(out, snap, now)
-    midnight = ctx.local_midnight(now)
+async def _store_families(out: _Scrape, ctx: WebContext, midnight: float) -> None:
+    up = "1 if the incident store answered."
     try:
         sla = await ctx.store.sla_summary(since=midnight)
         answer_times = [
@@ -261,63 +234,69 @@ async def render_metrics(ctx: WebContext) -> str:
         ]
     except StoreError as exc:
         log.warning("metrics_store_failed", error=str(exc))
-        out.one("callcenter112_store_up", "gauge", "1 if the incident store answered.", 0)
-    else:
-        out.one("callcenter112_store_up", "gauge", "1 if the incident store answered.", 1)
-        out.family(
-            "callcenter112_incidents_today",
-            "gauge",
-            "Incidents that arrived since local midnight, by status.",
-            [
-                ({"status": Status.ACTIVE.value}, sla.active),
-                (
-                    {"status": Status.COMPLETED.value},
-                    sla.arrived - sla.active - sla.abandoned - sla.interrupted,
-                ),
-                ({"status": Status.ABANDONED.value}, sla.abandoned),
-                ({"status": Status.INTERRUPTED.value}, sla.interrupted),
-            ],
-        )
-        out.one(
-            "callcenter112_calls_abandoned_today",
-            "gauge",
-            "Callers who hung up before an operator answered, since local midnight.",
-            sla.abandoned,
-        )
-        out.family(
-            "callcenter112_answered_within_ratio",
-            "gauge",
-            "Share of today's answered calls answered within N s of arrival (NENA).",
-            [
-                ({"seconds": str(t)}, round(r, 4))
-                for t in SLA_THRESHOLDS_S
-                if (r := sla.within_ratio(t)) is not None
-            ],
-        )
-        out.histogram(
-            "callcenter112_answer_time_seconds",
-            "Answer time (operator answered - INVITE arrived) of today's calls.",
-            answer_times,
-            ANSWER_BUCKETS_S,
-        )
+        out.gauge("callcenter112_store_up", up, 0)
+        return
+    out.gauge("callcenter112_store_up", up, 1)
+    completed = sla.arrived - sla.active - sla.abandoned - sla.interrupted
+    out.gauges(
+        "callcenter112_incidents_today",
+        "Incidents that arrived since local midnight, by status.",
+        "status",
+        [
+            (Status.ACTIVE.value, sla.active),
+            (Status.COMPLETED.value, completed),
+            (Status.ABANDONED.value, sla.abandoned),
+            (Status.INTERRUPTED.value, sla.interrupted),
+        ],
+    )
+    out.gauge(
+        "callcenter112_calls_abandoned_today",
+        "Callers who hung up before an operator answered, since local midnight.",
+        sla.abandoned,
+    )
+    out.gauges(
+        "callcenter112_answered_within_ratio",
+        "Share of today's answered calls answered within N s of arrival (NENA).",
+        "seconds",
+        [(str(t), round(r, 4)) for t in SLA_THRESHOLDS_S if (r := sla.within_ratio(t)) is not None],
+    )
+    out.histogram(
+        "callcenter112_answer_time_seconds",
+        "Answer time (operator answered - INVITE arrived) of today's calls.",
+        answer_times,
+        ANSWER_BUCKETS_S,
+    )
+
+
+async def render_metrics(ctx: WebContext) -> bytes:
+    """The whole exposition; a part whose source fails is left out and flagged down."""
+    out = _Scrape()
+    now = ctx.now()
+    try:
+        snap = ctx.live.snapshot()
+    except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
+        log.warning("metrics_snapshot_failed", error=repr(exc))
+        snap = None
+    out.gauge("callcenter112_live_up", "1 if the live centre gave a snapshot.", snap is not None)
+    if snap is not None:
+        _live_families(out, snap, now)
+    await _store_families(out, ctx, ctx.local_midnight(now))
     live = ctx.live
     if isinstance(live, RtpQualitySource):
         try:
             _rtp_families(out, live.rtp_quality())
         except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
             log.warning("metrics_rtp_failed", error=repr(exc))
-    out.one("callcenter112_web_sessions", "gauge", "Signed-in web sessions.", len(ctx.sessions))
-    out.one(
-        "callcenter112_web_event_streams", "gauge", "Open live-update streams.", len(ctx.streams)
-    )
+    out.gauge("callcenter112_web_sessions", "Signed-in web sessions.", len(ctx.sessions))
+    out.gauge("callcenter112_web_event_streams", "Open live-update streams.", len(ctx.streams))
     return out.text()
 
 
 async def metrics(request: Request) -> Response:
     ctx: WebContext = request.app.state.web
-    return PlainTextResponse(
+    return Response(
         await render_metrics(ctx),
-        media_type="text/plain; version=0.0.4; charset=utf-8",
+        media_type=CONTENT_TYPE,
         headers={"Cache-Control": "no-store"},
     )
 
