@@ -233,6 +233,12 @@ class StorageConfig(_Section):
     recordings: str = "data/recordings"
 
 
+class ControlConfig(_Section):
+    # The local admin socket `callcenter112 reload` talks to (mode 0600).
+    # Unix socket paths are limited to 107 bytes (sun_path, unix(7)).
+    socket: Annotated[str, Field(min_length=1, max_length=100)] = "data/callcenter112.sock"
+
+
 class RecordingsConfig(_Section):
     enabled: bool = True
     keep_days: Annotated[int, Field(ge=1, le=36_500)] = 3650
@@ -427,6 +433,7 @@ class Config(_Section):
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
+    control: ControlConfig = ControlConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     web: WebConfig = WebConfig()
     ivr: IvrConfig = IvrConfig()
