@@ -45,7 +45,7 @@ __all__ = [
 CATEGORIES = ("medical", "fire", "disaster", "police", "unknown")
 SKILLS = ("medical", "fire", "disaster", "police")
 DISPOSITIONS = ("genuine", "prank", "silent", "test", "wrong_number", "duplicate")
-ROLES = ("operator", "supervisor", "auditor", "admin")
+ROLES = ("operator", "supervisor", "auditor", "admin", "telecom")
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +394,7 @@ class UserConfig(_Section):
     """A web console account (operators sign in with their SIP user instead)."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    role: Literal["supervisor", "auditor", "admin"]
+    role: Literal["supervisor", "auditor", "admin", "telecom"]
     # "scrypt$N$r$p$salt_hex$hash_hex" as printed by `callcenter112 hash-password`,
     # or a plain `password` for demos (hashed in memory at load).
     password_hash: str = ""
@@ -415,7 +415,7 @@ class ApiTokenConfig(_Section):
     """A bearer token for CAD/agency systems and national reporting."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    role: Literal["operator", "supervisor", "auditor", "admin"]
+    role: Literal["operator", "supervisor", "auditor", "admin", "telecom"]
     # "sha256$<64 hex>" as printed by `callcenter112 new-api-token`.
     token_hash: Annotated[str, Field(pattern=r"^sha256\$[0-9a-f]{64}$")]
 
