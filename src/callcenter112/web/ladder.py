@@ -74,6 +74,9 @@ def ladder_svg(diagram: Ladder, *, clock: Callable[[float], str]) -> str:
         out.append(
             f'<a href="#msg-{row.index}" data-testid="ladder-row" data-index="{row.index}">'
             f"<title>{e(row.label)}</title>"
+            # The whole row is the link target, not only its thin line and text.
+            f'<rect x="0" y="{y - ROW_HEIGHT + 8}" width="{width}" height="{ROW_HEIGHT}" '
+            f'fill="#0b4f9c" fill-opacity="0" class="hit"/>'
             f'<text x="4" y="{y + 4}" font-size="11" font-family="monospace" '
             f'fill="#4a5866">{e(clock(row.at))}</text>'
             f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" '
