@@ -284,6 +284,8 @@ async def test_edit_a_trunk_allow_list_then_roll_back(env: Env) -> None:
     assert [c["path"] for c in entry.detail["changes"]] == ["trunk[telkom].allow"]
     page = await env.client.get("/telecom/config")
     assert "192.0.2.0/24" in page.text and 'data-version="2"' in page.text
+    # Each version says what it changed from the one before.
+    assert "~ trunk[telkom].allow: [&#39;127.0.0.0/8&#39;] -&gt; [&#39;127.0.0.1&#39;" in page.text
 
     r = await env.client.post(
         "/telecom/config/rollback",

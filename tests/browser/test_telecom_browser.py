@@ -57,7 +57,9 @@ async def _shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
-async def test_edit_a_trunk_allow_list_and_roll_back(chromium: Any, served: tuple[str, Env]) -> None:
+async def test_edit_a_trunk_allow_list_and_roll_back(
+    chromium: Any, served: tuple[str, Env]
+) -> None:
     base, env = served
     page = await _page(chromium, base, "telecom")
     assert page.url.endswith("/telecom/config")
@@ -120,3 +122,19 @@ async def test_ladder_and_people_pages(chromium: Any, served: tuple[str, Env]) -
     assert env.admin.current().operator_named("op9") is not None
     assert len(password) == 16
     await _shot(page, "people.png")
+
+
+async def test_wallboard_alarm_when_a_carrier_stops_answering(
+    chromium: Any, served: tuple[str, Env]
+) -> None:
+    base, env = served
+    page = await _page(chromium, base, "supervisor")
+    await page.goto(f"{base}/wallboard")
+    banner = page.locator("[data-testid=trunk-alarm]")
+    assert await banner.is_hidden()
+    for _ in range(2):  # no answer twice: the trunk is down
+        await env.tools.probe("telkom")
+    await page.reload()
+    await banner.wait_for(state="visible", timeout=10_000)
+    assert "telkom" in await banner.inner_text()
+    await _shot(page, "wallboard-trunk-alarm.png")

@@ -28,7 +28,9 @@ centre's `LiveConfig`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
+import tomllib
 from typing import Any
 from urllib.parse import quote
 
@@ -47,8 +49,9 @@ from ..admin import (
     new_softphone_password,
     softphone_secret,
 )
-from ..config import SKILLS, Config, ConfigProblem
-from ..config_diff import ConfigDiff
+from ..config import SKILLS, Config, ConfigError, ConfigProblem, parse_config
+from ..config_diff import ConfigDiff, diff_configs
+from ..config_source import ConfigVersion
 from ..runtime_config import ReloadResult
 from ..sip.capture import ladder, to_pcap
 from .auth import Directory, csrf_matches
@@ -63,6 +66,7 @@ MAX_PROMPT_UPLOAD = 10 * 1024 * 1024
 _TRUNK_FIELDS = ("allow", "numbers", "proxy", "transport", "caller_id", "auth_user")
 _AGENCY_FIELDS = ("number", "trunk", "label", "ring_timeout_s")
 _ROW_INDEX = re.compile(r"^(trunk|agency|operator|user)\[(\d+)\]")
+_VERSIONS_SHOWN = 20
 _ROW_KEY = {"trunk": "name", "agency": "name", "operator": "user", "user": "name"}
 
 
@@ -138,6 +142,22 @@ def _lines(text: str | None) -> list[str]:
     return [v.strip() for v in re.split(r"[\n,]", text) if v.strip()]
 
 
+def _version_changes(versions: list[ConfigVersion]) -> dict[int, list[str]]:
+    """What each version changed from the one before it (secrets hidden)."""
+    parsed: dict[int, Config | None] = {}
+    for v in versions:
+        try:
+            parsed[v.version] = parse_config(tomllib.loads(v.text), source=f"version {v.version}")
+        except (ConfigError, tomllib.TOMLDecodeError):
+            parsed[v.version] = None
+    out: dict[int, list[str]] = {}
+    for newer, older in itertools.pairwise(versions):
+        a, b = parsed[older.version], parsed[newer.version]
+        if a is not None and b is not None:
+            out[newer.version] = diff_configs(a, b).lines()
+    return out
+
+
 def _config_view(call: Call) -> dict[str, Any]:
     services = _services(call.request)
     admin = services.config
@@ -146,6 +166,7 @@ def _config_view(call: Call) -> dict[str, Any]:
     return {
         "config": config,
         "versions": versions,
+        "changes": _version_changes(versions[:_VERSIONS_SHOWN]),
         "conflict": admin.conflict() if admin is not None else None,
         "health": services.trunks.health() if services.trunks is not None else {},
         "wired": admin is not None,
@@ -337,19 +358,18 @@ async def ladder_page(call: Call) -> Response:
     if record is None and not messages:
         raise WebError(404, f"no incident {incident_id!r}")
     diagram = ladder(messages)
-    ordered = [messages[row.index] for row in diagram.rows]
+
+    def stamp(t: float) -> str:
+        return call.ctx.local_time(t, "%H:%M:%S") + f".{int(t * 1000) % 1000:03d}"
+
     await call.ctx.audit(call.who, "sip_ladder", incident_id, {"messages": len(messages)})
     return call.page(
         "telecom_ladder.html",
         incident_id=incident_id,
-        svg=ladder_svg(diagram, clock=lambda t: call.ctx.local_time(t, "%H:%M:%S") + _ms(t)),
-        rows=list(zip(diagram.rows, ordered, strict=True)),
+        svg=ladder_svg(diagram, clock=stamp),
+        rows=[(row, messages[row.index], stamp(row.at)) for row in diagram.rows],
         columns=diagram.columns,
     )
-
-
-def _ms(t: float) -> str:
-    return f".{int(t * 1000) % 1000:03d}"
 
 
 @guarded("telecom", "auditor")
