@@ -138,3 +138,36 @@ async def test_wallboard_alarm_when_a_carrier_stops_answering(
     await banner.wait_for(state="visible", timeout=10_000)
     assert "telkom" in await banner.inner_text()
     await _shot(page, "wallboard-trunk-alarm.png")
+
+
+async def test_admin_uploads_hears_and_applies_a_prompt(
+    chromium: Any, served: tuple[str, Env], tmp_path: Path
+) -> None:
+    from test_telecom_web import _tone_wav
+
+    base, env = served
+    target = env.prompts_dir / "id" / "greeting.wav"
+    before = target.read_bytes()
+    take = tmp_path / "greeting-take2.wav"
+    take.write_bytes(_tone_wav(1.0))
+    page = await _page(chromium, base, "admin")
+    await page.goto(f"{base}/prompts")
+    await page.set_input_files("#prompt-file", str(take))
+    await page.click("#prompt-upload button[type=submit]")
+    preview = page.locator("[data-testid=prompt-preview]")
+    await preview.wait_for(state="visible", timeout=20_000)
+    # The browser can decode the converted preview (8 kHz PCM WAV).
+    duration = await page.eval_on_selector(
+        "#preview-audio",
+        "a => new Promise(ok => a.readyState >= 1 ? ok(a.duration)"
+        " : a.addEventListener('loadedmetadata', () => ok(a.duration)))",
+    )
+    assert 0.5 < duration < 1.2
+    assert target.read_bytes() == before
+    await _shot(page, "prompts.png")
+    async with page.expect_navigation():
+        await page.click("[data-testid=apply-prompt]")
+    assert target.read_bytes() != before
+    assert await page.is_visible(
+        "[data-testid=prompt-row][data-name='id/greeting'] [data-testid=rollback-prompt]"
+    )
