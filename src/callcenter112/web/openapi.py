@@ -384,6 +384,32 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/api/v1/incidents/{incident_id}/sip.pcap": {
+            "get": {
+                "summary": "The incident's SIP messages as a pcap (secrets masked; "
+                "audit-logged as sip_pcap_download).",
+                "description": "Roles: auditor, telecom, admin.",
+                "parameters": [_INCIDENT_ID],
+                "responses": {
+                    "200": {
+                        "description": "libpcap, raw IP, one UDP datagram per message.",
+                        "content": {"application/vnd.tcpdump.pcap": {}},
+                    },
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+        "/api/v1/trunks/health": {
+            "get": {
+                "summary": "Per trunk: OPTIONS qualify state and RTT, calls, rejects by "
+                "reason and carrier 4xx/5xx for today and the last hour.",
+                "description": "Roles: telecom, supervisor, admin.",
+                "responses": {
+                    "200": {"description": '{"trunks": {name: {"qualify": …, "counters": …}}}'},
+                    **_errors(401, 403),
+                },
+            }
+        },
         "/api/v1/queue": {
             "get": {
                 "summary": "Callers waiting (in offer order) and calls up now.",
