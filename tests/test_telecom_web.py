@@ -349,6 +349,21 @@ async def test_add_and_remove_an_agency(env: Env) -> None:
     assert [e.target for e in await env.audit("agency_changed")] == ["agency:sar"]
 
 
+async def test_renaming_a_trunk_carries_its_agencies(env: Env) -> None:
+    csrf = await env.sign_in("telecom")
+    r = await env.client.post("/telecom/config/trunk", data=trunk_form(csrf, name="telkom-2"))
+    assert r.status_code == 303
+    config = env.admin.current()
+    assert [t.name for t in config.trunk] == ["telkom-2"]
+    assert {a.trunk for a in config.agency} == {"telkom-2"}
+    dup = await env.client.post(
+        "/telecom/config/trunk",
+        data=trunk_form(csrf, original="", name="telkom-2"),
+        headers={"accept": "application/json"},
+    )
+    assert dup.status_code == 409
+
+
 async def test_trunk_password_is_kept_when_blank_and_never_shown(env: Env) -> None:
     csrf = await env.sign_in("telecom")
     await env.client.post(

@@ -519,7 +519,7 @@ async def upload_prompt(request: Request) -> Response:
     if found is None:
         raise WebError(401, "sign in first")
     who, session = found
-    if not who.may(()):
+    if not who.may(("admin",)):  # admin only, like `guarded("admin")`
         raise WebError(403, f"role {who.role} may not upload prompts")
     if session is not None and not csrf_matches(session.csrf, request.headers.get("x-csrf-token")):
         raise WebError(403, "CSRF token missing or wrong; reload the page")
