@@ -75,6 +75,7 @@ async def test_edit_a_trunk_allow_list_and_roll_back(
     assert "trunk[telkom].allow" in (await problems.inner_text())
     assert await allow.input_value() == "127.0.0.0/8\n10.0.0.300"
     assert env.admin.current().trunk[0].allow == ["127.0.0.0/8"]
+    await _shot(page, "telecom-config-refused.png")
 
     await allow.fill("127.0.0.0/8\n198.51.100.7")
     async with page.expect_navigation():
