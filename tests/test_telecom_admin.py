@@ -28,25 +28,25 @@ def test_the_document_reads_back_to_the_same_configuration(tmp_path: Path) -> No
     assert document["trunk"][0]["proxy"] == "127.0.0.1:5070"
 
 
-def test_versions_rollback_and_conflict(tmp_path: Path) -> None:
+async def test_versions_rollback_and_conflict(tmp_path: Path) -> None:
     admin = MemoryConfigAdmin(LiveConfig(config_with_telecom(tmp_path)), clock=lambda: 5.0)
-    assert admin.conflict() is None
+    assert await admin.conflict() is None
     document = config_document(admin.current())
     document["queue"]["wrapup_s"] = 45
-    result = admin.propose(document, actor="telecom")
+    result = await admin.propose(document, actor="telecom")
     assert result.ok and result.applied == ("queue.wrapup_s",)
     # The same document again changes nothing and makes no version.
-    assert admin.propose(document, actor="telecom").diff.empty
-    assert [v.version for v in admin.versions()] == [2, 1]
-    missing = admin.rollback(9, actor="telecom")
+    assert (await admin.propose(document, actor="telecom")).diff.empty
+    assert [v.version for v in await admin.versions()] == [2, 1]
+    missing = await admin.rollback(9, actor="telecom")
     assert not missing.ok and missing.problems == ("no version 9",)
     # A hand edit of the file after a web change is a conflict, with its diff.
     admin.file_text = admin.file_text.replace('name = "Call Center 112 Kota Ambon"', 'name = "X"')
-    conflict = admin.conflict()
+    conflict = await admin.conflict()
     assert conflict is not None and conflict.stored.version == 2
     assert {c.path for c in conflict.diff.changes} == {"centre.name", "queue.wrapup_s"}
     admin.file_text = "[[trunk]]\nname = 1\n"
-    broken = admin.conflict()
+    broken = await admin.conflict()
     assert broken is not None and broken.problems
 
 

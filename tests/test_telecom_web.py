@@ -259,7 +259,7 @@ async def test_a_change_needs_the_csrf_token(env: Env) -> None:
     r = await env.client.post("/telecom/config/trunk", data=form)
     assert r.status_code == 403
     assert env.admin.current().trunk[0].allow == ["127.0.0.0/8"]
-    assert len(env.admin.versions()) == 1
+    assert len(await env.admin.versions()) == 1
 
 
 # --------------------------------------------------------------------------- trunks, agencies
@@ -274,7 +274,7 @@ async def test_edit_a_trunk_allow_list_then_roll_back(env: Env) -> None:
     assert env.admin.current().trunk[0].allow == ["127.0.0.1", "192.0.2.0/24"]
     # Applied through LiveConfig: every listener got the new configuration.
     assert env.listener.applied[-1].trunk[0].allow == ["127.0.0.1", "192.0.2.0/24"]
-    versions = env.admin.versions()
+    versions = await env.admin.versions()
     assert [(v.version, v.origin, v.actor) for v in versions] == [
         (2, "web", "telecom"),
         (1, "file", "system"),
@@ -295,7 +295,7 @@ async def test_edit_a_trunk_allow_list_then_roll_back(env: Env) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["applied"] == ["trunk[telkom].allow"]
     assert env.admin.current().trunk[0].allow == ["127.0.0.0/8"]
-    assert env.admin.versions()[0].version == 3
+    assert (await env.admin.versions())[0].version == 3
     assert len(await env.audit("config_rollback")) == 1
 
 
@@ -311,7 +311,7 @@ async def test_a_bad_trunk_form_names_the_key_and_changes_nothing(env: Env) -> N
     error = r.json()["error"]
     assert "trunk[telkom].allow" in error and "not-an-address" in error
     assert env.admin.current() is before
-    assert len(env.admin.versions()) == 1 and env.listener.applied == []
+    assert len(await env.admin.versions()) == 1 and env.listener.applied == []
     [refused] = await env.audit("trunk_changed_refused")
     assert "trunk[telkom].allow" in refused.detail["problems"][0]
     # A person gets the error page with the same message.

@@ -109,17 +109,19 @@ class ConfigConflict:
 
 
 class ConfigAdmin(Protocol):
+    """Async where the running centre reads or writes the store (versions live there)."""
+
     def current(self) -> Config: ...
 
-    def versions(self) -> list[ConfigVersion]:
+    async def versions(self) -> list[ConfigVersion]:
         """Newest first."""
         ...
 
-    def propose(self, document: dict[str, Any], *, actor: str) -> ReloadResult: ...
+    async def propose(self, document: dict[str, Any], *, actor: str) -> ReloadResult: ...
 
-    def rollback(self, version: int, *, actor: str) -> ReloadResult: ...
+    async def rollback(self, version: int, *, actor: str) -> ReloadResult: ...
 
-    def conflict(self) -> ConfigConflict | None: ...
+    async def conflict(self) -> ConfigConflict | None: ...
 
 
 class MemoryConfigAdmin:
@@ -154,7 +156,7 @@ class MemoryConfigAdmin:
     def current(self) -> Config:
         return self.live.current
 
-    def versions(self) -> list[ConfigVersion]:
+    async def versions(self) -> list[ConfigVersion]:
         return list(reversed(self._versions))
 
     def _apply(self, document: dict[str, Any], *, actor: str, source: str) -> ReloadResult:
@@ -180,10 +182,10 @@ class MemoryConfigAdmin:
             )
         return result
 
-    def propose(self, document: dict[str, Any], *, actor: str) -> ReloadResult:
+    async def propose(self, document: dict[str, Any], *, actor: str) -> ReloadResult:
         return self._apply(document, actor=actor, source="web")
 
-    def rollback(self, version: int, *, actor: str) -> ReloadResult:
+    async def rollback(self, version: int, *, actor: str) -> ReloadResult:
         found = next((v for v in self._versions if v.version == version), None)
         if found is None:
             return ReloadResult(
@@ -193,7 +195,7 @@ class MemoryConfigAdmin:
             tomllib.loads(found.text), actor=actor, source=f"roll-back to version {version}"
         )
 
-    def conflict(self) -> ConfigConflict | None:
+    async def conflict(self) -> ConfigConflict | None:
         newest = self._versions[-1]
         decision = decide_source(self.file_text, newest)
         if decision.verdict is not Verdict.CONFLICT:

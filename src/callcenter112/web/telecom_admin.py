@@ -124,7 +124,7 @@ async def _propose(
 ) -> ReloadResult:
     """Apply a document and audit the outcome (refusals too: who tried what)."""
     admin = _config_admin(call)
-    result = admin.propose(document, actor=call.who.user)
+    result = await admin.propose(document, actor=call.who.user)
     if not result.ok:
         problems = _name_rows(result.problems, document)
         await call.ctx.audit(
@@ -158,16 +158,16 @@ def _version_changes(versions: list[ConfigVersion]) -> dict[int, list[str]]:
     return out
 
 
-def _config_view(call: Call) -> dict[str, Any]:
+async def _config_view(call: Call) -> dict[str, Any]:
     services = _services(call.request)
     admin = services.config
     config = admin.current() if admin is not None else call.ctx.config
-    versions = admin.versions() if admin is not None else []
+    versions = await admin.versions() if admin is not None else []
     return {
         "config": config,
         "versions": versions,
         "changes": _version_changes(versions[:_VERSIONS_SHOWN]),
-        "conflict": admin.conflict() if admin is not None else None,
+        "conflict": await admin.conflict() if admin is not None else None,
         "health": services.trunks.health() if services.trunks is not None else {},
         "wired": admin is not None,
         "tools": services.trunks is not None,
@@ -179,7 +179,7 @@ def _config_view(call: Call) -> dict[str, Any]:
 
 @guarded("telecom")
 async def config_page(call: Call) -> Response:
-    return call.page("telecom_config.html", **_config_view(call))
+    return call.page("telecom_config.html", **(await _config_view(call)))
 
 
 @guarded("telecom")
@@ -285,7 +285,7 @@ async def rollback(call: Call) -> Response:
     if not text.isdigit():
         raise WebError(400, "version: expected a number")
     admin = _config_admin(call)
-    result = admin.rollback(int(text), actor=call.who.user)
+    result = await admin.rollback(int(text), actor=call.who.user)
     if not result.ok:
         await call.ctx.audit(
             call.who, "config_rollback_refused", f"version:{text}", result.audit_detail()
