@@ -356,7 +356,7 @@ class MemoryTrunkTools:
 
 
 class CaptureSource(Protocol):
-    def messages(self, incident_id: str) -> list[CapturedMessage]:
+    async def messages(self, incident_id: str) -> list[CapturedMessage]:
         """Every kept message of the incident's legs (secrets already masked); [] if none."""
         ...
 
@@ -368,7 +368,7 @@ class MemoryCaptureSource:
     def add(self, incident_id: str, message: CapturedMessage) -> bool:
         return self.books.setdefault(incident_id, CaptureBook()).add(message)
 
-    def messages(self, incident_id: str) -> list[CapturedMessage]:
+    async def messages(self, incident_id: str) -> list[CapturedMessage]:
         book = self.books.get(incident_id)
         return list(book.messages) if book is not None else []
 
@@ -421,7 +421,8 @@ class DirectoryPromptAdmin:
 
     `on_change(name)` runs after a prompt file changed (the running centre
     reloads that prompt into its library; calls already playing it keep the
-    frames they hold)."""
+    frames they hold). The web calls `apply`/`rollback` in a worker thread,
+    so `on_change` must hand over to the loop (`loop.call_soon_threadsafe`)."""
 
     def __init__(self, root: Path, *, on_change: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)

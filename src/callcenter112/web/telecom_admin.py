@@ -53,7 +53,7 @@ from ..config import SKILLS, Config, ConfigError, ConfigProblem, parse_config
 from ..config_diff import ConfigDiff, diff_configs
 from ..config_source import ConfigVersion
 from ..runtime_config import ReloadResult
-from ..sip.capture import ladder, to_pcap
+from ..sip.capture import CapturedMessage, ladder, to_pcap
 from .auth import Directory, csrf_matches
 from .bodies import WebError, read_body
 from .context import Call, WebContext, authenticate, guarded
@@ -335,12 +335,12 @@ async def trunk_health(call: Call) -> Response:
 # --------------------------------------------------------------------------- SIP ladder
 
 
-def _messages(call: Call) -> tuple[str, list[Any]]:
+async def _messages(call: Call) -> tuple[str, list[CapturedMessage]]:
     captures = _services(call.request).captures
     if captures is None:
         raise WebError(503, "SIP capture is not available on this node")
     incident_id = call.param("incident_id")
-    return incident_id, captures.messages(incident_id)
+    return incident_id, await captures.messages(incident_id)
 
 
 @guarded("telecom", "auditor")
@@ -353,7 +353,7 @@ async def ladder_lookup(call: Call) -> Response:
 
 @guarded("telecom", "auditor")
 async def ladder_page(call: Call) -> Response:
-    incident_id, messages = _messages(call)
+    incident_id, messages = await _messages(call)
     record = await call.ctx.store.get_incident(incident_id)
     if record is None and not messages:
         raise WebError(404, f"no incident {incident_id!r}")
@@ -374,7 +374,7 @@ async def ladder_page(call: Call) -> Response:
 
 @guarded("telecom", "auditor")
 async def ladder_pcap(call: Call) -> Response:
-    incident_id, messages = _messages(call)
+    incident_id, messages = await _messages(call)
     if not messages:
         raise WebError(404, f"no SIP messages kept for incident {incident_id!r}")
     data = to_pcap(messages)
