@@ -55,7 +55,7 @@ __all__ = [
 CATEGORIES = ("medical", "fire", "disaster", "police", "unknown")
 SKILLS = ("medical", "fire", "disaster", "police")
 DISPOSITIONS = ("genuine", "prank", "silent", "test", "wrong_number", "duplicate")
-ROLES = ("operator", "supervisor", "auditor", "admin")
+ROLES = ("operator", "supervisor", "auditor", "admin", "telecom")
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +271,12 @@ class StorageConfig(_Section):
     low_disk_mb: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
 
 
+class ControlConfig(_Section):
+    # The local admin socket `callcenter112 reload` talks to (mode 0600).
+    # Unix socket paths are limited to 107 bytes (sun_path, unix(7)).
+    socket: Annotated[str, Field(min_length=1, max_length=100)] = "data/callcenter112.sock"
+
+
 class RecordingsConfig(_Section):
     enabled: bool = True
     keep_days: Annotated[int, Field(ge=1, le=36_500)] = 3650
@@ -483,7 +489,7 @@ class UserConfig(_Section):
     """A web console account (operators sign in with their SIP user instead)."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    role: Literal["supervisor", "auditor", "admin"]
+    role: Literal["supervisor", "auditor", "admin", "telecom"]
     # "scrypt$N$r$p$salt_hex$hash_hex" as printed by `callcenter112 hash-password`,
     # or a plain `password` for demos (hashed in memory at load).
     password_hash: str = ""
@@ -504,7 +510,7 @@ class ApiTokenConfig(_Section):
     """A bearer token for CAD/agency systems and national reporting."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    role: Literal["operator", "supervisor", "auditor", "admin"]
+    role: Literal["operator", "supervisor", "auditor", "admin", "telecom"]
     # "sha256$<64 hex>" as printed by `callcenter112 new-api-token`.
     token_hash: Annotated[str, Field(pattern=r"^sha256\$[0-9a-f]{64}$")]
 
@@ -577,6 +583,7 @@ class Config(_Section):
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
+    control: ControlConfig = ControlConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     web: WebConfig = WebConfig()
     ivr: IvrConfig = IvrConfig()

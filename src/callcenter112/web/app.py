@@ -35,11 +35,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..admin import TelecomServices
 from ..config import Config
 from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
 from ..store import Store, StoreError
-from . import api, audit, console, reports, signin, telecom, wallboard
+from . import api, audit, console, reports, signin, telecom, telecom_admin, wallboard
 from . import location as location_web
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
@@ -126,6 +127,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     api_tokens: Sequence[ApiToken] | None = None,
     scrypt_n: int = SCRYPT_N,
+    telecom_services: TelecomServices | None = None,
 ) -> Starlette:
     """The web console, API and metrics as one ASGI application.
 
@@ -133,6 +135,9 @@ def create_app(
     `ValueError` for a malformed password hash or API token, so a bad
     configuration stops the start rather than the first sign-in. `scrypt_n`
     is the cost for hashing plain passwords in memory (lower it only in tests).
+    `telecom_services` are the seams the telecom, people and prompt pages
+    change the running centre through (see `admin`); without them those
+    pages answer 503.
     """
     zone = ZoneInfo(config.centre.timezone)
     ctx = WebContext(
@@ -163,6 +168,7 @@ def create_app(
         *reports.routes(),
         *audit.routes(),
         *telecom.routes(),
+        *telecom_admin.routes(),
         *api.routes(),
         *location_web.routes(),
         Route("/metrics", metrics, methods=["GET"]),
@@ -189,6 +195,7 @@ def create_app(
     )
     app.state.web = ctx
     location_web.install(app.state, config)
+    app.state.telecom = telecom_services or TelecomServices()
     return app
 
 

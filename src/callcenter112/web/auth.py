@@ -61,8 +61,8 @@ __all__ = [
     "verify_password",
 ]
 
-Role = Literal["operator", "supervisor", "auditor", "admin"]
-ROLE_NAMES: tuple[Role, ...] = ("operator", "supervisor", "auditor", "admin")
+Role = Literal["operator", "supervisor", "auditor", "admin", "telecom"]
+ROLE_NAMES: tuple[Role, ...] = ("operator", "supervisor", "auditor", "admin", "telecom")
 
 # RFC 7914 §2 parameters; the values of Percival's paper for interactive logins.
 SCRYPT_N = 2**14

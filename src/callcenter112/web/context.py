@@ -106,8 +106,13 @@ NAV: tuple[NavItem, ...] = (
     ),
     NavItem(href="/audit", label_id="Audit", label_en="Audit", roles=frozenset({"auditor"})),
     NavItem(
-        href="/telecom", label_id="Telekom", label_en="Telecom", roles=frozenset({"supervisor"})
+        href="/telecom",
+        label_id="Telekom",
+        label_en="Telecom",
+        roles=frozenset({"supervisor", "telecom"}),
     ),
+    NavItem(href="/people", label_id="Petugas", label_en="People", roles=frozenset({"supervisor"})),
+    NavItem(href="/prompts", label_id="Rekaman", label_en="Prompts", roles=frozenset({"admin"})),
 )
 
 

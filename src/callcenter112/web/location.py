@@ -75,7 +75,9 @@ def load_area_map(config: Config) -> tuple[AreaMap | None, dict[str, Any] | None
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        if "areas" not in config.map.model_fields_set:
+        # A document written back by the telecom page names every key, the
+        # default too: the default value, not whether it was typed, decides.
+        if config.map.areas == type(config.map).model_fields["areas"].default:
             log.warning("map_areas_missing", path=str(path))
             return None, None
         raise AreaMapError(f"map.areas: cannot read {path}: {exc.strerror or exc}") from None

@@ -48,6 +48,7 @@ __all__ = [
     "Queue",
     "Sla",
     "SlaParams",
+    "TrunkHealthList",
     "UnpauseBody",
     "WaitingCaller",
 ]
@@ -424,3 +425,11 @@ class Eido(BaseModel):
     """NENA-STA-021 EIDO JSON: its schema is NENA's, not repeated here."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class TrunkHealthList(BaseModel):
+    """Per trunk: the qualify state (OPTIONS to the carrier's proxy) and counters
+    (calls, rejects by code, carrier 4xx/5xx) for today and the last hour."""
+
+    model_config = ConfigDict(extra="forbid")
+    trunks: dict[str, dict[str, Any]]

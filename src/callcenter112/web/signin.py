@@ -40,6 +40,7 @@ HOME: dict[Role, str] = {
     "supervisor": "/wallboard",
     "auditor": "/audit",
     "admin": "/telecom",
+    "telecom": "/telecom/config",
 }
 
 
@@ -175,7 +176,7 @@ async def login_submit(request: Request) -> Response:
     return response
 
 
-@guarded("operator", "supervisor", "auditor")
+@guarded("operator", "supervisor", "auditor", "telecom")
 async def logout(call: Call) -> Response:
     ctx = call.ctx
     if call.session is not None:

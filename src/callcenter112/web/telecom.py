@@ -71,7 +71,7 @@ def _live_values(ctx: WebContext) -> dict[str, Any]:
     return {"snapshot": snapshot, "now": ctx.now()}
 
 
-@guarded("supervisor")
+@guarded("supervisor", "telecom")
 async def telecom_page(call: Call) -> Response:
     return call.page(
         "telecom.html",
@@ -81,7 +81,7 @@ async def telecom_page(call: Call) -> Response:
     )
 
 
-@guarded("supervisor")
+@guarded("supervisor", "telecom")
 async def telecom_events(call: Call) -> Response:
     ctx = call.ctx
 
