@@ -97,6 +97,10 @@ async def test_stranger_invite_gets_a_stateless_403_and_the_trunk_a_call(edge: H
     trunk = udp_from(TRUNK)
     trunk.sendto(invite(trunk.getsockname()[1], "t-1"), ("127.0.0.1", port))
     await until(lambda: edge.calls() == ["t-1"], "the trunk's INVITE")
+    # The kernel put the trunk's datagram on the trunk's own socket, the
+    # stranger's on the other one.
+    assert edge.transport.stats.trunk_lane == 1
+    assert edge.transport.stats.datagrams == 2
     stranger.close()
     trunk.close()
 
@@ -123,6 +127,12 @@ async def test_flood_from_many_addresses_leaves_the_trunk_delivered(edge: Harnes
             await asyncio.sleep(0)
         await until(
             lambda: sum(c.startswith("t-") for c in edge.calls()) == 10, "all trunk INVITEs"
+        )
+        policy = edge.transport.admission
+        assert policy is not None
+        await until(
+            lambda: policy.stats.refused + policy.stats.dropped_refusals == 4000,
+            "the whole flood judged",
         )
     finally:
         for s in senders:

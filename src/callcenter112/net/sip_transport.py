@@ -19,6 +19,10 @@ non-trunk connection that sends no complete message within
 `FIRST_MESSAGE_TIMEOUT_S` is closed. Without a policy the older
 `allow_source` callback is used (tests and tools).
 
+Over UDP (IPv4, Linux) the trunk's datagrams are steered by the kernel into
+a socket of their own (`_trunk_lane`): a flood cannot fill the queue they
+wait in.
+
 TLS (RFC 3261 §26.2, `sips:`): connections accepted on the TLS listener are
 streams like TCP ones and carry the same `Peer("tcp", …, conn_id)`: answers
 and requests to a phone registered over TLS go back on its connection. A
@@ -38,9 +42,12 @@ every datagram it receives; SIP sockets get 65 535.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ipaddress
 import socket
 import ssl
-from collections.abc import Callable
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -82,6 +89,7 @@ class TransportStats:
     throttled: int = 0
     tcp_connections: int = 0
     refused_403: int = 0
+    trunk_lane: int = 0  # datagrams that came in on the trunk's own socket
     sent: int = 0
     send_errors: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
@@ -113,9 +121,10 @@ def _quote(text: str) -> str:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, trunk_lane: bool = False) -> None:
         self.owner = owner
         self.transport: asyncio.DatagramTransport | None = None
+        self.trunk_lane = trunk_lane
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
@@ -125,6 +134,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.trunk_lane:
+            self.owner.stats.trunk_lane += 1
         self.owner._on_datagram(data, addr[0], addr[1])
 
     def error_received(self, exc: Exception) -> None:
@@ -276,6 +287,7 @@ class SipTransport:
         self.tls_host = tls_host
         self.tls_port = tls_port
         self._tls_server: asyncio.Server | None = None
+        self._trunk_udp: _UdpProtocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_connection_lost: Callable[[Peer], None] | None = None
         self.trace = False
@@ -293,12 +305,32 @@ class SipTransport:
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port), family=family
+        trunk_nets = (
+            [n for n in self.admission.networks if n.version == 4]
+            if self.admission is not None and family == socket.AF_INET
+            else []
         )
+        lane: tuple[socket.socket, socket.socket] | None = None
+        if trunk_nets:
+            try:
+                lane = _trunk_lane(self.host, self.port, trunk_nets)
+            except OSError as exc:  # pragma: no cover - not Linux, or refused
+                log.warning("trunk_lane_unavailable", error=str(exc))
+        if lane is not None:
+            # The trunk's own kernel queue (see `_trunk_lane`).
+            _, proto = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=lane[0])
+            _, self._trunk_udp = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self, trunk_lane=True), sock=lane[1]
+            )
+        else:
+            _, proto = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.port), family=family
+            )
         self._udp = proto
-        sock = proto.transport.get_extra_info("socket") if proto.transport else None
-        if sock is not None:
+        for udp in (proto, self._trunk_udp):
+            sock = udp.transport.get_extra_info("socket") if udp and udp.transport else None
+            if sock is None:
+                continue
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             except OSError as exc:  # pragma: no cover - refused by the kernel
@@ -338,8 +370,9 @@ class SipTransport:
         for conn in list(self._tcp.values()):
             if conn.transport is not None:
                 conn.transport.close()
-        if self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.close()
+        for udp in (self._udp, self._trunk_udp):
+            if udp is not None and udp.transport is not None:
+                udp.transport.close()
         if self._server is not None:
             await self._server.wait_closed()
         if self._tls_server is not None:
@@ -496,6 +529,60 @@ class SipTransport:
     @property
     def local_port(self) -> int:
         return self.port
+
+
+# Linux socket options and classic-BPF opcodes (linux/filter.h, asm/socket.h).
+_SO_ATTACH_REUSEPORT_CBPF = 51
+_SKF_NET_OFF = -0x100000
+_LD_W_ABS, _ALU_AND_K, _JMP_JEQ_K, _RET_K = 0x20, 0x54, 0x15, 0x06
+
+
+def _trunk_lane(
+    host: str, port: int, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on one `host:port` (SO_REUSEPORT); a classic BPF
+    program on the group sends datagrams whose IPv4 source is in `networks`
+    to the second one, everything else to the first.
+
+    Why: a flood fills the socket's kernel queue faster than the loop drains
+    it, and the trunk's INVITEs would wait behind it (or be dropped with it
+    when the queue is full) before admission could ever see them. With its
+    own queue, the trunk's datagrams are read on the next loop turn whatever
+    the flood does (uvloop reads a bounded batch per socket per turn).
+    Measured in `scripts/bench edge`. Linux only; elsewhere, and for IPv6,
+    one socket as before.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - not Linux
+        raise OSError("SO_REUSEPORT unavailable")
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.setblocking(False)
+        s.bind((host, port))
+        port = s.getsockname()[1]  # the second joins the port the first got
+        socks.append(s)
+    # A = source address (IPv4 header offset 12); for each network: if
+    # (A & mask) == net return 1 (the trunk's socket); finally return 0.
+    program: list[tuple[int, int, int, int]] = []
+    for net in networks:
+        program += [
+            (_LD_W_ABS, 0, 0, _SKF_NET_OFF + 12),
+            (_ALU_AND_K, 0, 0, int(net.netmask)),
+            (_JMP_JEQ_K, 0, 1, int(net.network_address)),
+            (_RET_K, 0, 0, 1),
+        ]
+    program.append((_RET_K, 0, 0, 0))
+    code = b"".join(struct.pack("HBBI", c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in program)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    try:
+        socks[0].setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks[0], socks[1]
 
 
 def _trace(direction: str, data: bytes, peer: Peer) -> None:
