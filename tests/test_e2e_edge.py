@@ -41,7 +41,10 @@ from harness import (
 pytestmark = pytest.mark.peers
 
 TRUNK_IP = "127.0.0.2"
-OPERATOR_IP = "127.0.0.1"
+OPERATOR_IP = "127.0.0.3"
+# Debian's SIPVicious 0.3 ignores its -b (bind address) option (svcrack.py
+# never passes it on): its packets leave from 127.0.0.1, the attacker here.
+ATTACKER_IP = "127.0.0.1"
 
 
 class EdgeServer(Server):
@@ -144,16 +147,26 @@ def register(server: Server, directory: Path, password: str, port: int) -> int:
     return run_sipp(cmd, directory, timeout=60).returncode
 
 
-def sipvicious(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+def sipvicious(tool: str, *args: str, seconds: float = 60) -> str:
+    """Run a SIPVicious tool for at most `seconds`; what it printed. (svcrack
+    retries for ever once every answer is the lockout's 403, so it is
+    stopped by time.)"""
     need(tool)
-    return subprocess.run(
-        [tool, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        done = subprocess.run(
+            [tool, *args],
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or b""
+        err = exc.stderr or b""
+        text = out.decode() if isinstance(out, bytes) else out
+        return text + (err.decode() if isinstance(err, bytes) else err)
+    return done.stdout + done.stderr
 
 
 def test_sipvicious_finds_no_password_and_locks_out_nobody_but_itself(
@@ -162,25 +175,29 @@ def test_sipvicious_finds_no_password_and_locks_out_nobody_but_itself(
     need("sipp")
     op_port = free_port()
     assert register(server, tmp_path / "reg-1", "secret1", op_port) == 0
-    svmap = sipvicious("svmap", "-b", "127.0.20.1", "-p", str(server.sip_port), "127.0.0.1")
-    assert "callcenter112" in svmap.stdout + svmap.stderr, svmap.stdout  # it was answered
+    svmap = sipvicious("svmap", "-p", str(server.sip_port), "127.0.0.1")
+    assert "callcenter112" in svmap, svmap  # it was answered
     words = tmp_path / "words.txt"
     words.write_text("".join(f"guess{i}\n" for i in range(60)) + "password\n123456\n")
+    users = tmp_path / "users.txt"
+    users.write_text("op1\nop2\n100\n101\nadmin\nsupervisor\n")
     svwar = sipvicious(
-        "svwar", "-b", "127.0.20.2", "-d", str(words), "-m", "REGISTER", "-p",
+        "svwar", "-d", str(users), "-m", "REGISTER", "-p",
         str(server.sip_port), "127.0.0.1",
     )  # fmt: skip
-    assert svwar.returncode in (0, 1), svwar.stderr
+    # No user name is told apart: every one gets the same challenge.
+    assert "found nothing" in svwar or "|" in svwar, svwar  # it ran and reported
+    assert not [line for line in svwar.splitlines() if "|" in line and "op1" in line], svwar
     svcrack = sipvicious(
-        "svcrack", "-b", "127.0.20.3", "-u", "op1", "-d", str(words), "-p",
-        str(server.sip_port), "--maximumtime", "10", "127.0.0.1",
+        "svcrack", "-u", "op1", "-d", str(words), "-p",
+        str(server.sip_port), "--maximumtime", "10", "127.0.0.1", seconds=25,
     )  # fmt: skip
-    found = svcrack.stdout + svcrack.stderr
+    found = svcrack
     assert "secret1" not in found
     assert "| op1" not in found or "Password" not in found.split("| op1", 1)[1][:40]
     # The guesser is locked out, the operator at its usual address is not.
     lockouts = server.events("auth_lockout")
-    assert any(e.get("source") == "127.0.20.3" for e in lockouts), found[-2000:]
+    assert any(e.get("source") == ATTACKER_IP for e in lockouts), found[-2000:]
     assert not any(e.get("source") == OPERATOR_IP for e in lockouts)
     assert register(server, tmp_path / "reg-2", "secret1", op_port) == 0
     # Spoofing the operator's user from yet another address changes nothing.
