@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Self
 
@@ -141,26 +141,21 @@ class SrtpContext:
         )
 
     def protect(self, rtp: bytes) -> bytes:
-        try:
-            return bytes(self._tx.protect(rtp))
-        except pylibsrtp.Error as exc:
-            raise SrtpError(f"protect: {exc}") from None
+        return _run(self._tx.protect, "protect", rtp)
 
     def unprotect(self, srtp: bytes) -> bytes:
         """The RTP packet, or SrtpError (forged, replayed or damaged: drop it)."""
-        try:
-            return bytes(self._rx.unprotect(srtp))
-        except pylibsrtp.Error as exc:
-            raise SrtpError(f"unprotect: {exc}") from None
+        return _run(self._rx.unprotect, "unprotect", srtp)
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
-        try:
-            return bytes(self._tx.protect_rtcp(rtcp))
-        except pylibsrtp.Error as exc:
-            raise SrtpError(f"protect_rtcp: {exc}") from None
+        return _run(self._tx.protect_rtcp, "protect_rtcp", rtcp)
 
     def unprotect_rtcp(self, srtcp: bytes) -> bytes:
-        try:
-            return bytes(self._rx.unprotect_rtcp(srtcp))
-        except pylibsrtp.Error as exc:
-            raise SrtpError(f"unprotect_rtcp: {exc}") from None
+        return _run(self._rx.unprotect_rtcp, "unprotect_rtcp", srtcp)
+
+
+def _run(operation: Callable[[bytes], bytes], what: str, packet: bytes) -> bytes:
+    try:
+        return bytes(operation(packet))
+    except pylibsrtp.Error as exc:
+        raise SrtpError(f"{what}: {exc}") from None
