@@ -254,3 +254,16 @@ def test_tls_context_names_the_key_when_a_file_is_missing(tmp_path: Path) -> Non
     (tmp_path / "bad.pem").write_text("not a certificate")
     with pytest.raises(TlsSetupError, match="cannot be used"):
         server_tls_context(str(tmp_path / "bad.pem"), str(tmp_path / "bad.pem"))
+
+
+async def test_stranger_invite_over_tcp_gets_403_on_its_connection(edge: Harness) -> None:
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", edge.transport.port, local_addr=("127.0.6.6", 0)
+    )
+    writer.write(invite(writer.get_extra_info("sockname")[1], "s-tcp", "TCP"))
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 3.0)
+    assert status.startswith(b"SIP/2.0 403 ")
+    assert edge.calls() == []
+    assert edge.transport.stats.refused_403 == 1
+    writer.close()
