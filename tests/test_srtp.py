@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import struct
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,80 @@ def test_suites_must_match() -> None:
     b = CryptoAttribute.generate(tag=1, suite="AES_CM_128_HMAC_SHA1_32", key_and_salt=bytes(30))
     with pytest.raises(SrtpError, match="negotiated suite"):
         SrtpContext(local=a, remote=b)
+
+
+# -- offer/answer (offer_answer.py) --------------------------------------------------
+
+
+def _offer_and_key() -> tuple[Any, CryptoAttribute]:
+    from callcenter112.offer_answer import make_offer, secure_offer
+
+    ours = CryptoAttribute.generate(
+        tag=1, suite="AES_CM_128_HMAC_SHA1_80", key_and_salt=os.urandom(30)
+    )
+    plain = make_offer(
+        local_address="192.0.2.10", local_port=20000, session_id=1, session_version=1
+    )
+    return secure_offer(plain, ours), ours
+
+
+def _answer(proto: str, crypto: str | None) -> Any:
+    from callcenter112.sdp import SessionDescription
+
+    lines = [
+        "v=0", "o=- 1 1 IN IP4 198.51.100.20", "s=-", "c=IN IP4 198.51.100.20", "t=0 0",
+        f"m=audio 30000 {proto} 8 101", "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000", "a=fmtp:101 0-15", "a=sendrecv",
+    ]  # fmt: skip
+    if crypto is not None:
+        lines.append(f"a=crypto:{crypto}")
+    return SessionDescription.parse("\r\n".join(lines) + "\r\n")
+
+
+def test_secure_offer_and_the_answer_key() -> None:
+    from callcenter112.offer_answer import accept_answer, answered_crypto
+
+    offer, ours = _offer_and_key()
+    text = offer.serialize().decode()
+    assert "m=audio 20000 RTP/SAVP 8 0 101\r\n" in text
+    assert f"a=crypto:{ours.serialize()}\r\n" in text
+    theirs_line = "1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)).decode()
+    answer = _answer("RTP/SAVP", theirs_line)
+    negotiated = accept_answer(offer, answer)
+    assert (negotiated.remote_address, negotiated.remote_port) == ("198.51.100.20", 30000)
+    theirs = answered_crypto(offer, answer)
+    assert theirs.key_and_salt == bytes(30)
+    SrtpContext(local=ours, remote=theirs)  # a usable pair: same suite
+
+
+@pytest.mark.parametrize(
+    "crypto",
+    [None, "2 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)).decode()],
+)
+def test_answer_without_our_key_is_488(crypto: str | None) -> None:
+    from callcenter112.offer_answer import answered_crypto
+    from callcenter112.sdp import SdpError
+
+    offer, _ = _offer_and_key()
+    with pytest.raises(SdpError) as err:
+        answered_crypto(offer, _answer("RTP/SAVP", crypto))
+    assert err.value.status_hint == 488
+
+
+def test_plain_answer_to_a_secure_offer_and_savp_from_callers_are_refused() -> None:
+    from callcenter112.offer_answer import accept_answer, answer_offer
+    from callcenter112.sdp import SdpError
+
+    offer, _ = _offer_and_key()
+    with pytest.raises(SdpError):
+        accept_answer(offer, _answer("RTP/AVP", None))  # downgrade: RFC 3264 §6
+    # A caller's SAVP offer is not keyed by us: still not acceptable.
+    line = "1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)).decode()
+    with pytest.raises(SdpError):
+        answer_offer(
+            _answer("RTP/SAVP", line),
+            local_address="192.0.2.10",
+            local_port=20002,
+            session_id=2,
+            session_version=1,
+        )
