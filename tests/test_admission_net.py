@@ -249,7 +249,7 @@ async def test_sip_over_tls_delivers_and_answers_on_the_same_connection(tmp_path
 
 
 def test_tls_context_names_the_key_when_a_file_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(TlsSetupError, match=r"sip\.tls_certificate/tls_key: no such file"):
+    with pytest.raises(TlsSetupError, match=r"sip\.tls_certificate: no such file .*none\.pem"):
         server_tls_context(str(tmp_path / "none.pem"), str(tmp_path / "none.key"))
     (tmp_path / "bad.pem").write_text("not a certificate")
     with pytest.raises(TlsSetupError, match="cannot be used"):

@@ -8,6 +8,7 @@ known operator address is the `SourceGuard` the registrar path already feeds
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import TYPE_CHECKING
 
@@ -21,20 +22,22 @@ if TYPE_CHECKING:
 __all__ = ["TlsSetupError", "install_edge", "server_tls_context"]
 
 
-class TlsSetupError(Exception):
-    """The TLS certificate or key cannot be used; names the key and why."""
+class TlsSetupError(OSError):
+    """The TLS certificate or key cannot be used; names the key and why. An
+    OSError, so that start-up reports it like a port it cannot listen on."""
 
 
 def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
     """A server context for SIP over TLS (RFC 3261 §26.2.1: TLS, not SSL;
     TLS 1.2 is the floor of RFC 8446's era and every softphone has it).
     No client certificate is asked for: phones authenticate by digest."""
+    for name, path in (("sip.tls_certificate", certificate), ("sip.tls_key", key)):
+        if not os.path.isfile(path):
+            raise TlsSetupError(f"{name}: no such file {path}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(certificate, key)
-    except FileNotFoundError as exc:
-        raise TlsSetupError(f"sip.tls_certificate/tls_key: no such file {exc.filename}") from None
     except (ssl.SSLError, OSError) as exc:
         raise TlsSetupError(
             f"sip.tls_certificate/tls_key: {certificate} / {key} cannot be used: {exc}"
@@ -59,9 +62,9 @@ def install_edge(
     transport.admission = policy
     sip = config.sip
     if sip.tls_listen is not None:
-        transport.tls = server_tls_context(
-            str(config.path(sip.tls_certificate)), str(config.path(sip.tls_key))
-        )
+        certificate, key = str(config.path(sip.tls_certificate)), str(config.path(sip.tls_key))
+        # Loaded by start(), where a failure stops start-up with its message.
+        transport.tls_loader = lambda: server_tls_context(certificate, key)
         transport.tls_host = sip.tls_listen.host
         transport.tls_port = sip.tls_listen.port
     return policy

@@ -284,6 +284,7 @@ class SipTransport:
         # Set before start() (net/admission.py `install_edge`).
         self.admission = admission
         self.tls = tls
+        self.tls_loader: Callable[[], ssl.SSLContext] | None = None
         self.tls_host = tls_host
         self.tls_port = tls_port
         self._tls_server: asyncio.Server | None = None
@@ -304,6 +305,8 @@ class SipTransport:
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        if self.tls is None and self.tls_loader is not None:
+            self.tls = self.tls_loader()  # raises before any socket is opened
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         trunk_nets = (
             [n for n in self.admission.networks if n.version == 4]
