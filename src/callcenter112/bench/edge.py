@@ -281,7 +281,7 @@ core {args.other_core} with SIPp. Trunk calls: SIPp from 127.0.0.1 at {args.call
 Target (DESIGN §7, hostile edge): >= {TARGET_DATAGRAMS_PER_S:,} non-trunk datagrams/s from
 >= {TARGET_ADDRESSES} addresses, every trunk call answered, INVITE→200 p99 <= 1 s:
 **{"met" if met else "missed"}**. Server log problems: {", ".join(problems) or "none"}.
-Load average before/after is noise on this shared machine: compare the two rows.
+The machine is shared with other work: compare the two rows of one run, not runs.
 """
     print(body)
     if not args.no_write:
