@@ -26,6 +26,15 @@ password = "secret1"
 """
 
 
+# What serve opens, for a file checked outside the checkout (preflight.py).
+FILES = f"""
+[ivr]
+prompts = "{ROOT / "sounds"}"
+[web]
+city_areas = "{ROOT / "config" / "ambon-areas.toml"}"
+"""
+
+
 def problems_of(data: dict[str, object]) -> dict[str, str]:
     with pytest.raises(ConfigError) as info:
         parse_config(data)
@@ -108,7 +117,7 @@ def test_agency_must_use_a_known_trunk_with_a_proxy() -> None:
 
 def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.toml"
-    good.write_text(MINIMAL)
+    good.write_text(MINIMAL + FILES)
     assert main(["check-config", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
 
@@ -130,7 +139,7 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_console_command_installed(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "callcenter112"
     good = tmp_path / "good.toml"
-    good.write_text(MINIMAL)
+    good.write_text(MINIMAL + FILES)
     ok = subprocess.run(
         [str(exe), "check-config", str(good)], check=False, capture_output=True, text=True
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,3 +40,21 @@ def test_bad_tls_settings_name_the_key(sip: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(config(**sip))
     assert "sip" in str(err.value) and words in str(err.value)
+
+
+def test_check_config_checks_the_sip_certificate(tmp_path: Path) -> None:
+    """`check-config` opens what `serve` will: the SIP TLS certificate too."""
+    from callcenter112.preflight import preflight
+
+    raw = config(
+        tls_listen="127.0.0.1:5071",
+        tls_certificate=str(tmp_path / "missing.crt"),
+        tls_key=str(tmp_path / "missing.key"),
+    )
+    raw["storage"] = {
+        "database": str(tmp_path / "db.sqlite3"),
+        "recordings": str(tmp_path / "rec"),
+    }
+    raw["web"] = {"enabled": False}
+    problems = preflight(parse_config(raw))
+    assert any(p.path == "sip.tls_certificate" for p in problems), problems

@@ -28,6 +28,12 @@ PURE = [
     "media/clock.py",
     "media/player.py",
     "media/bridge.py",
+    "location",
+    # issue 11 rules (hardening)
+    "guessing.py",
+    "outside.py",
+    "retention_guard.py",
+    "numerals.py",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .config import Config
+from .faults import start_step
 from .logs import configure_logging, get_logger
 from .media.prompts import PromptError, PromptLibrary
 from .media.recorder import repair_wav
@@ -78,8 +79,12 @@ async def run_server(
     store = SqliteStore(db_path, id_utc_offset_s=tz_offset)
     await store.open()
     try:
-        report = await recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav)
-        if not report.clean or report.problems:
+        # Issue 11: a disk error here must not stop the centre (faults.start_step).
+        report = await start_step(
+            "crash_recovery",
+            lambda: recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav),
+        )
+        if report is not None and (not report.clean or report.problems):
             log.warning(
                 "crash_recovery",
                 interrupted=len(report.interrupted),
@@ -90,7 +95,7 @@ async def run_server(
                 problems=list(report.problems[:20]),
                 operators_offline=list(report.operators_offline),
             )
-        await _audit_configuration(store, config_path)
+        await start_step("config_audit", lambda: _audit_configuration(store, config_path))
         pool = RtpSocketPool(
             _rtp_bind_host(config), config.rtp.port_range, preopen=config.rtp.preopen
         )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, config_warnings, load_config
 
 __all__ = ["main"]
 
@@ -22,14 +23,30 @@ DEFAULT_CONFIG = "config/callcenter112.toml"
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _check_config(args: argparse.Namespace) -> int:
-    path = args.file or args.config
+def _load_checked(path: str) -> Config | None:
+    """The configuration, after everything serve opens was checked
+    (preflight.py); None after printing each problem."""
+    from .preflight import preflight
+
     try:
         cfg = load_config(path)
+        problems = preflight(cfg)
+        if problems:
+            raise ConfigError(path, problems)
     except ConfigError as exc:
         print(f"{exc.source}: invalid configuration", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        return None
+    for warning in config_warnings(cfg):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    return cfg
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    path = args.file or args.config
+    cfg = _load_checked(path)
+    if cfg is None:
         return 2
     print(
         f"{path}: OK ({len(cfg.trunk)} trunk(s), {len(cfg.operator)} operator(s), "
@@ -41,13 +58,22 @@ def _check_config(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .app import serve
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+    cfg = _load_checked(args.config)
+    if cfg is None:
         return 2
+    from .faults import secure_files
+
+    database = cfg.path(cfg.storage.database)
+    for problem in secure_files(
+        # Never the checkout or the working folder itself (a bare file name).
+        folders=[
+            f
+            for f in (database.parent, cfg.path(cfg.storage.recordings))
+            if f.resolve() not in (cfg.base_dir.resolve(), Path.cwd().resolve())
+        ],
+        private_files=[database, Path(args.config)],
+    ):
+        print(f"callcenter112: cannot tighten the mode of {problem}", file=sys.stderr)
     status: int = serve(cfg, config_path=args.config)
     return status
 

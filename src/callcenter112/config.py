@@ -10,6 +10,7 @@ once instead of one per run.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +25,29 @@ from pydantic import (
     model_validator,
 )
 
+from .numerals import is_ascii_digits
+
 __all__ = [
     "CATEGORIES",
+    "DEMO_SECRETS",
     "DISPOSITIONS",
     "ROLES",
+    "RTP_PAIRS_PER_CALL",
     "AgencyConfig",
+    "AmlConfig",
     "ApiTokenConfig",
     "CentreConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
     "HostPort",
+    "MapConfig",
     "OperatorConfig",
     "TrunkConfig",
     "UserConfig",
+    "config_warnings",
+    "exposure_problems",
+    "is_loopback_listen",
     "load_config",
     "parse_config",
 ]
@@ -103,7 +113,7 @@ def _parse_host_port(value: object, *, default_port: int | None = None) -> HostP
         if default_port is None:
             raise ValueError(f"{value!r}: missing ':port'")
         return HostPort(host, default_port)
-    if not port_text.isdigit():
+    if not is_ascii_digits(port_text):
         raise ValueError(f"{value!r}: port {port_text!r} is not a number")
     port = int(port_text)
     if not 1 <= port <= 65535:
@@ -167,6 +177,11 @@ class SipConfig(_Section):
         return self
 
     # -- end of the TLS keys
+    # A REGISTER's Contact must name the address it came from (RFC 3261 §10.3
+    # leaves Contact to the phone; a forged one would steer 112 offers to any
+    # host). Set false only for phones behind NAT that write their private
+    # address and are reached at the source anyway (docs/configuration.md).
+    contact_must_match_source: bool = True
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -207,6 +222,20 @@ class RtpConfig(_Section):
     # Pre-opened sockets (DESIGN §5: opening one costs ~100 µs).
     preopen: Annotated[int, Field(ge=0, le=65_535)] = 64
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preopen_fits(cls, data: object) -> object:
+        # Unset, `preopen` adapts to the range: 64 pairs or a quarter of the
+        # pairs the range holds, whichever is smaller (issue 11: a small
+        # range failed on a key nobody had set).
+        if isinstance(data, dict) and "preopen" not in data:
+            try:
+                lo, hi = _port_range(str(data.get("ports", "20000-20999")))
+            except ValueError:
+                return data
+            return {**data, "preopen": min(64, max(1, (hi - lo + 1) // 2 // 4))}
+        return data
+
     @field_validator("ports")
     @classmethod
     def _ports(cls, v: str) -> str:
@@ -224,7 +253,7 @@ class RtpConfig(_Section):
 
 def _port_range(text: str) -> tuple[int, int]:
     parts = text.split("-")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 2 or not all(is_ascii_digits(p.strip()) for p in parts):
         raise ValueError(f"{text!r} is not a range like '20000-20999'")
     lo, hi = (int(p) for p in parts)
     if not (1024 <= lo <= 65535 and 1024 <= hi <= 65535):
@@ -255,6 +284,9 @@ class CentreConfig(_Section):
 class StorageConfig(_Section):
     database: str = "data/callcenter112.sqlite3"
     recordings: str = "data/recordings"
+    # Low-disk alarm: free space under this in the database or recordings
+    # folder (an hour of one stereo G.711 recording is ~58 MB).
+    low_disk_mb: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
 
 
 class RecordingsConfig(_Section):
@@ -262,6 +294,9 @@ class RecordingsConfig(_Section):
     keep_days: Annotated[int, Field(ge=1, le=36_500)] = 3650
     # How often the retention sweep runs.
     sweep_every_s: Annotated[float, Field(ge=10, le=86_400)] = 3600.0
+    # A sweep that would delete more than this share of the recordings
+    # refuses without `--force` (a clock set years ahead deletes everything).
+    max_delete_share: Annotated[float, Field(gt=0, le=1)] = 0.2
 
 
 class WebConfig(_Section):
@@ -274,6 +309,42 @@ class WebConfig(_Section):
     login_address_fail_limit: Annotated[int, Field(ge=1, le=1000)] = 20
     wait_alert_s: Annotated[float, Field(ge=1, le=3600)] = 20.0
     city_areas: str = "config/ambon-areas.toml"
+    # --- hardening (issue 11): TLS, proxies, caps, metrics token.
+    # PEM files; both set → the console is served over HTTPS.
+    tls_certificate: str = ""
+    tls_key: str = ""
+    # Reverse proxies (CIDRs) whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # "sha256$<hex>" (callcenter112 new-api-token); set → /metrics needs it.
+    metrics_token: str = ""
+    max_sessions_per_account: Annotated[int, Field(ge=1, le=1000)] = 5
+    max_streams_per_account: Annotated[int, Field(ge=1, le=1000)] = 8
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        bad = []
+        for i, item in enumerate(v):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(f"[{i}] {item!r} is not an IP network (CIDR)")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, v: str) -> str:
+        if v and not re.fullmatch(r"sha256\$[0-9a-f]{64}", v):
+            raise ValueError("must be 'sha256$<64 hex>' from `callcenter112 new-api-token`")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if bool(self.tls_certificate) != bool(self.tls_key):
+            raise ValueError("set both tls_certificate and tls_key, or neither")
+        return self
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -400,12 +471,30 @@ class TrunkConfig(_Section):
 
 class OperatorConfig(_Section):
     user: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    password: Annotated[str, Field(min_length=4)]
+    # Plain text: loopback only (the quick start). Elsewhere the SIP secret
+    # is stored as HA1 digests (`callcenter112 hash-password --sip USER`),
+    # and the web console password separately as `web_password_hash`.
+    password: str = ""
+    ha1_md5: Annotated[str, Field(pattern=r"^([0-9a-f]{32})?$")] = ""
+    ha1_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
+    web_password_hash: str = ""
     name: str = ""
     skills: list[Skill] = Field(default_factory=lambda: list(_ALL_SKILLS))
     # False for a phone that registers but is never offered queue calls: a
     # supervisor's softphone used to listen, whisper and barge.
     takes_calls: bool = True
+
+    @model_validator(mode="after")
+    def _sip_secret(self) -> OperatorConfig:
+        if self.password and (self.ha1_md5 or self.ha1_sha256):
+            raise ValueError("set password or ha1_md5/ha1_sha256, not both")
+        if not self.password and not (self.ha1_md5 or self.ha1_sha256):
+            raise ValueError("set ha1_md5 and ha1_sha256 (or password on loopback)")
+        if self.password and len(self.password) < 4:
+            raise ValueError("password needs at least 4 characters")
+        if self.web_password_hash and not self.web_password_hash.startswith("scrypt$"):
+            raise ValueError("web_password_hash must come from `callcenter112 hash-password`")
+        return self
 
 
 class UserConfig(_Section):
@@ -446,6 +535,61 @@ class AgencyConfig(_Section):
     ring_timeout_s: Annotated[float, Field(ge=3, le=120)] = 30.0
 
 
+# --- location (issue 13): the AML receiver and the map ---------------------------
+
+
+class AmlConfig(_Section):
+    """`[aml]`: Advanced Mobile Location receiver (POST /api/v1/aml, /api/v1/aml/sms)."""
+
+    # HMAC-SHA1 key shared with the ELS/AML provider; empty: messages are not signed.
+    key: str = ""
+    # Source addresses/networks that may post; empty: any (then set `key`).
+    allow: list[str] = Field(default_factory=list)
+    # A fix belongs to a caller's call or incident this many seconds around it.
+    match_window_s: Annotated[float, Field(ge=10, le=86_400)] = 600.0
+    # Region for reading national numbers (ISO 3166-1 alpha-2): 0812… → +62812….
+    region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "ID"
+
+    @field_validator("allow")
+    @classmethod
+    def _allow(cls, v: list[str]) -> list[str]:
+        bad = []
+        for i, item in enumerate(v):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(a, strict=False) for a in self.allow)
+
+
+class MapConfig(_Section):
+    """`[map]`: the console's map (Leaflet): tiles, attribution, shipped vector data."""
+
+    # XYZ tile URL; empty: no tiles, only the shipped vector data is drawn.
+    tile_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    attribution: str = "© OpenStreetMap contributors"
+    # GeoJSON of the city's kecamatan/kelurahan (outlines or reference points).
+    areas: str = "config/ambon-map.geojson"
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, v: str) -> str:
+        if not v:
+            return v
+        if not v.startswith(("https://", "http://")) or any(c.isspace() for c in v):
+            raise ValueError("must be an http(s):// URL (or empty for no tiles)")
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
+        if missing:
+            raise ValueError(f"must contain {', '.join(missing)}")
+        return v
+
+
 class Config(_Section):
     centre: CentreConfig = CentreConfig()
     sip: SipConfig = SipConfig()
@@ -460,6 +604,8 @@ class Config(_Section):
     user: list[UserConfig] = Field(default_factory=list)
     agency: list[AgencyConfig] = Field(default_factory=list)
     api_token: list[ApiTokenConfig] = Field(default_factory=list)
+    aml: AmlConfig = AmlConfig()
+    map: MapConfig = MapConfig()
 
     # Resolved against the config file's directory's parent when relative
     # (set by load_config); not a TOML key.
@@ -568,6 +714,7 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
                 f"{cfg.rtp.preopen} pairs do not fit in range {cfg.rtp.ports}",
             )
         )
+    problems += _hardening_checks(cfg)
     if (
         cfg.web.enabled
         and cfg.sip.listen.port == cfg.web.listen.port
@@ -575,6 +722,137 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
     ):
         problems.append(ConfigProblem("web.listen", "same port as sip.listen"))
     return problems
+
+
+# --- hardening (issue 11) ------------------------------------------------------------------
+
+# Every RTP pair a call can hold at once: the caller's, the operator's, and an
+# agency leg during a warm hand-off (caller + operator + agency).
+RTP_PAIRS_PER_CALL = 3
+# The secrets of the shipped config/callcenter112.toml: fine on loopback, a
+# published password anywhere else.
+DEMO_SECRETS = frozenset(
+    {"ambon-op1", "ambon-op2", "ambon-supervisor", "ambon-auditor", "ambon-admin"}
+)
+_HA1_KEY = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256"}
+
+
+def _hardening_checks(cfg: Config) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for i, op in enumerate(cfg.operator):
+        if op.password:
+            continue
+        for alg in cfg.sip.digest_algorithms:
+            if not getattr(op, _HA1_KEY[alg]):
+                problems.append(
+                    ConfigProblem(
+                        f"operator[{i}].{_HA1_KEY[alg]}",
+                        f"sip.digest_algorithms offers {alg}; `callcenter112 hash-password "
+                        f"--sip {op.user}` prints it",
+                    )
+                )
+    return problems
+
+
+def is_loopback_listen(hp: HostPort) -> bool:
+    """Whether only this machine can reach `hp` (127.0.0.0/8, ::1)."""
+    return ipaddress.ip_address(hp.host).is_loopback
+
+
+def exposure_problems(cfg: Config) -> list[ConfigProblem]:
+    """Secrets that must not leave loopback: shipped demo passwords and
+    plain-text passwords, when SIP or the web console listens elsewhere.
+
+    `check-config` and `serve` both refuse on these; `parse_config` does not,
+    so a unit test's in-memory config with a plain password still loads."""
+    exposed = [
+        f"{key} {hp}"
+        for key, hp in (("sip.listen", cfg.sip.listen), ("web.listen", cfg.web.listen))
+        if not is_loopback_listen(hp) and (key == "sip.listen" or cfg.web.enabled)
+    ]
+    if not exposed:
+        return []
+    where = " and ".join(exposed)
+    problems: list[ConfigProblem] = []
+    for i, op in enumerate(cfg.operator):
+        if op.password in DEMO_SECRETS:
+            problems.append(
+                ConfigProblem(f"operator[{i}].password", f"shipped demo password with {where}")
+            )
+        elif op.password:
+            problems.append(
+                ConfigProblem(
+                    f"operator[{i}].password",
+                    f"plain-text SIP password with {where}; use ha1_md5/ha1_sha256 and "
+                    "web_password_hash (`callcenter112 hash-password --sip USER`)",
+                )
+            )
+    for i, u in enumerate(cfg.user):
+        if u.password in DEMO_SECRETS:
+            problems.append(
+                ConfigProblem(f"user[{i}].password", f"shipped demo password with {where}")
+            )
+        elif u.password:
+            problems.append(
+                ConfigProblem(
+                    f"user[{i}].password",
+                    f"plain-text password with {where}; use password_hash "
+                    "(`callcenter112 hash-password`)",
+                )
+            )
+    for i, t in enumerate(cfg.trunk):
+        if t.auth_password in DEMO_SECRETS:
+            problems.append(
+                ConfigProblem(f"trunk[{i}].auth_password", f"shipped demo password with {where}")
+            )
+    return problems
+
+
+def _rtp_budget(cfg: Config) -> tuple[int, int, int]:
+    """(pairs in the range, operators taking calls, pairs sip.max_calls needs)."""
+    lo, hi = cfg.rtp.port_range
+    pairs = (hi - lo + 1) // 2
+    takers = sum(1 for o in cfg.operator if o.takes_calls)
+    # A bridged call holds a caller pair and an operator pair, plus an agency
+    # pair while handed off; a waiting caller holds one pair.
+    needed = cfg.sip.max_calls + min(takers, cfg.sip.max_calls) * (RTP_PAIRS_PER_CALL - 1)
+    return pairs, takers, needed
+
+
+def config_warnings(cfg: Config) -> list[ConfigProblem]:
+    """What check-config and serve report but accept: plain-text passwords on
+    loopback, and an RTP range that caps calls below sip.max_calls."""
+    pairs, takers, needed = _rtp_budget(cfg)
+    out = []
+    if pairs < takers * RTP_PAIRS_PER_CALL:
+        out.append(
+            ConfigProblem(
+                "rtp.ports",
+                f"range {cfg.rtp.ports} holds {pairs} RTP pairs; {takers} operator(s) "
+                f"talking at once need {takers * RTP_PAIRS_PER_CALL} (caller, operator "
+                "and agency pair each): some operators will sit idle while callers wait",
+            )
+        )
+    elif pairs < needed:
+        out.append(
+            ConfigProblem(
+                "rtp.ports",
+                f"range {cfg.rtp.ports} holds {pairs} RTP pairs; sip.max_calls "
+                f"{cfg.sip.max_calls} with {takers} operator(s) needs {needed}, so fewer "
+                "calls will be admitted (widen the range or lower sip.max_calls)",
+            )
+        )
+    out += [
+        ConfigProblem(f"operator[{i}].password", "plain text: accepted on loopback only")
+        for i, op in enumerate(cfg.operator)
+        if op.password
+    ]
+    out += [
+        ConfigProblem(f"user[{i}].password", "plain text: accepted on loopback only")
+        for i, u in enumerate(cfg.user)
+        if u.password
+    ]
+    return out
 
 
 def _raw_duplicates(data: dict[str, Any]) -> list[ConfigProblem]:

@@ -43,7 +43,9 @@ change (prompts → operator → agency → mix) without reopening the file.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import hashlib
 import os
 import struct
 import threading
@@ -54,11 +56,15 @@ from typing import BinaryIO
 from .g711 import Codec, alaw_to_ulaw, silence, ulaw_to_alaw
 
 __all__ = [
+    "MAX_PENDING_BYTES",
     "WAV_HEADER_SIZE",
     "Channel",
     "IncidentRecorder",
+    "RecordingDegraded",
     "RecordingFile",
+    "RecordingHealth",
     "RecordingInfo",
+    "RecordingRecovered",
     "RecordingTimeline",
     "RepairResult",
     "WavAudio",
@@ -66,6 +72,7 @@ __all__ = [
     "WavInfo",
     "read_wav",
     "repair_wav",
+    "unrecorded_name",
     "wav_header",
     "wav_info",
     "write_wav",
@@ -612,6 +619,11 @@ class RecordingFile:
     `append()`, so the file on disk is a complete WAV after each append; only a crash in the
     middle of one needs `repair_wav`. An existing file is never overwritten. Calls are
     serialised by a lock, so a worker thread may append while another closes.
+
+    Writes are unbuffered `pwrite`s at the end of the audio already counted. A write that
+    fails (ENOSPC, EIO) cuts the file back to that end and raises: the file stays a complete
+    WAV of everything written before, nothing half-written stays behind, and the caller
+    (`IncidentRecorder`) keeps the bytes to write again.
     """
 
     __slots__ = ("_file", "_frames", "_lock", "channels", "codec", "fsync", "path")
@@ -625,10 +637,10 @@ class RecordingFile:
         self.fsync = fsync
         self._frames = 0
         self._lock = threading.Lock()
-        self._file = open(self.path, "xb")  # noqa: SIM115 - kept open for the call's life
+        # Unbuffered: a failed write must not leave bytes in a buffer to land later.
+        self._file = open(self.path, "xb", buffering=0)  # noqa: SIM115 - kept for the call
         try:
-            self._file.write(wav_header(codec, channels, 0))
-            self._file.flush()
+            _pwrite_all(self._file.fileno(), wav_header(codec, channels, 0), 0)
         except BaseException:
             self._file.close()
             raise
@@ -651,27 +663,29 @@ class RecordingFile:
             f = self._file
             if f.closed:
                 raise ValueError(f"{self.path}: recording already closed")
-            f.seek(0, os.SEEK_END)
-            f.write(data)
+            fd = f.fileno()
+            end = WAV_HEADER_SIZE + self._frames * self.channels
+            try:
+                _pwrite_all(fd, data, end)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)  # frees the partial write; the WAV stays whole
+                raise
             self._frames += len(data) // self.channels
             self._write_sizes(pad=False)
 
     def _write_sizes(self, *, pad: bool) -> None:
-        f = self._file
+        fd = self._file.fileno()
         data_size = self._frames * self.channels
         odd = data_size & 1
         if pad and odd:
-            f.seek(0, os.SEEK_END)
-            f.write(b"\0")
-        f.seek(_RIFF_SIZE_AT)
-        f.write(struct.pack("<I", (WAV_HEADER_SIZE - 8 + data_size + (odd if pad else 0))))
-        f.seek(_FACT_FRAMES_AT)
-        f.write(struct.pack("<I", self._frames & 0xFFFFFFFF))
-        f.seek(_DATA_SIZE_AT)
-        f.write(struct.pack("<I", data_size & 0xFFFFFFFF))
-        f.flush()
+            _pwrite_all(fd, b"\0", WAV_HEADER_SIZE + data_size)
+        riff = WAV_HEADER_SIZE - 8 + data_size + (odd if pad else 0)
+        _pwrite_all(fd, struct.pack("<I", riff), _RIFF_SIZE_AT)
+        _pwrite_all(fd, struct.pack("<I", self._frames & 0xFFFFFFFF), _FACT_FRAMES_AT)
+        _pwrite_all(fd, struct.pack("<I", data_size & 0xFFFFFFFF), _DATA_SIZE_AT)
         if self.fsync:
-            os.fsync(f.fileno())
+            os.fsync(fd)
 
     def close(self) -> RecordingInfo:
         """Finalise the header and close; calling it again returns the same result."""
@@ -691,15 +705,60 @@ class RecordingFile:
             )
 
 
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def unrecorded_name(call_id: str) -> str:
+    """The file stem of a recording that has no incident id: the Call-ID is
+    attacker-chosen text (`../`, NUL, 64 KB), so only its hash reaches a path."""
+    return "unrecorded-" + hashlib.sha256(call_id.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+# Audio held in memory while the disk refuses it: 10 minutes of stereo G.711
+# (16 000 bytes/s). Beyond, the oldest held audio is dropped and counted.
+MAX_PENDING_BYTES = 600 * 16_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingDegraded:
+    """Writing the recording failed; the audio is held in memory and retried."""
+
+    path: Path
+    error: str
+    pending_bytes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingRecovered:
+    """The held audio reached the disk again."""
+
+    path: Path
+    dropped_bytes: int
+
+
+RecordingHealth = RecordingDegraded | RecordingRecovered
+
+
 class IncidentRecorder:
     """One incident's stereo recording: a `RecordingTimeline` feeding a `RecordingFile`.
 
     `add()` runs on the event loop for every packet; `flush(now)` may run on a worker thread
     (it takes the committed audio under a short lock and writes it outside the loop's way);
     `close(now)` writes the rest and finalises the header.
+
+    Faults (issue 11): when a write fails, the audio is kept (`pending_bytes`, up to
+    `MAX_PENDING_BYTES`) and written first by the next `flush`; the call goes on. The change
+    of state is reported once each way, `RecordingDegraded` then `RecordingRecovered`, from
+    `take_health()` — the call flow polls it after each flush, on its loop, and writes the
+    incident's `recording_degraded` event.
     """
 
-    __slots__ = ("_lock", "file", "timeline")
+    __slots__ = ("_health", "_lock", "_pending", "degraded", "dropped_bytes", "file", "timeline")
 
     def __init__(
         self,
@@ -715,6 +774,10 @@ class IncidentRecorder:
         )
         self.file = RecordingFile(path, codec=codec, channels=2, fsync=fsync)
         self._lock = threading.Lock()
+        self._pending = bytearray()
+        self._health: list[RecordingHealth] = []
+        self.degraded = False
+        self.dropped_bytes = 0
 
     @property
     def path(self) -> Path:
@@ -745,17 +808,65 @@ class IncidentRecorder:
         with self._lock:
             self.timeline.reset_channel(channel)
 
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._pending)
+
+    def take_health(self) -> list[RecordingHealth]:
+        """State changes since the last call (degraded, recovered), oldest first."""
+        with self._lock:
+            out, self._health = self._health, []
+        return out
+
     def flush(self, now: float) -> int:
-        """Write the audio older than the reorder window; returns the bytes written."""
+        """Write the held and the newly committed audio; returns the bytes written (0 when
+        the write failed and the audio is held for the next flush)."""
         with self._lock:
             data = self.timeline.drain(now)
-        self.file.append(data)
-        return len(data)
+        return self._write(data)
+
+    def _write(self, data: bytes) -> int:
+        self._pending += data
+        if not self._pending:
+            return 0
+        try:
+            self.file.append(bytes(self._pending))
+        except OSError as exc:
+            excess = len(self._pending) - MAX_PENDING_BYTES
+            if excess > 0:
+                excess += excess % self.file.channels
+                del self._pending[:excess]
+                self.dropped_bytes += excess
+            if not self.degraded:
+                self.degraded = True
+                with self._lock:
+                    self._health.append(
+                        RecordingDegraded(
+                            path=self.path,
+                            error=exc.strerror or type(exc).__name__,
+                            pending_bytes=len(self._pending),
+                        )
+                    )
+            return 0
+        written = len(self._pending)
+        self._pending.clear()
+        if self.degraded:
+            self.degraded = False
+            with self._lock:
+                self._health.append(
+                    RecordingRecovered(path=self.path, dropped_bytes=self.dropped_bytes)
+                )
+        return written
 
     def close(self, now: float) -> RecordingInfo:
-        """Write everything left, finalise the header, close the file (idempotent)."""
+        """Write everything left, finalise the header, close the file (idempotent).
+
+        Audio the disk still refuses is counted in `dropped_bytes` (the call flow may wait
+        for `pending_bytes` to reach 0 before closing)."""
         with self._lock:
             data = self.timeline.finish(now)
-        if data and not self.file.closed:
-            self.file.append(data)
+        if not self.file.closed:
+            self._write(data)
+            self.dropped_bytes += len(self._pending)
+            self._pending.clear()
         return self.file.close()

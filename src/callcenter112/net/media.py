@@ -63,7 +63,13 @@ from ..media.bridge import Mixer
 from ..media.clock import LatenessStats, MediaClock
 from ..media.g711 import Codec
 from ..media.player import Player
-from ..media.recorder import Channel, IncidentRecorder, RecordingInfo
+from ..media.recorder import (
+    Channel,
+    IncidentRecorder,
+    RecordingDegraded,
+    RecordingHealth,
+    RecordingInfo,
+)
 from ..media.tones import InbandDtmfDetector
 from ..rtp.dtmf import DtmfReceiver
 from ..rtp.events import DigitReceived
@@ -506,6 +512,9 @@ class MediaEngine:
         self._running = False
         self._flushes = 0
         self._random = random.Random()
+        # Issue 11: a recording the disk refuses is held and retried by the recorder; its
+        # degraded/recovered changes reach the call flow here, on the loop.
+        self.on_recording_health: Callable[[IncidentRecorder, RecordingHealth], None] | None = None
 
     # -- clock -------------------------------------------------------------------
 
@@ -614,6 +623,21 @@ class MediaEngine:
 
         if recorders:
             await asyncio.to_thread(flush_all)
+        for rec in recorders:
+            for change in rec.take_health():
+                if isinstance(change, RecordingDegraded):
+                    log.error(
+                        "recording_degraded",
+                        path=str(rec.path),
+                        error=change.error,
+                        pending_bytes=change.pending_bytes,
+                    )
+                else:
+                    log.warning(
+                        "recording_recovered", path=str(rec.path), dropped=change.dropped_bytes
+                    )
+                if self.on_recording_health is not None:
+                    self.on_recording_health(rec, change)
 
     def _rtcp_interval(self) -> float:
         return RTCP_INTERVAL_S * self._random.uniform(*RTCP_SPREAD)

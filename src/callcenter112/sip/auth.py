@@ -32,6 +32,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import struct
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from ..guessing import AccountGuard
 from .errors import SipParseError
 from .message import Request, Response, new_tag, parse_uri
 
@@ -59,8 +61,10 @@ __all__ = [
     "AuthResult",
     "DigestAlgorithm",
     "DigestAuthenticator",
+    "SipSecret",
     "authorization_for",
     "digest_response",
+    "ha1_for",
     "parse_challenges",
     "parse_credentials",
     "select_challenge",
@@ -335,7 +339,7 @@ def digest_response(
     algorithm: str,
     username: str,
     realm: str,
-    password: str,
+    password: str | None = None,
     method: str,
     uri: str,
     nonce: str,
@@ -343,20 +347,27 @@ def digest_response(
     nc: str | None = None,
     cnonce: str | None = None,
     body: bytes = b"",
+    ha1: str | None = None,
 ) -> str:
     """The `response` value (lower-case hex) of RFC 7616 §3.4.1.
 
     `qop` None computes the RFC 2069 form KD(HA1, nonce:HA2) that RFC 7616
     §3.4.1 still describes for servers that send no qop; `auth-int` hashes
-    `body` into A2 (§3.4.3). Raises SipParseError for an unknown algorithm or
-    qop, or a qop without nc/cnonce.
+    `body` into A2 (§3.4.3). Give `password`, or the stored `ha1`
+    (H(username:realm:password), RFC 7616 §3.4.2) instead. Raises
+    SipParseError for an unknown algorithm or qop, or a qop without nc/cnonce.
     """
     alg = DigestAlgorithm.named(algorithm)
     if alg is None:
         raise SipParseError(f"unsupported digest algorithm {algorithm!r}")
     if alg.session and cnonce is None:
         raise SipParseError(f"{alg.name} needs a cnonce")
-    ha1 = _ha1(alg, username, realm, password, nonce=nonce, cnonce=cnonce or "")
+    if ha1 is None:
+        if password is None:
+            raise ValueError("digest_response needs a password or an ha1")
+        ha1 = _ha1(alg, username, realm, password, nonce=nonce, cnonce=cnonce or "")
+    elif alg.session:
+        ha1 = alg.hex(f"{ha1}:{nonce}:{cnonce or ''}")
     qop_l = qop.lower() if qop is not None else None
     if qop_l == "auth-int":
         a2 = f"{method}:{uri}:{hashlib.new(alg.hash_name, body).hexdigest()}"
@@ -478,6 +489,29 @@ def authorization_for(
 # Server side
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SipSecret:
+    """One operator's stored SIP secret: HA1 = H(user:realm:password) per
+    algorithm (RFC 7616 §3.4.2), so the configuration never holds the
+    password itself. `from_password` is for loopback demos and tests."""
+
+    ha1: Mapping[str, str]  # algorithm wire name ("MD5", "SHA-256") → lower-case hex
+
+    @staticmethod
+    def from_password(user: str, realm: str, password: str) -> SipSecret:
+        return SipSecret(
+            ha1={name: ha1_for(name, user, realm, password) for name in ("MD5", "SHA-256")}
+        )
+
+
+def ha1_for(algorithm: str, user: str, realm: str, password: str) -> str:
+    """H(user:realm:password) for one non-session algorithm, as stored in the config."""
+    alg = DigestAlgorithm.named(algorithm)
+    if alg is None or alg.session:
+        raise ValueError(f"no stored HA1 for algorithm {algorithm!r}")
+    return alg.hex(f"{user}:{realm}:{password}")
+
+
 class AuthFailure(Enum):
     """Why `verify` refused a request; each maps to one answer."""
 
@@ -490,6 +524,7 @@ class AuthFailure(Enum):
     BAD_RESPONSE = "bad_response"  # wrong password → 401
     STALE_NONCE = "stale_nonce"  # right password, expired/unknown nonce → 401 stale
     REPLAY = "replay"  # right password, nonce-count not increasing → 401 stale
+    GUESSING = "guessing"  # account in back-off, attempt from elsewhere → 403, unchecked
 
 
 # Failures that say something about the password: these feed the lockout.
@@ -529,9 +564,9 @@ class AuthResult:
 class DigestAuthenticator:
     """Challenges and verifies requests for one realm.
 
-    Credentials map user → plaintext password (the configuration holds
-    plaintext; HA1 cannot be stored instead because we offer two
-    algorithms). `secret` keys the nonce HMAC: give each server process a
+    Credentials map user → `SipSecret` (one HA1 per algorithm offered; the
+    configuration's `ha1_md5` / `ha1_sha256`) or, for loopback demos and
+    tests, a plain password. `secret` keys the nonce HMAC: give each server process a
     fresh random one (`secrets.token_bytes(32)`); nonces from an earlier run
     then fail the HMAC and a phone that answers one correctly gets
     `stale=true` and retries without bothering its user.
@@ -565,11 +600,17 @@ class DigestAuthenticator:
     anything else (`-sess`, SHA-512-256, unknown) gets a fresh challenge.
     `userhash` (RFC 7616 §3.4.4) is not offered, so credentials using it are
     malformed.
+
+    Guessing (`guessing.AccountGuard`): when `verify` is given the request's
+    `source`, a known user in back-off is refused (403, nothing checked)
+    except at the address it last registered from; each wrong response for a
+    known user counts on that account whatever the source.
     """
 
     __slots__ = (
         "_credentials",
         "_decoy",
+        "_guard",
         "_opaque",
         "_secret",
         "_seen",
@@ -584,13 +625,14 @@ class DigestAuthenticator:
     def __init__(
         self,
         realm: str,
-        credentials: Mapping[str, str],
+        credentials: Mapping[str, str | SipSecret],
         *,
         secret: bytes,
         nonce_ttl_s: float = 300.0,
         algorithms: Sequence[str] = DEFAULT_SERVER_ALGORITHMS,
         max_nonces: int = MAX_NONCES,
         accept_rfc2069: bool = True,
+        guard: AccountGuard | None = None,
     ) -> None:
         if not realm or any(c in realm for c in '"\\\r\n'):
             raise ValueError(f"realm {realm!r} cannot be quoted safely")
@@ -610,7 +652,8 @@ class DigestAuthenticator:
         self.max_nonces = max_nonces
         self.accept_rfc2069 = accept_rfc2069
         self._secret = secret
-        self._credentials: dict[str, str] = dict(credentials)
+        self._credentials = self._secrets(credentials)
+        self._guard = guard if guard is not None else AccountGuard()
         self._decoy = secrets.token_hex(16)
         self._opaque = hmac.new(secret, b"opaque\0" + realm.encode(), "sha256").hexdigest()[:32]
         self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
@@ -627,15 +670,35 @@ class DigestAuthenticator:
     ) -> DigestAuthenticator:
         return cls(
             sip.realm,
-            {o.user: o.password for o in operators},
+            {
+                o.user: o.password
+                or SipSecret(
+                    ha1={
+                        name: value
+                        for name, value in (("MD5", o.ha1_md5), ("SHA-256", o.ha1_sha256))
+                        if value
+                    }
+                )
+                for o in operators
+            },
             secret=secret,
             nonce_ttl_s=sip.nonce_ttl_s,
             algorithms=algorithms,
         )
 
-    def update_credentials(self, credentials: Mapping[str, str]) -> None:
+    def update_credentials(self, credentials: Mapping[str, str | SipSecret]) -> None:
         """Replace the user table (configuration reload); nonces stay valid."""
-        self._credentials = dict(credentials)
+        self._credentials = self._secrets(credentials)
+
+    def _secrets(self, credentials: Mapping[str, str | SipSecret]) -> dict[str, SipSecret]:
+        return {
+            user: SipSecret.from_password(user, self.realm, c) if isinstance(c, str) else c
+            for user, c in credentials.items()
+        }
+
+    @property
+    def guard(self) -> AccountGuard:
+        return self._guard
 
     # -- nonces --------------------------------------------------------------
 
@@ -683,9 +746,10 @@ class DigestAuthenticator:
 
     # -- verification --------------------------------------------------------
 
-    def verify(self, request: Request, now: float) -> AuthResult:
+    def verify(self, request: Request, now: float, *, source: str | None = None) -> AuthResult:
         """Check the request's Authorization against our realm.
 
+        `source` (the sender's IP) turns on the per-account guessing guard.
         Never raises on request content; every refusal comes back as an
         `AuthResult` carrying the response to send.
         """
@@ -713,7 +777,31 @@ class DigestAuthenticator:
                     request, now, AuthFailure.WRONG_REALM, None, "credentials for another realm"
                 )
             return self._refuse(request, now, AuthFailure.MISSING, None, "no credentials")
-        return self._verify(request, now, cred)
+        username = cred.get("username")
+        known = username is not None and username in self._credentials
+        if known and source is not None:
+            assert username is not None
+            until = self._guard.refused_until(username, source, now)
+            if until is not None:
+                return AuthResult(
+                    failure=AuthFailure.GUESSING,
+                    username=username,
+                    response=Response.for_request(
+                        request,
+                        403,
+                        to_tag=new_tag(),
+                        headers=[("Retry-After", str(max(1, math.ceil(until - now))))],
+                    ),
+                    detail="account is in back-off after repeated failures",
+                )
+        result = self._verify(request, now, cred)
+        if known and source is not None:
+            assert username is not None
+            if result.ok:
+                self._guard.succeeded(username, source)
+            elif result.failure is AuthFailure.BAD_RESPONSE:
+                self._guard.failed(username, source, now)
+        return result
 
     def _verify(self, request: Request, now: float, cred: AuthParams) -> AuthResult:
         username = cred.get("username")
@@ -762,14 +850,19 @@ class DigestAuthenticator:
                 request, now, AuthFailure.WRONG_URI, username, f"uri {uri!r} is not the Request-URI"
             )
 
-        password = self._credentials.get(username)
+        stored = self._credentials.get(username)
+        ha1 = None if stored is None else stored.ha1.get(alg.name)
+        if stored is not None and ha1 is None:
+            return self._refuse(
+                request, now, AuthFailure.UNSUPPORTED, username, f"no {alg.name} HA1 stored"
+            )
         expected = digest_response(
             algorithm=alg.name,
             username=username,
             realm=self.realm,
             # An unknown user is hashed against a random decoy so that the
             # answer and its cost do not reveal which users exist.
-            password=self._decoy if password is None else password,
+            ha1=alg.hex(self._decoy) if ha1 is None else ha1,
             method=request.method,
             uri=uri,
             nonce=nonce,
@@ -778,8 +871,8 @@ class DigestAuthenticator:
             cnonce=cnonce if qop is not None else None,
             body=request.body,
         )
-        if password is None or not _equal(expected, response):
-            failure = AuthFailure.UNKNOWN_USER if password is None else AuthFailure.BAD_RESPONSE
+        if stored is None or not _equal(expected, response):
+            failure = AuthFailure.UNKNOWN_USER if stored is None else AuthFailure.BAD_RESPONSE
             return self._refuse(request, now, failure, username, "response does not match")
 
         # The password is right; now is the nonce still good?

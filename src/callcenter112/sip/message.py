@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
 
+from ..numerals import is_ascii_digits
 from .errors import SipParseError
 
 __all__ = [
@@ -699,7 +700,7 @@ def _valid_host(host: str) -> bool:
 
 
 def _parse_port(text: str, context: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65_535:
+    if not is_ascii_digits(text) or len(text) > 5 or int(text) > 65_535:
         raise SipParseError(f"bad port in {_clip(context)!r}")
     return int(text)
 
@@ -850,7 +851,7 @@ def parse_via(value: str) -> Via:
     if i < n and text[i] == ":":
         i = _skip_ws(text, i + 1)
         start = i
-        while i < n and text[i].isdigit():
+        while i < n and is_ascii_digits(text[i]):
             i += 1
         port = _parse_port(text[start:i], text)
     return Via(
@@ -879,7 +880,7 @@ def _parse_cseq(value: str) -> CSeq:
     parts = value.split()
     if (
         len(parts) != 2
-        or not parts[0].isdigit()
+        or not is_ascii_digits(parts[0])
         or len(parts[0]) > 12
         or not _TOKEN_RE.fullmatch(parts[1])
     ):
@@ -1108,7 +1109,7 @@ class _Message:
         # Retry-After and Expires may carry parameters or comments after the number.
         for sep in (";", "(", " "):
             text = text.split(sep, 1)[0]
-        if not text.isdigit() or len(text) > 10:
+        if not is_ascii_digits(text) or len(text) > 10:
             raise SipParseError(f"bad {name} {_clip(value)!r}")
         return int(text)
 
@@ -1444,7 +1445,7 @@ def content_length_of(values: list[str]) -> int | None:
     if len(texts) != 1:
         raise SipParseError("conflicting Content-Length values")
     text = texts.pop()
-    if not text.isdigit() or len(text) > 10:
+    if not is_ascii_digits(text) or len(text) > 10:
         raise SipParseError(f"bad Content-Length {_clip(text)!r}")
     length = int(text)
     if length > MAX_BODY_SIZE:

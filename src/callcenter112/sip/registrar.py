@@ -80,6 +80,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from ..numerals import is_ascii_digits
 from .errors import SipParseError
 from .message import URI, Address, Request, Response, new_tag, parse_address
 from .peer import Peer, TransportName
@@ -102,6 +103,7 @@ __all__ = [
     "UnregisterReason",
     "binding_from_dict",
     "binding_to_dict",
+    "contact_refusal",
 ]
 
 # RFC 3261 §10.2.1.1 suggests 3600 s when the UA asks for nothing; §20.10 and
@@ -209,6 +211,7 @@ class Registrar:
         "_online",
         "_rebuild_at",
         "_seq",
+        "contact_must_match_source",
         "default_expires",
         "max_contacts_per_user",
         "max_expires",
@@ -222,6 +225,7 @@ class Registrar:
         max_expires: int = 3600,
         default_expires: int = DEFAULT_EXPIRES,
         max_contacts_per_user: int = 5,
+        contact_must_match_source: bool = True,
     ) -> None:
         if not 0 < min_expires <= max_expires or max_contacts_per_user < 1:
             raise ValueError("need 0 < min_expires <= max_expires and max_contacts_per_user >= 1")
@@ -229,6 +233,7 @@ class Registrar:
         self.max_expires = max_expires
         self.default_expires = default_expires
         self.max_contacts_per_user = max_contacts_per_user
+        self.contact_must_match_source = contact_must_match_source
         self._bindings: dict[str, dict[str, Binding]] = {}
         # (expires_at, seq, user, key); stale entries are skipped lazily.
         self._heap: list[tuple[float, int, str, str]] = []
@@ -239,7 +244,11 @@ class Registrar:
 
     @classmethod
     def from_config(cls, sip: SipConfig) -> Registrar:
-        return cls(min_expires=sip.min_expires_s, max_expires=sip.max_expires_s)
+        return cls(
+            min_expires=sip.min_expires_s,
+            max_expires=sip.max_expires_s,
+            contact_must_match_source=sip.contact_must_match_source,
+        )
 
     # -- queries -------------------------------------------------------------
 
@@ -427,6 +436,10 @@ class Registrar:
                 return done(_out_of_order(request))
         if sum(1 for c in wanted.values() if c.expires > 0) > self.max_contacts_per_user:
             return done(_reply(request, 403, "Forbidden (too many contacts)"))
+        for c in wanted.values():
+            why = contact_refusal(c.uri, source, strict=self.contact_must_match_source)
+            if c.expires > 0 and why is not None:
+                return done(_reply(request, 403, "Forbidden (Contact address)", warning=why))
 
         # Apply: nothing below can fail.
         per_user = self._bindings.setdefault(user, {})
@@ -769,7 +782,7 @@ def _expires_value(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    if not text.isdigit():
+    if not is_ascii_digits(text):
         return MALFORMED_EXPIRES
     return min(int(text[:11]), MAX_EXPIRES_VALUE)
 
@@ -856,6 +869,33 @@ def _target(uri: URI, source: Peer) -> tuple[Peer, bool]:
         default = 5061 if uri.scheme.lower() == "sips" else 5060
         return Peer(name, host, uri.port or default, conn), False
     return source, True
+
+
+def contact_refusal(uri: URI, source: Peer, *, strict: bool) -> str | None:
+    """Why a Contact may not be bound for a REGISTER from `source`, or None.
+
+    Issue 11: a Contact naming another host would steer 112 offers (and the
+    caller's audio) wherever the registrant likes. `strict`
+    (`sip.contact_must_match_source`, the default): the Contact's host must be
+    the source IP. Not strict, for phones behind NAT that write their private
+    address: a non-global address or a host name is accepted (requests go to
+    the source anyway, `_target`), but another global address is not.
+    """
+    host = uri.host.strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+        src = ipaddress.ip_address(source.host.strip("[]"))
+    except ValueError:
+        if strict:
+            return f"Contact host {host[:64]!r} is not the source address {source.host}"
+        return None
+    if ip == src:
+        return None
+    if strict:
+        return f"Contact {ip} is not the source address {src} (sip.contact_must_match_source)"
+    if ip.is_global:
+        return f"Contact {ip} is another public address than the source {src}"
+    return None
 
 
 def _param_value(uri: URI, name: str) -> str | None:

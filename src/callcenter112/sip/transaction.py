@@ -74,6 +74,7 @@ from dataclasses import dataclass, replace
 from enum import Enum, auto
 from typing import Final
 
+from ..numerals import is_ascii_digits
 from .errors import SipParseError
 from .events import (
     AckNotReceived,
@@ -367,7 +368,7 @@ def response_destination(request: Request, peer: Peer) -> Peer:
         return Peer(peer.transport, _strip_brackets(maddr), via.port or default_port)
     host = _strip_brackets(via.parameters.get("received") or via.host)
     rport = via.parameters.get("rport")
-    if rport and rport.isdigit():
+    if rport and is_ascii_digits(rport):
         return Peer(peer.transport, host, int(rport))
     return Peer(peer.transport, host, via.port or default_port)
 

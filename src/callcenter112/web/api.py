@@ -33,11 +33,14 @@ from ..incidents import (
     incident_to_json,
     parse_timestamp,
 )
+from ..numerals import is_ascii_digits
+from .auth import may_close_callback
 from .bodies import WebError
 from .console import disposition_changes, load_for, pause_operator
 from .context import Call, guarded
 from .openapi import OPENAPI
 from .views import call_json, operator_json, sla_json, waiting_json
+from .wallboard import CALLBACK_OUTCOMES
 
 __all__ = ["MAX_LIMIT", "routes"]
 
@@ -64,7 +67,7 @@ def _int(params: dict[str, str], name: str, *, default: int, low: int, high: int
     text = params.get(name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or len(text) > 9:
+    if not is_ascii_digits(text) or len(text) > 9:
         raise WebError(400, f"{name}: expected a whole number, got {text!r}"[:200])
     value = int(text)
     if not low <= value <= high:
@@ -91,7 +94,7 @@ def _choice(params: dict[str, str], name: str, vocabulary: Collection[str]) -> s
 
 def _callback_id(call: Call) -> int:
     text = call.param("callback_id")
-    if not text.isdigit() or len(text) > 12:
+    if not is_ascii_digits(text) or len(text) > 12:
         raise WebError(404, f"no callback {text!r}"[:100])
     return int(text)
 
@@ -255,8 +258,18 @@ async def close_callback(call: Call) -> Response:
     call.payload.only({"outcome", "note"})
     outcome = call.payload.text("outcome", required=True, max_len=200)
     assert outcome is not None
+    if outcome not in CALLBACK_OUTCOMES:
+        raise WebError(422, f"outcome: must be one of {'|'.join(CALLBACK_OUTCOMES)}")
+    callback_id = _callback_id(call)
+    # Issue 11: only the holder or a supervisor closes (web/auth.py); a closed or unknown
+    # callback is left to the store's own answer.
+    open_now = await call.ctx.store.list_callbacks(open_only=True)
+    held = next((c for c in open_now if c.id == callback_id), None)
+    if held is not None and not may_close_callback(call.who, held.taken_by):
+        whose = f"held by {held.taken_by}" if held.taken_by else "not taken: take it first"
+        raise WebError(403, f"callback {callback_id} is {whose}; a supervisor may close it")
     closed = await call.ctx.store.callback_close(
-        _callback_id(call),
+        callback_id,
         actor=call.who.user,
         at=call.now(),
         outcome=outcome,

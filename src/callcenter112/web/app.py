@@ -40,10 +40,17 @@ from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
 from ..store import Store, StoreError
 from . import api, audit, console, signin, telecom, wallboard
+from . import location as location_web
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
 from .bodies import WebError
-from .context import WebContext, error_response, make_templates
+from .context import (
+    MetricsTokenGate,
+    WebContext,
+    error_response,
+    make_templates,
+    uvicorn_tls_options,
+)
 from .metrics import healthz, metrics
 
 __all__ = [
@@ -76,8 +83,9 @@ _STATIC = Path(__file__).parent / "static"
 class SecurityHeaders:
     """ASGI middleware: the same protective headers on every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CONTENT_SECURITY_POLICY) -> None:
         self.app = app
+        self.headers = (("content-security-policy", csp), *_HEADERS[1:])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,7 +96,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in _HEADERS:
+                for name, value in self.headers:
                     headers.setdefault(name, value)
                 if not static:
                     headers.setdefault("cache-control", "no-store")
@@ -134,7 +142,10 @@ def create_app(
         recordings_dir=recordings_dir,
         clock=clock,
         directory=Directory(users=config.user, operators=config.operator, scrypt_n=scrypt_n),
-        sessions=SessionStore(ttl_s=config.web.session_hours * 3600),
+        sessions=SessionStore(
+            ttl_s=config.web.session_hours * 3600,
+            max_per_account=config.web.max_sessions_per_account,
+        ),
         guard=LoginGuard(
             limit=config.web.login_fail_limit,
             lockout_s=config.web.login_lockout_s,
@@ -152,13 +163,20 @@ def create_app(
         *audit.routes(),
         *telecom.routes(),
         *api.routes(),
+        *location_web.routes(),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[
+            Middleware(
+                SecurityHeaders,
+                csp=location_web.content_security_policy(config, CONTENT_SECURITY_POLICY),
+            ),
+            Middleware(MetricsTokenGate),
+        ],
         exception_handlers={
             WebError: error_response,
             ControlError: error_response,
@@ -169,6 +187,7 @@ def create_app(
         },
     )
     app.state.web = ctx
+    location_web.install(app.state, config)
     return app
 
 
@@ -198,6 +217,7 @@ class WebServer(uvicorn.Server):
                 server_header=False,
                 proxy_headers=behind_proxy,
                 limit_concurrency=MAX_CONNECTIONS,
+                **uvicorn_tls_options(getattr(app.state, "web", None)),
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )

@@ -34,6 +34,7 @@ from typing import BinaryIO
 
 from ..media.g711 import Codec, decode
 from ..media.recorder import WavError, wav_info
+from ..numerals import is_ascii_digits
 
 if sys.version_info >= (3, 13):  # pragma: no cover - depends on the interpreter
     import audioop
@@ -95,7 +96,7 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
         raise RangeNotSatisfiable(total)
     first, dash, last = spec.strip().partition("-")
     first, last = first.strip(), last.strip()
-    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()):
+    if not dash or (first and not is_ascii_digits(first)) or (last and not is_ascii_digits(last)):
         raise RangeNotSatisfiable(total)
     if not first:  # suffix range: the last N bytes
         if not last or int(last) == 0 or total == 0:

@@ -41,6 +41,7 @@ from ..incidents import (
     Status,
 )
 from ..media.recorder import WavError
+from ..numerals import is_ascii_digits
 from ..recordings import GENESIS_HASH, recording_entry_hash, sha256_file
 from .audio import (
     PcmPlan,
@@ -216,7 +217,7 @@ def _query(call: Call) -> tuple[IncidentQuery, int, dict[str, str], list[str]]:
         status = None
     page = 1
     if form["page"]:
-        if not form["page"].isdigit() or not 1 <= int(form["page"]) <= 100_000:
+        if not is_ascii_digits(form["page"]) or not 1 <= int(form["page"]) <= 100_000:
             problems.append("page must be a number from 1")
         else:
             page = int(form["page"])

@@ -56,6 +56,7 @@ __all__ = [
     "csrf_matches",
     "hash_api_token",
     "hash_password",
+    "may_close_callback",
     "new_api_token",
     "verify_password",
 ]
@@ -193,7 +194,16 @@ class Directory:
             account = Account(
                 name=op.user, role="operator", display=op.name or op.user, sip_user=op.user
             )
-            self._accounts[op.user] = (account, _Secret("hmac", self._mac(op.password)))
+            # The web password is its own secret (`web_password_hash`); the
+            # SIP password doubles as it only in loopback demos, where it is
+            # in the file in clear anyway. HA1-only operators without a web
+            # hash cannot sign in to the console.
+            web_hash: str = getattr(op, "web_password_hash", "")
+            if web_hash:
+                _parse_scrypt(web_hash)
+                self._accounts[op.user] = (account, _Secret("scrypt", web_hash))
+            elif op.password:
+                self._accounts[op.user] = (account, _Secret("hmac", self._mac(op.password)))
         for u in users:
             role = _role(u.role)
             secret = (
@@ -284,11 +294,16 @@ class SessionStore:
     ones first), so a flood of sign-ins cannot exhaust memory.
     """
 
-    def __init__(self, *, ttl_s: float, max_sessions: int = 10_000) -> None:
-        if ttl_s <= 0 or max_sessions < 1:
-            raise ValueError("ttl_s and max_sessions must be positive")
+    def __init__(
+        self, *, ttl_s: float, max_sessions: int = 10_000, max_per_account: int = 1000
+    ) -> None:
+        if ttl_s <= 0 or max_sessions < 1 or max_per_account < 1:
+            raise ValueError("ttl_s, max_sessions and max_per_account must be positive")
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
+        # `web.max_sessions_per_account`: a new sign-in beyond it ends that
+        # account's oldest session (a leaked password cannot hold many).
+        self.max_per_account = max_per_account
         self._sessions: dict[str, Session] = {}
 
     def __len__(self) -> int:
@@ -298,6 +313,9 @@ class SessionStore:
         self._prune(now)
         while len(self._sessions) >= self.max_sessions:
             del self._sessions[next(iter(self._sessions))]
+        mine = [t for t, s in self._sessions.items() if s.account.name == account.name]
+        for token in mine[: max(0, len(mine) - self.max_per_account + 1)]:
+            del self._sessions[token]
         session = Session(
             token=secrets.token_urlsafe(32),
             account=account,
@@ -327,6 +345,14 @@ class SessionStore:
             del self._sessions[token]
 
 
+def may_close_callback(who: Principal, taken_by: str | None) -> bool:
+    """Only the operator holding a callback, or a supervisor (admin passes),
+    may close it (issue 11: any operator could close anyone's)."""
+    if who.may(("supervisor",)):
+        return True
+    return taken_by is not None and taken_by == who.user
+
+
 # --------------------------------------------------------------------------- lockout
 
 
@@ -342,6 +368,12 @@ class LoginGuard:
     A key is locked for `lockout_s` once `limit` failures fall within the last
     `lockout_s` seconds. At most `max_keys` keys are tracked; the oldest are
     forgotten first (an attacker rotating names cannot grow memory).
+
+    The user key counts failures from every address, so many addresses get
+    one user's budget. The address a user last signed in from (its *usual
+    address*) has a key of its own, ``user:NAME@ADDR``: someone guessing
+    from elsewhere locks ``user:NAME`` but never the real operator at their
+    usual desk (issue 11). Pass only names that exist as `user`.
     """
 
     def __init__(
@@ -361,11 +393,13 @@ class LoginGuard:
         self.lockout_s = lockout_s
         self.max_keys = max_keys
         self._keys: dict[str, _Failures] = {}
+        self._usual: dict[str, str] = {}
 
-    @staticmethod
-    def keys(user: str | None, ip: str | None) -> list[str]:
+    def keys(self, user: str | None, ip: str | None) -> list[str]:
         out = []
-        if user:
+        if user and ip and self._usual.get(user) == ip:
+            out.append(f"user:{user}@{ip}")
+        elif user:
             out.append(f"user:{user}")
         if ip:
             out.append(f"ip:{ip}")
@@ -396,8 +430,19 @@ class LoginGuard:
             del self._keys[next(iter(self._keys))]
         return newly
 
-    def succeeded(self, user: str) -> None:
-        self._keys.pop(f"user:{user}", None)
+    def succeeded(self, user: str, ip: str | None = None) -> None:
+        """A right password: clears that user's key at this address; the
+        address becomes the user's usual one."""
+        if ip is None:
+            self._keys.pop(f"user:{user}", None)
+            return
+        self._keys.pop(f"user:{user}@{ip}", None)
+        if self._usual.get(user) != ip:
+            self._keys.pop(f"user:{user}", None)
+        self._usual.pop(user, None)
+        self._usual[user] = ip
+        while len(self._usual) > self.max_keys:
+            del self._usual[next(iter(self._usual))]
 
 
 # --------------------------------------------------------------------------- API tokens

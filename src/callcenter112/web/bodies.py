@@ -20,6 +20,8 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
+from ..numerals import is_ascii_digits
+
 __all__ = ["MAX_BODY", "Payload", "WebError", "read_body"]
 
 # Longest request body accepted (a disposition form is a few KiB of text).
@@ -45,7 +47,7 @@ async def read_body(request: Request, *, limit: int = MAX_BODY) -> bytes:
     """The whole body, or `WebError` 413 once it is known to pass `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not is_ascii_digits(declared.strip()):
             raise WebError(400, "Content-Length is not a number")
         if int(declared) > limit:
             raise WebError(413, f"request body larger than {limit} bytes")
@@ -153,6 +155,24 @@ class Payload:
         if len(value) > max_len:
             raise WebError(400, f"{name}: longer than {max_len} characters")
         return value
+
+    def number(self, name: str, *, low: float, high: float) -> float | None:
+        """A finite number (JSON number or form text) in [low, high]; None when absent.
+
+        400 for a non-number, 422 outside the range.
+        """
+        value = self._raw(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise WebError(400, f"{name}: expected a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise WebError(400, f"{name}: expected a number, got {value!r}"[:100]) from None
+        if not low <= number <= high:  # also refuses NaN
+            raise WebError(422, f"{name}: must lie in {low:g}..{high:g}")
+        return number
 
     def flag(self, name: str, *, default: bool = False) -> bool:
         value = self._raw(name)

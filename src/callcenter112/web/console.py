@@ -32,6 +32,7 @@ from starlette.routing import Route
 from ..config import CATEGORIES, DISPOSITIONS
 from ..incidents import CallbackStatus, IncidentRecord
 from ..live import LiveEvent, LiveSnapshot, OperatorView
+from ..numerals import is_ascii_digits
 from .auth import Principal
 from .bodies import Payload, WebError
 from .context import Call, WebContext, guarded
@@ -304,7 +305,7 @@ async def call_back(call: Call) -> Response:
 
 def _callback_id(call: Call) -> int:
     text = call.param("callback_id")
-    if not text.isdigit() or len(text) > 12:
+    if not is_ascii_digits(text) or len(text) > 12:
         raise WebError(404, f"no callback {text!r}")
     return int(text)
 

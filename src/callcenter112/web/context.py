@@ -22,6 +22,8 @@ answers JSON ``{"error": ...}`` to API clients and an error page to people.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
@@ -36,6 +38,7 @@ import jinja2
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Config
 from ..incidents import IncidentError, format_timestamp
@@ -52,6 +55,7 @@ from .auth import (
     SessionStore,
     TokenRing,
     csrf_matches,
+    hash_api_token,
 )
 from .bodies import Payload, WebError
 
@@ -61,12 +65,16 @@ __all__ = [
     "SESSION_COOKIE",
     "Call",
     "Handler",
+    "MetricsTokenGate",
     "WebContext",
     "authenticate",
     "client_ip",
     "error_response",
     "guarded",
+    "is_https",
     "make_templates",
+    "metrics_token_ok",
+    "uvicorn_tls_options",
     "wants_json",
 ]
 
@@ -120,6 +128,8 @@ class WebContext:
     # Password checks run in threads; at most this many at once (scrypt is CPU).
     verify_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     waveforms: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    # Live streams open per account (`web.max_streams_per_account`).
+    stream_counts: dict[str, int] = field(default_factory=dict)
 
     def now(self) -> float:
         return self.clock()
@@ -150,6 +160,22 @@ class WebContext:
         self.waveforms[key] = svg
         while len(self.waveforms) > _WAVEFORM_CACHE:
             self.waveforms.popitem(last=False)
+
+    def take_stream(self, account: str) -> bool:
+        """Count one more live stream for `account`; False when at its cap (issue 11:
+        a leaked session must not open streams until the server runs out)."""
+        held = self.stream_counts.get(account, 0)
+        if held >= self.config.web.max_streams_per_account:
+            return False
+        self.stream_counts[account] = held + 1
+        return True
+
+    def release_stream(self, account: str) -> None:
+        held = self.stream_counts.get(account, 0) - 1
+        if held > 0:
+            self.stream_counts[account] = held
+        else:
+            self.stream_counts.pop(account, None)
 
     def close_streams(self) -> None:
         """Tell every open event stream to end (the server is stopping)."""
@@ -235,8 +261,90 @@ def make_templates(ctx_zone: ZoneInfo) -> jinja2.Environment:
 # --------------------------------------------------------------------------- requests
 
 
+def _trusted(ctx_config: Config, host: str) -> bool:
+    nets = ctx_config.web.trusted_proxies
+    if not nets:
+        return False
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in nets)
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
+    """The client's address: the TCP peer, or — only when the peer is one of
+    `web.trusted_proxies` — the rightmost X-Forwarded-For entry that is not
+    itself a trusted proxy (left entries are whatever the client wrote)."""
+    peer = request.client.host if request.client is not None else "unknown"
+    ctx = getattr(request.app.state, "web", None) if "app" in request.scope else None
+    if not isinstance(ctx, WebContext) or not _trusted(ctx.config, peer):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(ctx.config, hop):
+            return hop
+    return peer
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser's connection is HTTPS: served over TLS here, or
+    X-Forwarded-Proto from a trusted proxy says so (then cookies are Secure)."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client is not None else ""
+    ctx = getattr(request.app.state, "web", None) if "app" in request.scope else None
+    if isinstance(ctx, WebContext) and _trusted(ctx.config, peer):
+        proto = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+        return proto == "https"
+    return False
+
+
+def metrics_token_ok(config: Config, authorization: str | None) -> bool:
+    """`/metrics` with `web.metrics_token` set needs ``Authorization: Bearer
+    <token>`` whose SHA-256 is the configured one; unset, anyone may scrape."""
+    if not config.web.metrics_token:
+        return True
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return False
+    return hmac.compare_digest(hash_api_token(value.strip()), config.web.metrics_token)
+
+
+class MetricsTokenGate:
+    """ASGI middleware: `/metrics` answers 401 without the configured token."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") == "/metrics":
+            ctx = getattr(scope["app"].state, "web", None) if "app" in scope else None
+            headers = dict(scope.get("headers") or [])
+            auth = headers.get(b"authorization", b"").decode("latin-1")
+            if isinstance(ctx, WebContext) and not metrics_token_ok(ctx.config, auth):
+                response = JSONResponse(
+                    {"error": "metrics need the bearer token (web.metrics_token)"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def uvicorn_tls_options(ctx: object) -> dict[str, Any]:
+    """What uvicorn needs for `web.tls_certificate`/`web.tls_key` (paths
+    resolved like every other file). Proxies are handled by `client_ip` and
+    `is_https`, one rule for both, not by uvicorn's proxy_headers."""
+    out: dict[str, Any] = {}
+    if not isinstance(ctx, WebContext):
+        return out
+    config = ctx.config
+    if config.web.tls_certificate:
+        out["ssl_certfile"] = str(config.path(config.web.tls_certificate))
+        out["ssl_keyfile"] = str(config.path(config.web.tls_key))
+    return out
 
 
 def wants_json(request: Request) -> bool:

@@ -83,6 +83,10 @@ async def _body(
             offer(_END)
 
     loop = asyncio.get_running_loop()
+    account = session.account.name if session is not None else "token"
+    if not ctx.take_stream(account):  # web.max_streams_per_account (context.py)
+        yield json_message("bye", {"reason": "too_many_streams"}).encode()
+        return
     ctx.streams.add(queue)
     task = asyncio.create_task(pump(), name="web-sse-pump")
     try:
@@ -117,6 +121,7 @@ async def _body(
                 yield message.encode()
         yield json_message("bye", {"reason": "server"}).encode()
     finally:
+        ctx.release_stream(account)
         ctx.streams.discard(queue)
         task.cancel()
         with suppress(asyncio.CancelledError):

@@ -564,3 +564,13 @@ OPENAPI: dict[str, Any] = {
         },
     },
 }
+
+
+def _with_location_paths() -> None:
+    # Location (issue 13): documented beside its routes in web/location.py.
+    from .location import OPENAPI_PATHS
+
+    OPENAPI["paths"].update(OPENAPI_PATHS)
+
+
+_with_location_paths()

@@ -20,7 +20,15 @@ from starlette.routing import Route
 
 from .auth import Account, Role, csrf_matches
 from .bodies import Payload, WebError
-from .context import SESSION_COOKIE, Call, WebContext, authenticate, client_ip, guarded
+from .context import (
+    SESSION_COOKIE,
+    Call,
+    WebContext,
+    authenticate,
+    client_ip,
+    guarded,
+    is_https,
+)
 
 __all__ = ["HOME", "LOGIN_COOKIE", "routes", "safe_next"]
 
@@ -77,7 +85,7 @@ def _login_page(
         path="/login",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=is_https(request),
     )
     return response
 
@@ -100,7 +108,10 @@ async def login_submit(request: Request) -> Response:
     password = payload.secret("password")
     next_path = safe_next(payload.text("next", max_len=2000))
     ip = client_ip(request)
-    keys = ctx.guard.keys(user or None, ip)
+    # Only names that exist get a user key (guessing.py: a sprayer of
+    # invented names must not evict real accounts' counts).
+    known = bool(user) and ctx.directory.account(user) is not None
+    keys = ctx.guard.keys(user if known else None, ip)
     until = ctx.guard.locked_until(keys, ctx.now())
     if until is not None:
         await ctx.audit(
@@ -147,7 +158,7 @@ async def login_submit(request: Request) -> Response:
             user=user,
             next_path=next_path,
         )
-    ctx.guard.succeeded(account.name)
+    ctx.guard.succeeded(account.name, ip)
     await ctx.audit(account.name, "login", "web", {"ip": ip, "role": account.role})
     session = ctx.sessions.create(account, now)
     response = RedirectResponse(next_path or HOME[account.role], status_code=303)
@@ -158,7 +169,7 @@ async def login_submit(request: Request) -> Response:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=is_https(request),
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response

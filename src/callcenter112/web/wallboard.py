@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from ..incidents import SLA_THRESHOLDS_S, CallbackResult
 from ..live import LiveEvent, LiveSnapshot, SupervisionMode
+from ..numerals import is_ascii_digits
 from .bodies import WebError
 from .console import CATEGORY_LABELS
 from .context import Call, WebContext, guarded
@@ -138,7 +139,7 @@ async def wallboard_events(call: Call) -> Response:
 
 def _callback_id(call: Call) -> int:
     text = call.param("callback_id")
-    if not text.isdigit() or len(text) > 12:
+    if not is_ascii_digits(text) or len(text) > 12:
         raise WebError(404, f"no callback {text!r}")
     return int(text)
 
