@@ -311,6 +311,17 @@ class Centre:
             allow_source=self._allow_source,
         )
         self.endpoint.transport.trace = config.sip.trace
+        # -- issue 11 (`edge`): admission before parse, and SIP over TLS ----
+        from .net.admission import install_edge
+
+        self.edge = install_edge(
+            self.endpoint.transport,
+            config,
+            self.guard,
+            now=self.loop.time(),
+            max_transactions=self.endpoint.layer.max_transactions,
+        )
+        # -- end of the edge hunk ----------------------------------------------
         self.handoff: Any = None  # issue 7: agencies, conference, supervision, callbacks
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._presence_timer: asyncio.TimerHandle | None = None

@@ -159,6 +159,30 @@ class SipConfig(_Section):
     nonce_ttl_s: Annotated[float, Field(ge=5, le=3600)] = 300.0
     auth_fail_limit: Annotated[int, Field(ge=1, le=1000)] = 10
     auth_lockout_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    # -- SIP over TLS (issue 11, `edge`): `sips:` on tls_listen (RFC 3261
+    # §26.2; 5061 by RFC 3263 §4.2), PEM certificate chain and key, paths
+    # relative to the checkout. Off when tls_listen is unset.
+    tls_listen: HostPort | None = None
+    tls_certificate: str = ""
+    tls_key: str = ""
+
+    @field_validator("tls_listen", mode="before")
+    @classmethod
+    def _tls_listen(cls, v: object) -> HostPort | None:
+        if v is None or v == "":
+            return None
+        hp = _parse_host_port(v, default_port=5061)
+        if not _ip_literal(hp.host):
+            raise ValueError(f"{hp.host!r} is not an IP address to listen on")
+        return hp
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> SipConfig:
+        if self.tls_listen is not None and not (self.tls_certificate and self.tls_key):
+            raise ValueError("tls_listen needs tls_certificate and tls_key (PEM files)")
+        return self
+
+    # -- end of the TLS keys
     # A REGISTER's Contact must name the address it came from (RFC 3261 §10.3
     # leaves Contact to the phone; a forged one would steer 112 offers to any
     # host). Set false only for phones behind NAT that write their private

@@ -46,12 +46,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from callcenter112.media.g711 import Codec
+from callcenter112.rtp.srtp import CryptoAttribute, SrtpError
 from callcenter112.sdp import (
     MAX_PACKET_TIME_MS,
     MAX_PORT,
+    Attribute,
     Connection,
     Direction,
     Fmtp,
@@ -75,7 +77,9 @@ __all__ = [
     "Negotiated",
     "accept_answer",
     "answer_offer",
+    "answered_crypto",
     "make_offer",
+    "secure_offer",
 ]
 
 NOT_ACCEPTABLE_HERE = 488  # RFC 3261 §21.4.26; RFC 3264 §6 for an unusable offer
@@ -90,6 +94,9 @@ _G711_RATE = 8000  # RFC 3551 Table 4
 DTMF_EVENTS = "0-15"
 # RFC 3551 (AVP) and RFC 4585 (AVPF, interworks with AVP, §5). Not SAVP/SAVPF.
 SUPPORTED_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
+# RFC 3711 §12 / RFC 4568: SRTP, only on streams we offer ourselves with SDES
+# keys (`secure_offer`), never accepted in an offer we did not key.
+_SECURE_PROTO = "RTP/SAVP"
 # RFC 3264 §5: "the numeric value of the session id and version in the o line MUST be
 # representable with a 64 bit signed integer".
 MAX_SESSION_NUMBER = 2**63 - 1
@@ -238,11 +245,15 @@ def _read_stream(
     media: MediaDescription,
     acceptable: Sequence[Codec],
     current: Codec | None,
+    *,
+    secure: bool = False,
 ) -> _Stream | str:
     """Our view of one offered/answered audio m= line, or why we cannot use it."""
     if media.port == 0:
         return "stream disabled (port 0)"
-    if media.proto.upper() not in SUPPORTED_PROTOS:
+    if secure and media.proto.upper() == _SECURE_PROTO:
+        pass  # the answer to our own SDES offer (`secure_offer`)
+    elif media.proto.upper() not in SUPPORTED_PROTOS:
         return f"transport {media.proto} not supported (plain RTP/AVP only)"
     connection = session.connection_for(media)
     if connection is None:
@@ -512,7 +523,8 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
     )
     if not offered:
         raise ValueError("our offer names no G.711 codec")
-    stream = _read_stream(answer, theirs, offered, None)
+    secure = ours.proto.upper() == _SECURE_PROTO
+    stream = _read_stream(answer, theirs, offered, None, secure=secure)
     if not isinstance(stream, _Stream):
         raise SdpError(f"answer m= #{index + 1}: {stream}", status_hint=NOT_ACCEPTABLE_HERE)
     ours_direction = offer.direction_for(ours)
@@ -533,4 +545,44 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Nego
         on_hold=ours_direction.sends and not stream.direction.receives,
         answer=None,
         media_index=index,
+    )
+
+
+# -- SDES-keyed SRTP on legs we offer (issue 11, `edge`) ---------------------------
+
+
+def secure_offer(offer: SessionDescription, crypto: CryptoAttribute) -> SessionDescription:
+    """`offer` (from `make_offer`) with its audio stream on RTP/SAVP and our
+    `a=crypto` line (RFC 4568 §7.1.1): what an operator's softphone set to
+    mandatory SRTP (baresip `mediaenc=srtp-mand`) accepts."""
+    media = tuple(
+        replace(
+            m,
+            proto=_SECURE_PROTO,
+            attributes=(*m.attributes, Attribute(name="crypto", value=crypto.serialize())),
+        )
+        if m.media.lower() == "audio" and m.port != 0
+        else m
+        for m in offer.media
+    )
+    return replace(offer, media=media)
+
+
+def answered_crypto(offer: SessionDescription, answer: SessionDescription) -> CryptoAttribute:
+    """The answerer's key for our `secure_offer`: its `a=crypto` with our
+    tag and suite (RFC 4568 §7.1.2); SdpError(488) when there is none."""
+    ours = next(m for m in offer.media if m.proto.upper() == _SECURE_PROTO)
+    index = offer.media.index(ours)
+    mine = CryptoAttribute.parse(str(ours.attribute_values("crypto")[0]))
+    if index >= len(answer.media):
+        raise SdpError("answer has no secure audio stream", status_hint=NOT_ACCEPTABLE_HERE)
+    for value in answer.media[index].attribute_values("crypto"):
+        try:
+            theirs = CryptoAttribute.parse(value or "")
+        except SrtpError:
+            continue
+        if (theirs.tag, theirs.suite) == (mine.tag, mine.suite):
+            return theirs
+    raise SdpError(
+        "answer accepts none of our SRTP keys (RFC 4568 §7.1.2)", status_hint=NOT_ACCEPTABLE_HERE
     )

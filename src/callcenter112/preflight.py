@@ -101,6 +101,11 @@ def preflight(cfg: Config) -> list[ConfigProblem]:
                 cfg.path(cfg.web.tls_certificate), cfg.path(cfg.web.tls_key)
             ):
                 problems.append(ConfigProblem("web.tls_certificate", reason))
+    if cfg.sip.tls_listen is not None:  # issue 11 (`edge`): SIP over TLS
+        for reason in check_certificate(
+            cfg.path(cfg.sip.tls_certificate), cfg.path(cfg.sip.tls_key)
+        ):
+            problems.append(ConfigProblem("sip.tls_certificate", reason))
     for key, folder in (
         ("storage.database", cfg.path(cfg.storage.database).parent),
         ("storage.recordings", cfg.path(cfg.storage.recordings)),

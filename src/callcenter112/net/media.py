@@ -83,6 +83,7 @@ from ..rtp.rtcp import (
     SourceDescription,
 )
 from ..rtp.session import IncomingStream, Latch, LatchVerdict, OutgoingStream, StreamStats
+from ..rtp.srtp import SrtpContext, SrtpError
 from .rtp_transport import RtpPort, RtpSocketPool
 
 __all__ = ["Conference", "MediaEngine", "MediaLeg"]
@@ -145,6 +146,7 @@ class MediaLeg:
         "recorder",
         "rtcp_due",
         "rtcp_remote",
+        "srtp",
         "ssrc_seen",
     )
 
@@ -182,6 +184,11 @@ class MediaLeg:
         self._time = engine.loop.time
         self.bad_packets = 0
         self.ssrc_seen = 0
+        # -- SRTP (issue 11, `edge`): set by the call flow once SDES is
+        # negotiated (rtp/srtp.py). Packets are unprotected on arrival, before
+        # the latch, the recorder or the partner see them (recordings stay the
+        # original G.711 bits), and protected last thing before sending.
+        self.srtp: SrtpContext | None = None
         port.set_handlers(self._on_rtp, self._on_rtcp)
 
     # -- set-up ------------------------------------------------------------------
@@ -292,6 +299,8 @@ class MediaLeg:
         out = self.out
         ts = out.timestamp
         packet = out.next_packet(payload, self.payload_type, samples=samples)
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         if self._route == _CONNECTED:
             self.port.send_connected(packet)
         else:
@@ -344,6 +353,12 @@ class MediaLeg:
     # -- receiving ---------------------------------------------------------------
 
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:  # forged, replayed, or not ours: as a bad packet
+                self.bad_packets += 1
+                return
         try:
             pt, marker, seq, ts, ssrc, start, end = parse_header(data)
         except RtpError:
@@ -403,6 +418,11 @@ class MediaLeg:
                 )
 
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                return
         try:
             compound = RtcpCompound.parse(data)
         except RtcpError:
@@ -421,7 +441,8 @@ class MediaLeg:
         sdes = SourceDescription(
             chunks=(SdesChunk(ssrc=self.out.ssrc, items=((SdesItem.CNAME, cname),)),)
         )
-        return RtcpCompound(packets=(report, sdes)).serialize()
+        compound = RtcpCompound(packets=(report, sdes)).serialize()
+        return compound if self.srtp is None else self.srtp.protect_rtcp(compound)
 
     def stats(self) -> StreamStats:
         return self.incoming.stats()

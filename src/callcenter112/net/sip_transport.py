@@ -1,13 +1,33 @@
-"""SIP over UDP and TCP on `sip.listen`: the only place SIP touches sockets.
+"""SIP over UDP, TCP and TLS on `sip.listen` / `sip.tls_listen`: the only place SIP touches sockets.
 
 Receives datagrams and stream segments, frames and parses them, and hands
 each message with the `Peer` it came from to one callback. Malformed input
 never escapes: a message that parsed far enough to be answered gets its
 `SipParseError.status_hint` response (400, 505, 513) straight from here,
-statelessly; anything else is dropped and counted. A source that floods is
-throttled per address before parsing (`SourceGuard`), so it cannot starve
-the others; over TCP the same check applies to each framed message (a
-stream cannot drop bytes and stay in sync).
+statelessly; anything else is dropped and counted.
+
+Admission before parse (issue 11; the table is `sip/admission.py`): with an
+`EdgePolicy` installed, every datagram's fate is decided from its source
+address and its first bytes before it is parsed: trunk traffic always goes
+through; a non-trunk out-of-dialog INVITE gets a *stateless* 403 from here
+(no server transaction, nothing retransmitted), within a global budget;
+everything else from non-trunk sources takes a token from its source's
+bucket and, if it would create a server transaction, from its class's share
+of the transaction table. TCP and TLS connections are admitted by class with
+a per-address cap and a global reserve for the trunk and operators; a
+non-trunk connection that sends no complete message within
+`FIRST_MESSAGE_TIMEOUT_S` is closed. Without a policy the older
+`allow_source` callback is used (tests and tools).
+
+Over UDP (IPv4, Linux) the trunk's datagrams are steered by the kernel into
+a socket of their own (`_trunk_lane`): a flood cannot fill the queue they
+wait in.
+
+TLS (RFC 3261 §26.2, `sips:`): connections accepted on the TLS listener are
+streams like TCP ones and carry the same `Peer("tcp", …, conn_id)`: answers
+and requests to a phone registered over TLS go back on its connection. A
+request to a TLS destination with no open connection is not opened as TLS
+(the centre does not dial out over TLS yet).
 
 A connection's loss is reported (`on_connection_lost`, so that the
 transactions bound to it fail at once, RFC 3261 §17.1.4) only if a message
@@ -22,15 +42,27 @@ every datagram it receives; SIP sockets get 65 535.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ipaddress
 import socket
-from collections.abc import Callable
+import ssl
+import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ..logs import get_logger
+from ..sip.admission import (
+    FIRST_MESSAGE_TIMEOUT_S,
+    MAX_TCP_CONNECTIONS,
+    EdgePolicy,
+    SourceClass,
+    Verdict,
+    message_kind,
+)
 from ..sip.errors import SipParseError
 from ..sip.framing import KeepAlivePing, StreamFramer
-from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, parse_message
+from ..sip.message import MAX_MESSAGE_SIZE, Request, Response, new_tag, parse_message
 from ..sip.peer import Peer
 
 __all__ = ["MAX_TCP_CONNECTIONS", "UDP_RECEIVE_BUFFER", "SipTransport", "TransportStats"]
@@ -40,7 +72,6 @@ log = get_logger("sip.transport")
 MessageHandler = Callable[[Request | Response, Peer], None]
 # TCP connections idle this long are closed (RFC 5626 keep-alives refresh it).
 TCP_IDLE_TIMEOUT_S = 600.0
-MAX_TCP_CONNECTIONS = 2048
 # Kernel receive buffer asked for on the UDP socket. No RFC sets it: a burst
 # of INVITEs from a carrier, or every phone retransmitting after a network
 # blip, must wait in the kernel while the loop is busy, not be dropped
@@ -57,6 +88,8 @@ class TransportStats:
     dropped: int = 0
     throttled: int = 0
     tcp_connections: int = 0
+    refused_403: int = 0
+    trunk_lane: int = 0  # datagrams that came in on the trunk's own socket
     sent: int = 0
     send_errors: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
@@ -88,9 +121,10 @@ def _quote(text: str) -> str:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, trunk_lane: bool = False) -> None:
         self.owner = owner
         self.transport: asyncio.DatagramTransport | None = None
+        self.trunk_lane = trunk_lane
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
@@ -100,7 +134,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.owner._on_datagram(data, Peer("udp", addr[0], addr[1]))
+        if self.trunk_lane:
+            self.owner.stats.trunk_lane += 1
+        self.owner._on_datagram(data, addr[0], addr[1])
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable for a datagram we sent: the peer is gone.
@@ -108,25 +144,49 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: SipTransport) -> None:
+    def __init__(self, owner: SipTransport, *, outgoing: bool = False) -> None:
         self.owner = owner
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.idle_handle: asyncio.TimerHandle | None = None
+        # Armed until the first complete message (module doc).
+        self.first_handle: asyncio.TimerHandle | None = None
         # A message went up to the transaction layer, or one was sent here.
         self.carried_sip = False
+        self.outgoing = outgoing
+        self.source_class: SourceClass | None = None  # admitted by the policy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
-        if len(self.owner._tcp) >= MAX_TCP_CONNECTIONS:
+        policy = self.owner.admission
+        loop = asyncio.get_running_loop()
+        if self.outgoing:
+            pass  # ours: the centre's own legs are never refused
+        elif policy is not None:
+            self.source_class = policy.open_connection(host, loop.time())
+            if self.source_class is None:
+                transport.abort()
+                return
+            if self.source_class is not SourceClass.TRUNK:
+                self.first_handle = loop.call_later(FIRST_MESSAGE_TIMEOUT_S, self._no_message)
+        elif len(self.owner._tcp) >= MAX_TCP_CONNECTIONS:
             transport.abort()
             return
         conn_id = self.owner._register_tcp(self)
         self.peer = Peer("tcp", host, port, conn_id)
         self._arm_idle()
+
+    def _no_message(self) -> None:
+        self.first_handle = None
+        policy = self.owner.admission
+        if policy is not None:
+            policy.stats.tcp_first_message_timeouts += 1
+        if self.transport is not None:
+            log.info("tcp_first_message_timeout", peer=str(self.peer))
+            self.transport.abort()
 
     def _arm_idle(self) -> None:
         if self.idle_handle is not None:
@@ -152,17 +212,30 @@ class _TcpProtocol(asyncio.Protocol):
             log.info("tcp_stream_broken", peer=str(self.peer), reason=exc.reason)
             self.transport.close()
             return
-        allow = self.owner.allow_source
+        owner = self.owner
         for item in items:
             if isinstance(item, KeepAlivePing):
                 self.transport.write(KeepAlivePing.PONG)
-            elif allow is not None and not allow(self.peer.host):
-                self.owner.stats.throttled += 1
+                continue
+            if self.first_handle is not None:
+                self.first_handle.cancel()
+                self.first_handle = None
+            if isinstance(item, SipParseError):
+                kind = b"?"
+            elif isinstance(item, Request):
+                kind = item.method.encode("ascii", "replace")
+            else:
+                kind = b""
+            verdict = owner._admit(kind, self.peer.host)
+            if verdict is Verdict.DROP:
+                owner.stats.throttled += 1
             elif isinstance(item, SipParseError):
-                self.owner._on_parse_error(item, self.peer)
+                owner._on_parse_error(item, self.peer)
+            elif verdict is Verdict.REFUSE and owner._refuse(item, self.peer):
+                pass
             else:
                 self.carried_sip = True
-                self.owner._deliver(item, self.peer)
+                owner._deliver(item, self.peer)
         fault = self.framer.fault if self.framer.broken else None
         if fault is not None:
             # Messages before the fault were delivered; the stream cannot
@@ -177,6 +250,12 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.idle_handle is not None:
             self.idle_handle.cancel()
+        if self.first_handle is not None:
+            self.first_handle.cancel()
+        policy = self.owner.admission
+        if policy is not None and self.source_class is not None and self.peer is not None:
+            policy.close_connection(self.peer.host, self.source_class)
+            self.source_class = None
         if self.peer is not None and self.peer.conn_id is not None:
             self.owner._tcp.pop(self.peer.conn_id, None)
             if self.carried_sip and self.owner.on_connection_lost is not None:
@@ -184,7 +263,7 @@ class _TcpProtocol(asyncio.Protocol):
 
 
 class SipTransport:
-    """UDP + TCP listener and sender for one `host:port`."""
+    """UDP + TCP listener and sender for one `host:port`, plus TLS on `tls_port`."""
 
     def __init__(
         self,
@@ -193,11 +272,24 @@ class SipTransport:
         on_message: MessageHandler,
         *,
         allow_source: Callable[[str], bool] | None = None,
+        admission: EdgePolicy | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_host: str | None = None,
+        tls_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.on_message = on_message
         self.allow_source = allow_source
+        # Set before start() (net/admission.py `install_edge`).
+        self.admission = admission
+        self.tls = tls
+        self.tls_loader: Callable[[], ssl.SSLContext] | None = None
+        self.tls_host = tls_host
+        self.tls_port = tls_port
+        self._tls_server: asyncio.Server | None = None
+        self._trunk_udp: _UdpProtocol | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.on_connection_lost: Callable[[Peer], None] | None = None
         self.trace = False
         self.stats = TransportStats()
@@ -212,14 +304,36 @@ class SipTransport:
     # -- lifecycle ------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        if self.tls is None and self.tls_loader is not None:
+            self.tls = self.tls_loader()  # raises before any socket is opened
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port), family=family
+        trunk_nets = (
+            [n for n in self.admission.networks if n.version == 4]
+            if self.admission is not None and family == socket.AF_INET
+            else []
         )
+        lane: tuple[socket.socket, socket.socket] | None = None
+        if trunk_nets:
+            try:
+                lane = _trunk_lane(self.host, self.port, trunk_nets)
+            except OSError as exc:  # pragma: no cover - not Linux, or refused
+                log.warning("trunk_lane_unavailable", error=str(exc))
+        if lane is not None:
+            # The trunk's own kernel queue (see `_trunk_lane`).
+            _, proto = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=lane[0])
+            _, self._trunk_udp = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self, trunk_lane=True), sock=lane[1]
+            )
+        else:
+            _, proto = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(self.host, self.port), family=family
+            )
         self._udp = proto
-        sock = proto.transport.get_extra_info("socket") if proto.transport else None
-        if sock is not None:
+        for udp in (proto, self._trunk_udp):
+            sock = udp.transport.get_extra_info("socket") if udp and udp.transport else None
+            if sock is None:
+                continue
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
             except OSError as exc:  # pragma: no cover - refused by the kernel
@@ -234,19 +348,38 @@ class SipTransport:
             family=family,
             reuse_address=True,
         )
+        if self.tls is not None and self.tls_port is not None:
+            tls_host = self.tls_host or self.host
+            self._tls_server = await loop.create_server(
+                lambda: _TcpProtocol(self),
+                host=tls_host,
+                port=self.tls_port,
+                family=socket.AF_INET6 if ":" in tls_host else socket.AF_INET,
+                reuse_address=True,
+                ssl=self.tls,
+                # A handshake is part of the first message's time budget.
+                ssl_handshake_timeout=FIRST_MESSAGE_TIMEOUT_S,
+            )
+            if self.tls_port == 0:  # tests
+                self.tls_port = self._tls_server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
         for task in list(self._connecting):
             task.cancel()
         if self._server is not None:
             self._server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
         for conn in list(self._tcp.values()):
             if conn.transport is not None:
                 conn.transport.close()
-        if self._udp is not None and self._udp.transport is not None:
-            self._udp.transport.close()
+        for udp in (self._udp, self._trunk_udp):
+            if udp is not None and udp.transport is not None:
+                udp.transport.close()
         if self._server is not None:
             await self._server.wait_closed()
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
 
     # -- receiving ------------------------------------------------------------
 
@@ -257,19 +390,61 @@ class SipTransport:
         self.stats.tcp_connections += 1
         return conn_id
 
-    def _on_datagram(self, data: bytes, peer: Peer) -> None:
+    def _admit(self, kind: bytes, host: str) -> Verdict:
+        policy = self.admission
+        if policy is not None:
+            assert self._loop is not None
+            return policy.admit(kind, host, self._loop.time())
+        if self.allow_source is not None and not self.allow_source(host):
+            return Verdict.DROP
+        return Verdict.DELIVER
+
+    def _on_datagram(self, data: bytes, host: str, port: int) -> None:
         self.stats.datagrams += 1
-        if self.allow_source is not None and not self.allow_source(peer.host):
-            self.stats.throttled += 1
-            return
         if len(data) <= 4 and not data.strip(b"\r\n\x00 "):
             return  # RFC 5626 keep-alive or NAT pinhole packet
+        verdict = self._admit(message_kind(data), host)
+        if verdict is Verdict.DROP:
+            self.stats.throttled += 1
+            return
+        peer = Peer("udp", host, port)
         try:
             message = parse_message(data)
         except SipParseError as exc:
             self._on_parse_error(exc, peer)
             return
+        if verdict is Verdict.REFUSE and self._refuse(message, peer):
+            return
         self._deliver(message, peer)
+
+    def _refuse(self, message: Request | Response, peer: Peer) -> bool:
+        """A non-trunk INVITE (admission said REFUSE): an out-of-dialog one
+        gets a stateless 403 here and True; an in-dialog one must still
+        take a transaction from its class's share (False: deliver it), or
+        is dropped (True)."""
+        policy = self.admission
+        assert policy is not None and self._loop is not None
+        now = self._loop.time()
+        if not isinstance(message, Request) or message.to_tag:
+            if policy.admit_transaction(policy.classify(peer.host, now), now) is Verdict.DROP:
+                self.stats.throttled += 1
+                return True
+            return False
+        # DESIGN §2: "Anything else: 403 (unknown source)". Stateless (RFC
+        # 3261 §8.2.6): nothing is held or retransmitted for a stranger.
+        answer = Response.for_request(
+            message, 403, to_tag=new_tag(), headers=[("Warning", '399 callcenter112 "not a trunk"')]
+        )
+        try:
+            dest = response_peer(message, peer)
+        except SipParseError:
+            self.stats.dropped += 1
+            return True
+        self.stats.refused_403 += 1
+        # At most REFUSALS_PER_S of these a second (sip/admission.py).
+        log.info("invite_forbidden", source=str(peer), uri=message.uri, stateless=True)
+        self.send(answer.serialize(), dest)
+        return True
 
     def _on_parse_error(self, exc: SipParseError, peer: Peer) -> None:
         self.stats.parse_errors += 1
@@ -335,7 +510,10 @@ class SipTransport:
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _TcpProtocol(self), peer.host, peer.port), 5.0
+                loop.create_connection(
+                    lambda: _TcpProtocol(self, outgoing=True), peer.host, peer.port
+                ),
+                5.0,
             )
         except (OSError, TimeoutError):
             self.stats.send_errors += 1
@@ -354,6 +532,60 @@ class SipTransport:
     @property
     def local_port(self) -> int:
         return self.port
+
+
+# Linux socket options and classic-BPF opcodes (linux/filter.h, asm/socket.h).
+_SO_ATTACH_REUSEPORT_CBPF = 51
+_SKF_NET_OFF = -0x100000
+_LD_W_ABS, _ALU_AND_K, _JMP_JEQ_K, _RET_K = 0x20, 0x54, 0x15, 0x06
+
+
+def _trunk_lane(
+    host: str, port: int, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> tuple[socket.socket, socket.socket]:
+    """Two UDP sockets on one `host:port` (SO_REUSEPORT); a classic BPF
+    program on the group sends datagrams whose IPv4 source is in `networks`
+    to the second one, everything else to the first.
+
+    Why: a flood fills the socket's kernel queue faster than the loop drains
+    it, and the trunk's INVITEs would wait behind it (or be dropped with it
+    when the queue is full) before admission could ever see them. With its
+    own queue, the trunk's datagrams are read on the next loop turn whatever
+    the flood does (uvloop reads a bounded batch per socket per turn).
+    Measured in `scripts/bench edge`. Linux only; elsewhere, and for IPv6,
+    one socket as before.
+    """
+    if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - not Linux
+        raise OSError("SO_REUSEPORT unavailable")
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.setblocking(False)
+        s.bind((host, port))
+        port = s.getsockname()[1]  # the second joins the port the first got
+        socks.append(s)
+    # A = source address (IPv4 header offset 12); for each network: if
+    # (A & mask) == net return 1 (the trunk's socket); finally return 0.
+    program: list[tuple[int, int, int, int]] = []
+    for net in networks:
+        program += [
+            (_LD_W_ABS, 0, 0, _SKF_NET_OFF + 12),
+            (_ALU_AND_K, 0, 0, int(net.netmask)),
+            (_JMP_JEQ_K, 0, 1, int(net.network_address)),
+            (_RET_K, 0, 0, 1),
+        ]
+    program.append((_RET_K, 0, 0, 0))
+    code = b"".join(struct.pack("HBBI", c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in program)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    try:
+        socks[0].setsockopt(socket.SOL_SOCKET, _SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError:
+        for s in socks:
+            s.close()
+        raise
+    return socks[0], socks[1]
 
 
 def _trace(direction: str, data: bytes, peer: Peer) -> None:

@@ -31,8 +31,19 @@ call must not be dropped by a rate limit.
 
 Failures are counted in a fixed window that opens with the first failure and
 lasts `window_s` (O(1) and exact for a burst; a burst straddling two windows
-needs up to twice the limit, which is fine for a lockout). Tables are
-LRU-bounded (`max_entries`), and every operation is O(1).
+needs up to twice the limit, which is fine for a lockout). Every operation is
+O(1).
+
+Eviction (issue 11). Tables are bounded (`max_entries`), but a spoofer who
+sends from more addresses than that must not push out what matters: a
+trusted source (the operators' usual addresses) or an active lockout (a
+scanner would otherwise free itself by flooding). So sources live in two
+tables: `_sources`, the LRU of strangers, which a flood of new addresses
+churns; and `_held`, sources that authenticated (trusted) or are locked out.
+Only a successful authentication or a lockout moves a source into `_held`;
+when `_held` is full its least recently used entry whose trust and lockout
+have both ended goes first, and only then the oldest. A spoofer cannot
+authenticate, so it can churn only the strangers' table.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 from typing import TYPE_CHECKING, Final
 
 from .message import Request, Response, new_tag
@@ -121,6 +133,7 @@ class SourceGuard:
     """Token buckets and failed-authentication lockout, keyed by source IP."""
 
     __slots__ = (
+        "_held",
         "_pairs",
         "_sources",
         "burst",
@@ -155,6 +168,7 @@ class SourceGuard:
         self.trust_s = trust_s
         self.max_entries = max_entries
         self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self._held: OrderedDict[str, _Source] = OrderedDict()
         self._pairs: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
 
     @classmethod
@@ -206,6 +220,8 @@ class SourceGuard:
         target.count = 0
         target.window_start = float("-inf")
         target.locked_until = now + self.lockout_s
+        if target is st:
+            self._hold(source, st, now)
         return LockoutStarted(
             source=source,
             user=(user or "") if trusted else None,
@@ -218,15 +234,22 @@ class SourceGuard:
         st = self._source(source, now)
         st.trusted_until = now + self.trust_s
         st.count = 0
+        self._hold(source, st, now)
         self._pairs.pop((source, user or ""), None)
 
     # -- views -------------------------------------------------------------------
+
+    def trusted(self, source: str, now: float) -> bool:
+        """Did `source` authenticate within `trust_s`? (A known operator
+        address: what `admission.EdgePolicy` classes as OPERATOR.)"""
+        st = self._held.get(source)
+        return st is not None and st.trusted_until > now
 
     def locked_until(self, source: str, now: float, *, user: str | None = None) -> float | None:
         """When the lockout affecting (source, user) ends, or None."""
         ends = [
             f.locked_until
-            for f in (self._sources.get(source), self._pairs.get((source, user or "")))
+            for f in (self._entry(source), self._pairs.get((source, user or "")))
             if f is not None and f.locked_until > now
         ]
         return max(ends) if ends else None
@@ -235,7 +258,8 @@ class SourceGuard:
         """Active lockouts (O(table size): for the telecom view, not per packet)."""
         out = [
             Lockout(source=ip, user=None, until=st.locked_until)
-            for ip, st in self._sources.items()
+            for table in (self._sources, self._held)
+            for ip, st in table.items()
             if st.locked_until > now
         ]
         out += [
@@ -247,7 +271,15 @@ class SourceGuard:
 
     # -- tables --------------------------------------------------------------------
 
+    def _entry(self, source: str) -> _Source | None:
+        st = self._held.get(source)
+        return st if st is not None else self._sources.get(source)
+
     def _source(self, source: str, now: float) -> _Source:
+        st = self._held.get(source)
+        if st is not None:
+            self._held.move_to_end(source)
+            return st
         st = self._sources.get(source)
         if st is None:
             st = self._sources[source] = _Source(self.burst, now)
@@ -256,6 +288,23 @@ class SourceGuard:
         else:
             self._sources.move_to_end(source)
         return st
+
+    def _hold(self, source: str, st: _Source, now: float) -> None:
+        """Move `source` where a flood of new addresses cannot evict it."""
+        if self._held.get(source) is st:
+            return
+        self._sources.pop(source, None)
+        self._held[source] = st
+        if len(self._held) > self.max_entries:
+            # The oldest entry that no longer matters, else the oldest. A
+            # bounded look: entries are in last-use order, so expired ones
+            # gather at the front.
+            for ip in list(islice(self._held, 64)):
+                old = self._held[ip]
+                if old.trusted_until <= now and old.locked_until <= now:
+                    del self._held[ip]
+                    return
+            self._held.popitem(last=False)
 
     def _pair(self, source: str, user: str) -> _Failures:
         key = (source, user)
