@@ -1,0 +1,150 @@
+"""Whether this node takes calls: leader, follower, draining or fenced.
+
+Theory of operation. Two nodes sit behind the Kamailio edge
+(deploy/kamailio/kamailio.cfg); the edge sends new calls to whichever node
+answers its OPTIONS probes with 2xx. So a node's role is told to the edge
+through one thing only, its answer to out-of-dialog OPTIONS:
+
+  role       takes new INVITEs   probe answer        runs the ACD
+  LEADER     yes                 200                 yes
+  FOLLOWER   no (503)            503 Standby         no
+  DRAINING   no (503)            503 Draining        yes, for its own calls only
+  FENCED     no (503)            503 Fenced          no
+
+A refused INVITE gets 503 with Retry-After: 0, which the edge's
+failure_route turns into a retry on the next node within the same
+transaction (RFC 3261 §21.5.4: 503 means "try another server"); the carrier
+never sees it while another node is up. In-dialog requests are never
+refused: calls already bridged on a draining or fenced node finish there.
+
+Transitions (one table; anything not in it is ignored and reported):
+  FOLLOWER --leadership_acquired--> LEADER     (the lock is ours)
+  LEADER   --database_lost--------> FENCED     (self-fencing: the lock may be
+                                                someone else's by now)
+  LEADER   --drain_requested------> DRAINING   (planned switch-over)
+  DRAINING --leadership_released--> FOLLOWER   (its last call ended, lock freed)
+  DRAINING --database_lost--------> FENCED
+  FENCED   --database_back--------> FOLLOWER   (it must win the lock again)
+  FOLLOWER --database_lost--------> FENCED
+A single node without a cluster is a LEADER for ever (`Role.LEADER`, the
+default), so one machine behaves as before.
+
+The call flow consults it (hooks, centre.py is not changed here):
+  * OPTIONS without To tag → `probe_answer()` (status, reason, headers);
+  * initial INVITE → if `refusal()` is not None answer it and stop;
+  * the ACD offers calls only while `runs_acd()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+__all__ = [
+    "TRANSITIONS",
+    "NodeRole",
+    "Role",
+    "RoleChanged",
+    "RoleInput",
+    "SipAnswer",
+]
+
+
+class Role(Enum):
+    LEADER = "leader"
+    FOLLOWER = "follower"
+    DRAINING = "draining"
+    FENCED = "fenced"
+
+
+class RoleInput(Enum):
+    LEADERSHIP_ACQUIRED = "leadership_acquired"
+    LEADERSHIP_RELEASED = "leadership_released"
+    DATABASE_LOST = "database_lost"
+    DATABASE_BACK = "database_back"
+    DRAIN_REQUESTED = "drain_requested"
+
+
+TRANSITIONS: Final[dict[tuple[Role, RoleInput], Role]] = {
+    (Role.FOLLOWER, RoleInput.LEADERSHIP_ACQUIRED): Role.LEADER,
+    (Role.FOLLOWER, RoleInput.DATABASE_LOST): Role.FENCED,
+    (Role.LEADER, RoleInput.DATABASE_LOST): Role.FENCED,
+    (Role.LEADER, RoleInput.DRAIN_REQUESTED): Role.DRAINING,
+    (Role.DRAINING, RoleInput.LEADERSHIP_RELEASED): Role.FOLLOWER,
+    (Role.DRAINING, RoleInput.DATABASE_LOST): Role.FENCED,
+    (Role.FENCED, RoleInput.DATABASE_BACK): Role.FOLLOWER,
+}
+
+_REASONS: Final = {
+    Role.FOLLOWER: "Standby",
+    Role.DRAINING: "Draining",
+    Role.FENCED: "Fenced",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SipAnswer:
+    """A response the call flow sends as is."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleChanged:
+    before: Role
+    after: Role
+    cause: RoleInput
+    at: float  # the caller's monotonic clock
+
+
+class NodeRole:
+    """This node's role; pure (time is passed in)."""
+
+    __slots__ = ("_changed_at", "_role")
+
+    def __init__(self, role: Role = Role.LEADER, *, now: float = 0.0) -> None:
+        self._role = role
+        self._changed_at = now
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def changed_at(self) -> float:
+        return self._changed_at
+
+    def accepting_calls(self) -> bool:
+        """Whether a new INVITE is taken here."""
+        return self._role is Role.LEADER
+
+    def runs_acd(self) -> bool:
+        """Whether the ACD offers calls (a draining node still serves its own)."""
+        return self._role in (Role.LEADER, Role.DRAINING)
+
+    def probe_answer(self) -> SipAnswer:
+        """The answer to an out-of-dialog OPTIONS (the edge's probe)."""
+        if self.accepting_calls():
+            return SipAnswer(status=200, reason="OK")
+        return SipAnswer(status=503, reason=_REASONS[self._role])
+
+    def refusal(self) -> SipAnswer | None:
+        """None to take a new INVITE, else the 503 that sends it to the other node."""
+        if self.accepting_calls():
+            return None
+        # Retry-After: 0 — the edge retries elsewhere at once; no carrier backoff.
+        return SipAnswer(status=503, reason=_REASONS[self._role], headers=(("Retry-After", "0"),))
+
+    def apply(self, cause: RoleInput, now: float) -> RoleChanged | None:
+        """Feed one input; the change it made, or None when the table has no
+        entry (e.g. a second database_lost while fenced)."""
+        after = TRANSITIONS.get((self._role, cause))
+        if after is None:
+            return None
+        change = RoleChanged(before=self._role, after=after, cause=cause, at=now)
+        self._role = after
+        self._changed_at = now
+        return change
