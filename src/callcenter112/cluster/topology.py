@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Final
 
 from .kamailio import EdgeSettings, Node, render
+from .nodeconfig import ROOT, node_config
 
 __all__ = ["PARTS", "Part", "Topology", "main"]
 
@@ -47,7 +48,6 @@ PG_BIN: Final = Path("/usr/lib/postgresql/15/bin")
 SIP_PORT: Final = 5060
 WEB_PORT: Final = 8080
 PG_PORT: Final = 5432
-ROOT: Final = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,38 +224,14 @@ class Topology:
     def _node(self, part: str) -> None:
         d = self.state / part
         (d / "data").mkdir(parents=True, exist_ok=True)
-        addr = self.address(part)
-        voice_dir = ROOT / "sounds"
-        config = f"""
-[sip]
-listen = "{addr}:{SIP_PORT}"
-advertise = "{addr}"
-trace = true
-[rtp]
-ports = "20000-20199"
-[storage]
-database = "{d / "data" / "db.sqlite3"}"
-recordings = "{d / "data" / "recordings"}"
-[web]
-listen = "{addr}:{WEB_PORT}"
-city_areas = "{ROOT / "config" / "ambon-areas.toml"}"
-[ivr]
-prompts = "{voice_dir}"
-menu_tries = 1
-input_timeout_s = 1
-[[trunk]]
-name = "edge"
-allow = ["{self.address("edge")}/32"]
-numbers = ["112", "urn:service:sos"]
-[[operator]]
-user = "op1"
-password = "secret1"
-skills = ["medical", "fire", "disaster", "police"]
-[[user]]
-name = "supervisor"
-role = "supervisor"
-password = "super-secret"
-"""
+        config = node_config(
+            listen=self.address(part),
+            sip_port=SIP_PORT,
+            web_port=WEB_PORT,
+            rtp=(20000, 20199),
+            data=d / "data",
+            edge_networks=(f"{self.address('edge')}/32",),
+        )
         (d / "callcenter112.toml").write_text(config)
         self._spawn(
             part,
