@@ -28,16 +28,25 @@ def test_every_state_and_input(role: Role, cause: RoleInput) -> None:
         assert node.role is expected and node.changed_at == 2.0
 
 
-def test_only_the_leader_takes_calls_and_answers_probes_200() -> None:
+def test_only_the_leader_answers_probes_200() -> None:
     for role in Role:
         node = NodeRole(role)
         probe = node.probe_answer()
-        refusal = node.refusal()
         if role is Role.LEADER:
-            assert node.accepting_calls() and probe.status == 200 and refusal is None
+            assert node.accepting_calls() and probe.status == 200
         else:
             assert not node.accepting_calls()
             assert probe.status == 503 and probe.reason
+
+
+def test_who_refuses_an_invite_and_never_a_last_resort_one() -> None:
+    for role in Role:
+        node = NodeRole(role)
+        assert node.refusal(last_resort=True) is None
+        refusal = node.refusal()
+        if role in (Role.LEADER, Role.DRAINING):
+            assert refusal is None  # a draining node serves what still reaches it
+        else:
             assert refusal is not None and refusal.status == 503
             assert ("Retry-After", "0") in refusal.headers
 

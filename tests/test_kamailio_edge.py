@@ -137,7 +137,8 @@ def answering_node(status: int, reason: str) -> Iterator[tuple[int, list[str]]]:
             except OSError:
                 continue
             head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
-            got.append(head[0])
+            marks = [h for h in head if h.lower().startswith("x-callcenter112-last-resort")]
+            got.append(head[0] + (" " + marks[0] if marks else ""))
             if head[0].startswith("ACK "):
                 continue
             keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in KEEP]
@@ -332,3 +333,43 @@ def test_calls_skip_a_dead_and_a_standby_node_and_death_is_detected(tmp_path: Pa
     # the shipped timers: ping 1 s + fr_timer 1 s (+ the log poll). The figure
     # itself belongs to scripts/bench failover; this only tells the regimes apart.
     assert detected < 10, detected
+
+
+@pytest.mark.peers
+def test_with_no_node_active_every_node_is_tried_as_a_last_resort(tmp_path: Path) -> None:
+    """Both nodes refuse (503, as followers do): the edge tries each again with
+    X-Callcenter112-Last-Resort, which a node never refuses; a forged header from
+    outside is stripped."""
+    need("kamailio")
+    with (
+        answering_node(503, "Standby") as (first, first_got),
+        answering_node(503, "Standby") as (second, second_got),
+        running_edge(tmp_path / "edge", nodes=((first, 0), (second, 1))) as edge,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as trunk,
+    ):
+        trunk.bind(("127.0.0.1", 0))
+        trunk.settimeout(10)
+        local = trunk.getsockname()[1]
+        invite = (
+            f"INVITE sip:112@127.0.0.1:{edge.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKlastresort1;rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:0812@127.0.0.1>;tag=lr1\r\n"
+            "To: <sip:112@127.0.0.1>\r\nCall-ID: last-resort-1\r\nCSeq: 1 INVITE\r\n"
+            f"Contact: <sip:0812@127.0.0.1:{local}>\r\n"
+            "X-Callcenter112-Last-Resort: forged\r\nContent-Length: 0\r\n\r\n"
+        )
+        trunk.sendto(invite.encode(), ("127.0.0.1", edge.port))
+        final = ""
+        while not final:
+            line = trunk.recv(65535).split(b"\r\n", 1)[0].decode()
+            if not line.startswith("SIP/2.0 1"):
+                final = line
+        # RFC 3261 §16.7 step 6: a proxy turns a 503 it got into a 500 upstream.
+        assert final.startswith("SIP/2.0 500"), final
+        assert edge.lines("last resort")
+    invites = [g for g in first_got + second_got if g.startswith("INVITE ")]
+    # Each node once normally (the forged mark stripped), once as a last resort.
+    assert len(invites) == 4, invites
+    marked = [g for g in invites if "Last-Resort: yes" in g]
+    assert len(marked) == 2, invites
+    assert not any("forged" in g for g in invites)

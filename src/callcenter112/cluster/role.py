@@ -5,17 +5,25 @@ Theory of operation. Two nodes sit behind the Kamailio edge
 answers its OPTIONS probes with 2xx. So a node's role is told to the edge
 through one thing only, its answer to out-of-dialog OPTIONS:
 
-  role       takes new INVITEs   probe answer        runs the ACD
-  LEADER     yes                 200                 yes
-  FOLLOWER   no (503)            503 Standby         no
-  DRAINING   no (503)            503 Draining        yes, for its own calls only
-  FENCED     no (503)            503 Fenced          no
+  role       probe answer    a new INVITE that reaches it     runs the ACD
+  LEADER     200             taken                            yes
+  DRAINING   503 Draining    taken (the edge stops sending)   yes
+  FOLLOWER   503 Standby     503, unless last resort          no
+  FENCED     503 Fenced      503, unless last resort          no
 
 A refused INVITE gets 503 with Retry-After: 0, which the edge's
 failure_route turns into a retry on the next node within the same
 transaction (RFC 3261 §21.5.4: 503 means "try another server"); the carrier
-never sees it while another node is up. In-dialog requests are never
-refused: calls already bridged on a draining or fenced node finish there.
+never sees it while another node is up. No call to 112 may be refused at
+the edge for want of a leader, so when the edge finds no node active it
+sends the INVITE to every node in turn marked `X-Callcenter112-Last-Resort`
+(the edge strips that header from everything it receives, so only it can
+set it), and a node takes a last-resort INVITE whatever its role (a fenced
+node keeps the incident in memory until its database returns, issue 14).
+In-dialog requests are never refused: calls already bridged on a draining
+or fenced node finish there. A draining node takes an INVITE that still
+reaches it (the edge notices the 503 probe within a second): during a
+planned switch-over no call is refused.
 
 Transitions (one table; anything not in it is ignored and reported):
   FOLLOWER --leadership_acquired--> LEADER     (the lock is ours)
@@ -31,7 +39,8 @@ default), so one machine behaves as before.
 
 The call flow consults it (hooks, centre.py is not changed here):
   * OPTIONS without To tag → `probe_answer()` (status, reason, headers);
-  * initial INVITE → if `refusal()` is not None answer it and stop;
+  * initial INVITE → if `refusal(last_resort=...)` is not None answer it and
+    stop (`last_resort`: the request has the LAST_RESORT_HEADER);
   * the ACD offers calls only while `runs_acd()`.
 """
 
@@ -42,6 +51,7 @@ from enum import Enum
 from typing import Final
 
 __all__ = [
+    "LAST_RESORT_HEADER",
     "TRANSITIONS",
     "NodeRole",
     "Role",
@@ -49,6 +59,10 @@ __all__ = [
     "RoleInput",
     "SipAnswer",
 ]
+
+
+# Set by deploy/kamailio/kamailio.cfg (route TONODE / NODE_FAILOVER) only.
+LAST_RESORT_HEADER: Final = "X-Callcenter112-Last-Resort"
 
 
 class Role(Enum):
@@ -118,7 +132,7 @@ class NodeRole:
         return self._changed_at
 
     def accepting_calls(self) -> bool:
-        """Whether a new INVITE is taken here."""
+        """Whether this node asks the edge for new calls (its probe answer)."""
         return self._role is Role.LEADER
 
     def runs_acd(self) -> bool:
@@ -131,9 +145,9 @@ class NodeRole:
             return SipAnswer(status=200, reason="OK")
         return SipAnswer(status=503, reason=_REASONS[self._role])
 
-    def refusal(self) -> SipAnswer | None:
+    def refusal(self, *, last_resort: bool = False) -> SipAnswer | None:
         """None to take a new INVITE, else the 503 that sends it to the other node."""
-        if self.accepting_calls():
+        if last_resort or self._role in (Role.LEADER, Role.DRAINING):
             return None
         # Retry-After: 0 — the edge retries elsewhere at once; no carrier backoff.
         return SipAnswer(status=503, reason=_REASONS[self._role], headers=(("Retry-After", "0"),))
