@@ -78,7 +78,8 @@ DEFAULT_TIMERS: Final = EdgeTimers(
     inactive_threshold=2,
 )
 
-# Kamailio 5.6's own defaults (tm README, dispatcher README): for the benchmark.
+# Kamailio 5.6's own tm defaults (tm README); its dispatcher does not probe at all
+# by default (ds_ping_interval 0), so probes every 10 s as common configs do.
 KAMAILIO_DEFAULT_TIMERS: Final = EdgeTimers(
     fr_timer_ms=30_000,
     fr_inv_timer_ms=120_000,
