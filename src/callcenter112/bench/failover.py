@@ -292,8 +292,8 @@ def _s(value: float | None) -> str:
 def markdown(figures: list[FailoverFigures], settings: FailoverSettings) -> str:
     rows = [
         "| timers | placed | answered before kill | answered after kill | lost"
-        " | time to detect | time to first answered call | audio lost / interrupted call"
-        " | time to callbacks queued |",
+        " | time to detect | time to first call answered in patience"
+        " | audio lost / interrupted call | time to callbacks queued |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for f in figures:
