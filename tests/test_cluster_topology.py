@@ -1,7 +1,8 @@
 """scripts/cluster: the whole topology in network namespaces on this machine —
-start, a SIPp trunk call through Kamailio answered by node1 with the operator
-registered through the edge and the standby database streaming, then stop
-leaves no namespace, link or process behind. Needs root (ip netns)."""
+start, SIPp trunk calls through Kamailio answered by node1 with the operator
+registered through the edge and the standby database streaming; node1 is
+killed and the next calls are answered by node2; then stop leaves no
+namespace, link or process behind. Needs root (ip netns)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,15 @@ def test_start_call_stop_leaves_nothing_behind(state: Path) -> None:
         assert len(rows) == 2 and all(r[0] for r in rows)
         node1 = (state / "node1.log").read_text()
         assert '"kind": "OperatorRegistered"' in node1  # baresip, through the edge
+
+        # node1 dies: the next calls are answered by node2 through the edge.
+        assert cluster("kill", "node1", *common).returncode == 0
+        called = cluster("call", *common, "--calls", "2")
+        assert called.returncode == 0, (state / "trunk" / "sipp.out").read_text()[-3000:]
+        db2 = state / "node2" / "data" / "db.sqlite3"
+        with sqlite3.connect(f"file:{db2}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT answered_at FROM incidents").fetchall()
+        assert len(rows) == 2 and all(r[0] for r in rows)
     finally:
         stopped = cluster("stop", *common)
     assert stopped.returncode == 0, stopped.stderr

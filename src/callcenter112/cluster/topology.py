@@ -331,6 +331,17 @@ class Topology:
         (d / "sipp.out").write_text(done.stdout + done.stderr)
         return done.returncode
 
+    def kill(self, part: str) -> None:
+        """SIGKILL one node (or the edge, or the operator) as a machine dying would."""
+        pid_file = self.state / f"{part}.pid"
+        if part not in ("node1", "node2", "edge", "ops") or not pid_file.exists():
+            raise ValueError(f"kill: {part!r} is not a running node1/node2/edge/ops")
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
     def status(self) -> dict[str, object]:
         alive: dict[str, bool] = {}
         for pid_file in sorted(self.state.glob("*.pid")):
@@ -413,7 +424,8 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "call"])
+    parser.add_argument("command", choices=["start", "stop", "status", "call", "kill"])
+    parser.add_argument("part", nargs="?", help="for `kill`: node1, node2, edge or ops")
     parser.add_argument("--name", default="cc112", help="namespace prefix (1-6 characters)")
     parser.add_argument("--state", type=Path, default=None, help="state directory")
     parser.add_argument("--calls", type=int, default=1, help="for `call`: how many")
@@ -429,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             topo.stop()
         elif args.command == "status":
             print(json.dumps(topo.status(), indent=2))
+        elif args.command == "kill":
+            topo.kill(str(args.part))
         else:
             return topo.call(calls=args.calls)
     except (RuntimeError, ValueError) as exc:
