@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from .cluster.role import DEFAULT_LOCK_KEY
+
 __all__ = [
     "CATEGORIES",
     "DISPOSITIONS",
@@ -31,6 +33,7 @@ __all__ = [
     "AgencyConfig",
     "ApiTokenConfig",
     "CentreConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
@@ -233,6 +236,22 @@ class StorageConfig(_Section):
     recordings: str = "data/recordings"
 
 
+class ClusterConfig(_Section):
+    """Two nodes behind the Kamailio edge (docs/deployment-kamailio.md); off: one node.
+    The leader is the node holding a PostgreSQL advisory lock (cluster/leader.py)."""
+
+    enabled: bool = False
+    # Where the lock lives; "" = [storage] database (which must then be postgresql://).
+    leader_database: str = ""
+    lock_key: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] = DEFAULT_LOCK_KEY
+    retry_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    check_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+
+    def leader_dsn(self, storage: StorageConfig) -> str:
+        return self.leader_database or storage.database
+
+
 class RecordingsConfig(_Section):
     enabled: bool = True
     keep_days: Annotated[int, Field(ge=1, le=36_500)] = 3650
@@ -427,6 +446,7 @@ class Config(_Section):
     sip: SipConfig = SipConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
+    cluster: ClusterConfig = ClusterConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     web: WebConfig = WebConfig()
     ivr: IvrConfig = IvrConfig()
@@ -550,6 +570,16 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
         and cfg.sip.listen.host in (cfg.web.listen.host, "0.0.0.0", "::")
     ):
         problems.append(ConfigProblem("web.listen", "same port as sip.listen"))
+    if cfg.cluster.enabled and not cfg.cluster.leader_dsn(cfg.storage).startswith(
+        ("postgresql://", "postgres://")
+    ):
+        problems.append(
+            ConfigProblem(
+                "cluster.leader_database",
+                "a cluster needs a postgresql:// database for its leader lock"
+                " (set it, or make [storage] database postgresql://)",
+            )
+        )
     return problems
 
 

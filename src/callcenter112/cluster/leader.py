@@ -35,20 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from .role import NodeRole, Role, RoleChanged, RoleInput
+from .role import DEFAULT_LOCK_KEY, NodeRole, Role, RoleChanged, RoleInput
 
 if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["DEFAULT_LOCK_KEY", "LeaderSettings", "Leadership"]
 
-# One advisory lock per centre; the default is a fixed, documented number.
-DEFAULT_LOCK_KEY: Final = zlib.crc32(b"callcenter112 leader")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,11 +46,13 @@ The call flow consults it (hooks, centre.py is not changed here):
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
 __all__ = [
+    "DEFAULT_LOCK_KEY",
     "LAST_RESORT_HEADER",
     "TRANSITIONS",
     "NodeRole",
@@ -60,6 +62,10 @@ __all__ = [
     "SipAnswer",
 ]
 
+
+# The PostgreSQL advisory lock whose holder is the leader (cluster/leader.py);
+# one per centre, a fixed number unless [cluster] lock_key says otherwise.
+DEFAULT_LOCK_KEY: Final = zlib.crc32(b"callcenter112 leader")
 
 # Set by deploy/kamailio/kamailio.cfg (route TONODE / NODE_FAILOVER) only.
 LAST_RESORT_HEADER: Final = "X-Callcenter112-Last-Resort"
