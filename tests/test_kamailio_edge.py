@@ -373,3 +373,22 @@ def test_with_no_node_active_every_node_is_tried_as_a_last_resort(tmp_path: Path
     marked = [g for g in invites if "Last-Resort: yes" in g]
     assert len(marked) == 2, invites
     assert not any("forged" in g for g in invites)
+
+
+@pytest.mark.peers
+def test_sipvicious_scan_finds_nothing_but_a_phone_is_answered(tmp_path: Path) -> None:
+    """SIPVicious' svmap (User-Agent friendly-scanner) from a non-trunk address is
+    dropped by secfilter; an ordinary OPTIONS from the same address is answered."""
+    need("svmap", "kamailio")
+    with running_edge(tmp_path / "edge", nodes=((free_port(), 0),)) as edge:
+        scan = subprocess.run(
+            ["svmap", "-p", str(edge.port), "-b", "127.0.5.5", "127.0.0.1", "-t", "0.5"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
+        assert "callcenter112-edge" not in scan.stdout, scan.stdout
+        assert edge.lines(r"secfilter: dropping OPTIONS from 127\.0\.5\.5 ua=\[friendly-scanner\]")
+        assert sip_options(edge.port, source="127.0.5.5") == "SIP/2.0 200 Keepalive"
