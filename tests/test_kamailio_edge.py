@@ -197,14 +197,24 @@ def test_trunk_calls_through_the_edge_are_answered_and_recorded(tmp_path: Path) 
 
 
 @pytest.mark.peers
-def test_operator_registers_through_the_edge_and_is_offered_a_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_operator_registers_through_the_edge_and_is_offered_a_call(
+    tmp_path: Path, transport: str
+) -> None:
+    """The phone registers over UDP or TCP to the edge; the node is reached over UDP."""
     need("sipp", "baresip", "kamailio")
     number = "0812000002"
     with (
         running_server(tmp_path / "node", extra=TALK) as node,
-        running_edge(tmp_path / "edge", nodes=((node.sip_port, 0),)) as edge,
+        running_edge(
+            tmp_path / "edge", nodes=((node.sip_port, 0),), tcp=transport == "tcp"
+        ) as edge,
         baresip_operator(
-            tmp_path / "op1", user="op1", password="secret1", server_port=edge.port
+            tmp_path / "op1",
+            user="op1",
+            password="secret1",
+            server_port=edge.port,
+            transport=transport,
         ) as op1,
     ):
         wait_until(lambda: operator_online(node, "op1"), 20, what="op1 online via the edge")

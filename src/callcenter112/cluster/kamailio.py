@@ -117,6 +117,7 @@ class EdgeSettings:
     pike_requests: int = 30  # per source and sampling unit
     ban_seconds: int = 300
     register_rate: int = 50  # REGISTERs per second from phones, all together
+    tcp: bool = False  # also listen on TCP (same port) for softphones
     blocked_user_agents: tuple[str, ...] = SCANNER_USER_AGENTS
     blocked_addresses: tuple[str, ...] = ()
     extra_defines: dict[str, str] = field(default_factory=dict)
@@ -143,6 +144,11 @@ def _local_cfg(s: EdgeSettings, directory: Path) -> str:
     lines = [
         "# Written by callcenter112.cluster.kamailio.render: the site's values.",
         f'#!substdef "!LISTEN_SOCKET!udp:{host}:{s.listen_port}!g"',
+        *(
+            ["#!define WITH_TCP", f'#!substdef "!LISTEN_TCP_SOCKET!tcp:{host}:{s.listen_port}!g"']
+            if s.tcp
+            else []
+        ),
         f'#!define TRUNK_NETS "{",".join(s.trunk_nets)}"',
         f'#!define DS_LIST "{directory / "dispatcher.list"}"',
         f'#!define DB_TEXT_DIR "text://{directory / "db"}"',
@@ -222,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--trunk", action="append", required=True, help="trunk CIDR")
     parser.add_argument("--kamailio-defaults", action="store_true", help="Kamailio's own timers")
+    parser.add_argument("--tcp", action="store_true", help="also listen on TCP for softphones")
     args = parser.parse_args(argv)
     host, _, port = str(args.listen).rpartition(":")
     try:
@@ -231,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nodes=tuple(_node(n) for n in args.node),
             trunk_nets=tuple(args.trunk),
             timers=KAMAILIO_DEFAULT_TIMERS if args.kamailio_defaults else DEFAULT_TIMERS,
+            tcp=bool(args.tcp),
         )
     except ValueError as exc:
         print(f"kamailio render: {exc}", file=sys.stderr)

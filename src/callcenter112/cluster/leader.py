@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_LOCK_KEY", "LeaderSettings", "Leadership"]
 
 
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaderSettings:
     dsn: str
