@@ -16,9 +16,10 @@ the namespaces), link and namespace it made, then the state directory's
 run files. Needs root (ip netns).
 
 The nodes use SQLite in their own directories until the PostgreSQL store
-(issue 14) is merged; then `[storage] database` takes the multi-host DSN
-`postgresql://10.112.0.21,10.112.0.22/callcenter112?target_session_attrs=read-write`
-(`--store postgresql`). The databases run either way, replicating.
+(issue 14) is merged; then their `[storage] database` becomes the multi-host
+DSN `postgresql://10.112.0.21,10.112.0.22/callcenter112?target_session_attrs=read-write`
+(node_config's `data` → a `database` argument) and `[cluster] enabled = true`.
+The databases already run, the standby streaming from the primary.
 """
 
 from __future__ import annotations
