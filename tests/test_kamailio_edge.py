@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -118,17 +119,27 @@ def test_bad_settings_name_what_is_wrong(change: dict[str, object], names: str) 
 # --------------------------------------------------------------------------- a standby node
 
 
+@dataclass
+class AnsweringNode:
+    port: int
+    got: list[str]  # request lines (with the last-resort mark, if any)
+    silent: threading.Event  # set it: the node stops answering, as a dead one
+
+    def die(self) -> None:
+        self.silent.set()
+
+
 @contextlib.contextmanager
-def answering_node(status: int, reason: str) -> Iterator[tuple[int, list[str]]]:
+def answering_node(status: int, reason: str) -> Iterator[AnsweringNode]:
     """A UDP SIP responder on 127.0.0.1:free answering every request with
-    `status` (a follower answers 503 to probes and INVITEs); yields its port and
-    the request lines it got. ACKs are not answered."""
+    `status` (a follower answers 503 to probes and INVITEs). ACKs are not answered."""
     port = free_port()
     got: list[str] = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", port))
     sock.settimeout(0.2)
     stop = threading.Event()
+    node = AnsweringNode(port=port, got=got, silent=threading.Event())
 
     def serve() -> None:
         while not stop.is_set():
@@ -139,7 +150,7 @@ def answering_node(status: int, reason: str) -> Iterator[tuple[int, list[str]]]:
             head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
             marks = [h for h in head if h.lower().startswith("x-callcenter112-last-resort")]
             got.append(head[0] + (" " + marks[0] if marks else ""))
-            if head[0].startswith("ACK "):
+            if head[0].startswith("ACK ") or node.silent.is_set():
                 continue
             keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in KEEP]
             keep = [f"{h};tag=standby" if h.lower().startswith("to:") else h for h in keep]
@@ -149,7 +160,7 @@ def answering_node(status: int, reason: str) -> Iterator[tuple[int, list[str]]]:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield port, got
+        yield node
     finally:
         stop.set()
         thread.join(2)
@@ -300,8 +311,9 @@ def test_calls_skip_a_dead_and_a_standby_node_and_death_is_detected(tmp_path: Pa
     dead = free_port()  # nothing listens there
     with (
         running_server(tmp_path / "node") as node,
-        answering_node(503, "Standby") as (standby, standby_got),
+        answering_node(503, "Standby") as standby_node,
     ):
+        standby, standby_got = standby_node.port, standby_node.got
         nodes = ((standby, 0), (dead, 1), (node.sip_port, 2))
         with running_edge(tmp_path / "edge", nodes=nodes) as edge:
             # The first call may arrive before the probes: it fails over within the
@@ -327,18 +339,19 @@ def test_calls_skip_a_dead_and_a_standby_node_and_death_is_detected(tmp_path: Pa
 
     # A node that dies: it answered the probes, then goes silent.
     with running_server(tmp_path / "node2") as node2:
-        doomed = answering_node(200, "OK")
-        port, _ = doomed.__enter__()
-        try:
-            with running_edge(tmp_path / "edge2", nodes=((port, 0), (node2.sip_port, 1))) as edge2:
-                time.sleep(2.5)  # a few probes answered
-                assert not edge2.lines(f"node sip:127.0.0.1:{port} down")
-                doomed.__exit__(None, None, None)
-                died = time.monotonic()
-                wait_until(lambda: edge2.lines(f"node sip:127.0.0.1:{port} down"), 15)
-                detected = time.monotonic() - died
-        finally:
-            doomed.__exit__(None, None, None)
+        with (
+            answering_node(200, "OK") as doomed,
+            running_edge(
+                tmp_path / "edge2", nodes=((doomed.port, 0), (node2.sip_port, 1))
+            ) as edge2,
+        ):
+            time.sleep(2.5)  # a few probes answered
+            down = f"node sip:127.0.0.1:{doomed.port} down"
+            assert not edge2.lines(down)
+            doomed.die()
+            died = time.monotonic()
+            wait_until(lambda: edge2.lines(down), 15)
+            detected = time.monotonic() - died
     # Kamailio's defaults need >= 30 s (fr_timer) for the first failed probe;
     # the shipped timers: ping 1 s + fr_timer 1 s (+ the log poll). The figure
     # itself belongs to scripts/bench failover; this only tells the regimes apart.
@@ -352,9 +365,9 @@ def test_with_no_node_active_every_node_is_tried_as_a_last_resort(tmp_path: Path
     outside is stripped."""
     need("kamailio")
     with (
-        answering_node(503, "Standby") as (first, first_got),
-        answering_node(503, "Standby") as (second, second_got),
-        running_edge(tmp_path / "edge", nodes=((first, 0), (second, 1))) as edge,
+        answering_node(503, "Standby") as first,
+        answering_node(503, "Standby") as second,
+        running_edge(tmp_path / "edge", nodes=((first.port, 0), (second.port, 1))) as edge,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as trunk,
     ):
         trunk.bind(("127.0.0.1", 0))
@@ -377,7 +390,7 @@ def test_with_no_node_active_every_node_is_tried_as_a_last_resort(tmp_path: Path
         # RFC 3261 §16.7 step 6: a proxy turns a 503 it got into a 500 upstream.
         assert final.startswith("SIP/2.0 500"), final
         assert edge.lines("last resort")
-    invites = [g for g in first_got + second_got if g.startswith("INVITE ")]
+    invites = [g for g in first.got + second.got if g.startswith("INVITE ")]
     # Each node once normally (the forged mark stripped), once as a last resort.
     assert len(invites) == 4, invites
     marked = [g for g in invites if "Last-Resort: yes" in g]
