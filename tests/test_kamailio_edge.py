@@ -415,3 +415,38 @@ def test_sipvicious_scan_finds_nothing_but_a_phone_is_answered(tmp_path: Path) -
         assert "callcenter112-edge" not in scan.stdout, scan.stdout
         assert edge.lines(r"secfilter: dropping OPTIONS from 127\.0\.5\.5 ua=\[friendly-scanner\]")
         assert sip_options(edge.port, source="127.0.5.5") == "SIP/2.0 200 Keepalive"
+
+
+@pytest.mark.peers
+def test_planned_switch_over_at_the_edge_drops_no_call(tmp_path: Path) -> None:
+    """Calls keep coming (2/s, each talking 3 s) while node A is taken out of
+    rotation with kamcmd (dispatcher.set_state d): new calls go to B, the calls
+    in progress on A finish there through the edge (Record-Route), none fails."""
+    need("sipp", "kamailio", "kamcmd")
+    number = "0812000005"
+    with (
+        running_server(tmp_path / "a") as a,
+        running_server(tmp_path / "b") as b,
+        running_edge(tmp_path / "edge", nodes=((a.sip_port, 0), (b.sip_port, 1))) as edge,
+    ):
+        scenario = caller_scenario(tmp_path, caller=number, pause_before_ms=300, talk_ms=3000)
+        cmd = sipp_command(edge.port, scenario=str(scenario), calls=16, extra=["-aa", "-r", "2"])
+        sipp = start_sipp_in(tmp_path / "trunk", cmd, name="trunk during switch-over")
+        wait_until(lambda: len(a.sql("SELECT id FROM incidents")) >= 4, 30)
+        switch = subprocess.run(
+            ["kamcmd", "-s", f"unix:{edge.directory / 'kamailio.ctl'}",
+             "dispatcher.set_state", "d", "1", f"sip:127.0.0.1:{a.sip_port}"],
+            check=False, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert switch.returncode == 0, switch.stderr
+        on_a_at_switch = len(a.sql("SELECT id FROM incidents"))
+        active_on_a = len(a.sql("SELECT id FROM incidents WHERE status = 'active'"))
+        assert sipp.wait(120) == 0, sipp.logs() + edge.log()[-3000:]
+        rows_a = a.sql("SELECT answered_at FROM incidents")
+        rows_b = b.sql("SELECT answered_at FROM incidents")
+    assert active_on_a >= 1  # calls were in progress on A at the switch, and finished
+    # After the switch nothing new reached A (a call already in flight may have).
+    assert len(rows_a) <= on_a_at_switch + 1
+    assert len(rows_b) >= 16 - on_a_at_switch - 1
+    assert len(rows_a) + len(rows_b) == 16
+    assert all(r[0] for r in rows_a + rows_b)

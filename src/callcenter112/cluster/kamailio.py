@@ -4,7 +4,8 @@
 between sites (listen socket, the nodes, the trunk's networks, the timers) is
 written next to it as `local.cfg` (`#!substdef`/`#!define` lines that the
 script includes), `dispatcher.list` and a db_text directory for `secfilter`.
-`render()` writes that directory; `kamailio -c -f DIR/kamailio.cfg` checks it.
+`render()` writes that directory; `kamailio -c -f DIR/kamailio.cfg` checks it;
+`kamcmd -s unix:DIR/kamailio.ctl …` talks to the running edge.
 
 Timers (docs/deployment-kamailio.md): with Kamailio's defaults a dead node is
 noticed only when tm's 30 s `fr_timer` ends a probe or a call attempt
@@ -152,6 +153,7 @@ def _local_cfg(s: EdgeSettings, directory: Path) -> str:
         f'#!define TRUNK_NETS "{",".join(s.trunk_nets)}"',
         f'#!define DS_LIST "{directory / "dispatcher.list"}"',
         f'#!define DB_TEXT_DIR "text://{directory / "db"}"',
+        f'#!define CTL_SOCKET "unix:{directory / "kamailio.ctl"}"',
         f"#!define FR_TIMER_MS {t.fr_timer_ms}",
         f"#!define FR_INV_TIMER_MS {t.fr_inv_timer_ms}",
         f"#!define NODE_FR_TIMER_MS {t.node_fr_timer_ms}",
