@@ -72,6 +72,9 @@ def test_start_call_stop_leaves_nothing_behind(state: Path) -> None:
         node1 = (state / "node1.log").read_text()
         assert '"kind": "OperatorRegistered"' in node1  # baresip, through the edge
 
+        # Taken out of rotation and back (planned switch-over at the edge).
+        assert cluster("out", "node1", *common).returncode == 0
+        assert cluster("in", "node1", *common).returncode == 0
         # node1 dies: the next calls are answered by node2 through the edge.
         assert cluster("kill", "node1", *common).returncode == 0
         called = cluster("call", *common, "--calls", "2")

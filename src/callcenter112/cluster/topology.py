@@ -343,6 +343,15 @@ class Topology:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
+    def rotation(self, part: str, *, taking_calls: bool) -> None:
+        """Take a node out of the edge's rotation (planned switch-over) or back in."""
+        if part not in ("node1", "node2"):
+            raise ValueError(f"{part!r} is not node1 or node2")
+        state = "a" if taking_calls else "d"
+        uri = f"sip:{self.address(part)}:{SIP_PORT}"
+        ctl = f"unix:{self.state / 'edge' / 'kamailio.ctl'}"
+        _run("kamcmd", "-s", ctl, "dispatcher.set_state", state, "1", uri)
+
     def status(self) -> dict[str, object]:
         alive: dict[str, bool] = {}
         for pid_file in sorted(self.state.glob("*.pid")):
@@ -425,8 +434,10 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "call", "kill"])
-    parser.add_argument("part", nargs="?", help="for `kill`: node1, node2, edge or ops")
+    parser.add_argument("command", choices=["start", "stop", "status", "call", "kill", "out", "in"])
+    parser.add_argument(
+        "part", nargs="?", help="kill: node1, node2, edge or ops; out/in: node1 or node2"
+    )
     parser.add_argument("--name", default="cc112", help="namespace prefix (1-6 characters)")
     parser.add_argument("--state", type=Path, default=None, help="state directory")
     parser.add_argument("--calls", type=int, default=1, help="for `call`: how many")
@@ -444,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(topo.status(), indent=2))
         elif args.command == "kill":
             topo.kill(str(args.part))
+        elif args.command in ("out", "in"):
+            topo.rotation(str(args.part), taking_calls=args.command == "in")
         else:
             return topo.call(calls=args.calls)
     except (RuntimeError, ValueError) as exc:
