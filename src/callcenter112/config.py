@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .cluster.role import DEFAULT_LOCK_KEY
 from .numerals import is_ascii_digits
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "AmlConfig",
     "ApiTokenConfig",
     "CentreConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "ConfigProblem",
@@ -188,6 +190,23 @@ class SipConfig(_Section):
     # host). Set false only for phones behind NAT that write their private
     # address and are reached at the source anyway (docs/configuration.md).
     contact_must_match_source: bool = True
+    # Edge proxies (Kamailio) whose REGISTERs may carry Path (RFC 3327): the
+    # phone behind them is reached through the Path, so its Contact is not
+    # checked against the source. A Path from anyone else is refused.
+    path_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("path_proxies")
+    @classmethod
+    def _path_proxies(cls, v: list[str]) -> list[str]:
+        bad = []
+        for i, item in enumerate(v):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return v
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -299,6 +318,22 @@ class ControlConfig(_Section):
     # The local admin socket `callcenter112 reload` talks to (mode 0600).
     # Unix socket paths are limited to 107 bytes (sun_path, unix(7)).
     socket: Annotated[str, Field(min_length=1, max_length=100)] = "data/callcenter112.sock"
+
+
+class ClusterConfig(_Section):
+    """Two nodes behind the Kamailio edge (docs/deployment-kamailio.md); off: one node.
+    The leader is the node holding a PostgreSQL advisory lock (cluster/leader.py)."""
+
+    enabled: bool = False
+    # Where the lock lives; "" = [storage] database (which must then be postgresql://).
+    leader_database: str = ""
+    lock_key: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] = DEFAULT_LOCK_KEY
+    retry_s: Annotated[float, Field(gt=0, le=10)] = 0.5
+    check_s: Annotated[float, Field(gt=0, le=10)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=10)] = 2.0
+
+    def leader_dsn(self, storage: StorageConfig) -> str:
+        return self.leader_database or storage.database
 
 
 class RecordingsConfig(_Section):
@@ -608,6 +643,7 @@ class Config(_Section):
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
     control: ControlConfig = ControlConfig()
+    cluster: ClusterConfig = ClusterConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     web: WebConfig = WebConfig()
     ivr: IvrConfig = IvrConfig()
@@ -734,6 +770,16 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
         and cfg.sip.listen.host in (cfg.web.listen.host, "0.0.0.0", "::")
     ):
         problems.append(ConfigProblem("web.listen", "same port as sip.listen"))
+    if cfg.cluster.enabled and not cfg.cluster.leader_dsn(cfg.storage).startswith(
+        ("postgresql://", "postgres://")
+    ):
+        problems.append(
+            ConfigProblem(
+                "cluster.leader_database",
+                "a cluster needs a postgresql:// database for its leader lock"
+                " (set it, or make [storage] database postgresql://)",
+            )
+        )
     return problems
 
 

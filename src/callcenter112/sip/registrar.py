@@ -31,7 +31,7 @@ Binding identity: the Contact URI, compared by scheme, user, host
 (case-insensitive), port and all URI parameters; or, when the Contact carries
 `+sip.instance` (RFC 5626 §4.1, RFC 5627), the instance ID (plus `reg-id`), so
 a phone that restarts on a new port replaces its old binding instead of
-leaving a dead one behind ("RFC 5626-lite": no flow tokens, no Path). A
+leaving a dead one behind ("RFC 5626-lite": no flow tokens). A
 contact whose URI equals an existing binding's is that binding even if the
 instance ID changed (pyVoIP draws a new one at every start on the same
 port): two bindings must never point at the same address.
@@ -56,6 +56,18 @@ TCP connection) the REGISTER came from, and `Binding.target` decides:
 The Request-URI of the INVITE stays the Contact URI; only the destination
 changes.
 
+Path (RFC 3327): behind an edge proxy (Kamailio, deploy/kamailio/) the
+REGISTER arrives with `Path` headers naming the proxies on the way. The
+binding keeps them in order (§5.3: "the registrar MUST store the Path header
+values … in the order in which they appear") and every request to that
+binding goes through them: `Binding.target` is the first Path URI's address
+and `Binding.route_set` the Route headers to put on the request (§5.3:
+"…use the stored Path as a preloaded Route set"), so calls reach the phone
+through the proxy that holds its NAT pinhole. The 200 OK echoes the Path only
+when the phone said `Supported: path` (§5.3); a phone that did not is still
+served (Kamailio's `path_mode` "lazy"), because refusing an operator's phone
+would take a 112 desk offline.
+
 Reachability: a binding is `reachable` until the `Qualifier` sees
 `failures_to_unreachable` consecutive OPTIONS pings fail, and again as soon
 as any answer arrives or the phone re-registers. An operator is *online*
@@ -75,7 +87,7 @@ import heapq
 import ipaddress
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Final
@@ -170,6 +182,13 @@ class Binding:
     refreshed_at: float
     user_agent: str = ""
     reachable: bool = True
+    path: tuple[str, ...] = ()  # RFC 3327 Path values, outermost proxy first
+
+    @property
+    def route_set(self) -> tuple[str, ...]:
+        """Route header values for a request to this binding (RFC 3327 §5.3):
+        the stored Path, in order; empty when the phone registered directly."""
+        return self.path
 
     def expires_in(self, now: float) -> int:
         return max(0, math.ceil(self.expires_at - now))
@@ -216,6 +235,7 @@ class Registrar:
         "max_contacts_per_user",
         "max_expires",
         "min_expires",
+        "path_proxies",
     )
 
     def __init__(
@@ -226,6 +246,7 @@ class Registrar:
         default_expires: int = DEFAULT_EXPIRES,
         max_contacts_per_user: int = 5,
         contact_must_match_source: bool = True,
+        path_proxies: Sequence[str] = (),
     ) -> None:
         if not 0 < min_expires <= max_expires or max_contacts_per_user < 1:
             raise ValueError("need 0 < min_expires <= max_expires and max_contacts_per_user >= 1")
@@ -234,6 +255,7 @@ class Registrar:
         self.default_expires = default_expires
         self.max_contacts_per_user = max_contacts_per_user
         self.contact_must_match_source = contact_must_match_source
+        self.path_proxies = tuple(ipaddress.ip_network(n, strict=False) for n in path_proxies)
         self._bindings: dict[str, dict[str, Binding]] = {}
         # (expires_at, seq, user, key); stale entries are skipped lazily.
         self._heap: list[tuple[float, int, str, str]] = []
@@ -248,7 +270,15 @@ class Registrar:
             min_expires=sip.min_expires_s,
             max_expires=sip.max_expires_s,
             contact_must_match_source=sip.contact_must_match_source,
+            path_proxies=sip.path_proxies,
         )
+
+    def _trusted_path_source(self, source: Peer) -> bool:
+        try:
+            ip = ipaddress.ip_address(source.host.strip("[]"))
+        except ValueError:
+            return False
+        return any(ip.version == n.version and ip in n for n in self.path_proxies)
 
     # -- queries -------------------------------------------------------------
 
@@ -397,6 +427,7 @@ class Registrar:
         call_id = request.call_id
         cseq = request.cseq.sequence
         header_expires = _expires_value(request.headers.get("Expires"))
+        path = _path_values(request)
         values = request.headers.get_all("Contact")
         wanted: dict[str, _ContactRequest] = {}
         if "*" not in values:
@@ -426,7 +457,7 @@ class Registrar:
                 return done(_out_of_order(request))
             removed = next(iter(current.values())).contact if current else ""
             self._bindings.pop(user, None)
-            return done(self._ok(request, user, now), removed=removed)
+            return done(self._ok(request, user, now, path), removed=removed)
 
         if any(c.expires < 0 for c in wanted.values()):
             return done(_reply(request, 423, headers=[("Min-Expires", str(self.min_expires))]))
@@ -436,8 +467,18 @@ class Registrar:
                 return done(_out_of_order(request))
         if sum(1 for c in wanted.values() if c.expires > 0) > self.max_contacts_per_user:
             return done(_reply(request, 403, "Forbidden (too many contacts)"))
+        if path and not self._trusted_path_source(source):
+            # A Path steers every offer through its first hop: only the
+            # centre's own edge proxies may set one (sip.path_proxies).
+            return done(_reply(request, 403, "Forbidden (Path from an untrusted source)"))
         for c in wanted.values():
-            why = contact_refusal(c.uri, source, strict=self.contact_must_match_source)
+            # Behind a trusted edge the phone is reached through the Path; its
+            # Contact names its own (often private) address, not the edge's.
+            why = (
+                None
+                if path
+                else contact_refusal(c.uri, source, strict=self.contact_must_match_source)
+            )
             if c.expires > 0 and why is not None:
                 return done(_reply(request, 403, "Forbidden (Contact address)", warning=why))
 
@@ -455,7 +496,7 @@ class Registrar:
                     per_user.pop(c.key, None)
                     removed = old.contact
                 continue
-            target, nat = _target(c.uri, source)
+            target, nat = _target(c.uri, source) if not path else (_path_target(path), False)
             b = Binding(
                 user=user,
                 contact=c.contact,
@@ -473,6 +514,7 @@ class Registrar:
                 refreshed_at=now,
                 user_agent=user_agent,
                 reachable=True,
+                path=path,
             )
             per_user[c.key] = b
             self._schedule(b)
@@ -496,7 +538,7 @@ class Registrar:
                 removed = b.contact
         if not per_user:
             del self._bindings[user]
-        return done(self._ok(request, user, now), removed=removed, announced=created)
+        return done(self._ok(request, user, now, path), removed=removed, announced=created)
 
     def _purge_expired(self, user: str, now: float) -> str:
         """Drop the user's expired bindings without events; the contact of
@@ -543,8 +585,10 @@ class Registrar:
             q=q,
         )
 
-    def _ok(self, request: Request, user: str, now: float) -> Response:
+    def _ok(self, request: Request, user: str, now: float, path: tuple[str, ...]) -> Response:
         listed = [("Contact", b.contact_header(now)) for b in self.contacts(user)]
+        if path and _supports_path(request):
+            listed += [("Path", value) for value in path]  # RFC 3327 §5.3
         return Response.for_request(request, 200, to_tag=new_tag(), headers=listed)
 
 
@@ -721,6 +765,7 @@ def binding_to_dict(b: Binding, *, mono_now: float, wall_now: float) -> dict[str
         "registered_at": b.registered_at + shift,
         "refreshed_at": b.refreshed_at + shift,
         "user_agent": b.user_agent,
+        "path": list(b.path),
     }
 
 
@@ -748,6 +793,7 @@ def binding_from_dict(d: Mapping[str, object], *, mono_now: float, wall_now: flo
         refreshed_at=float(str(d["refreshed_at"])) + shift,
         user_agent=str(d.get("user_agent", "")),
         reachable=True,
+        path=_stored_path(d.get("path", [])),
     )
 
 
@@ -891,3 +937,44 @@ def _param_value(uri: URI, name: str) -> str | None:
     if name not in uri.parameters:
         return None
     return (uri.parameters.get(name) or "").lower()
+
+
+# ---------------------------------------------------------------------------
+# Path (RFC 3327)
+
+
+def _path_values(request: Request) -> tuple[str, ...]:
+    """The REGISTER's Path values in order, each a valid SIP URI address
+    (else 400 through SipParseError)."""
+    values = request.headers.get_all("Path")
+    out: list[str] = []
+    for value in values:
+        addr = parse_address(value, "Path")
+        if addr.uri.scheme.lower() not in ("sip", "sips"):
+            raise SipParseError(f"Path scheme {addr.uri.scheme!r} cannot be routed")
+        out.append(str(addr))
+    return tuple(out)
+
+
+def _path_target(path: tuple[str, ...]) -> Peer:
+    """Where a request to a binding with a Path goes: its first hop (RFC 3261
+    §8.1.2: the first Route, it being a loose router)."""
+    uri = parse_address(path[0], "Path").uri
+    transport = _param_value(uri, "transport")
+    name: TransportName = "tcp" if transport == "tcp" else "udp"
+    default = 5061 if uri.scheme.lower() == "sips" else 5060
+    return Peer(name, uri.host.strip("[]"), uri.port or default)
+
+
+def _supports_path(request: Request) -> bool:
+    return any(
+        tag.strip().lower() == "path"
+        for value in request.headers.get_all("Supported")
+        for tag in value.split(",")
+    )
+
+
+def _stored_path(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError("path must be a list")
+    return tuple(str(v) for v in value)
