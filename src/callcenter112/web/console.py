@@ -29,7 +29,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import CATEGORIES, DISPOSITIONS
+from ..config import DISPOSITIONS, Config
 from ..incidents import CallbackStatus, IncidentRecord
 from ..live import LiveEvent, LiveSnapshot, OperatorView
 from .auth import Principal
@@ -40,28 +40,34 @@ from .live_stream import SseMessage, event_stream, json_message
 __all__ = [
     "CATEGORY_LABELS",
     "DISPOSITION_LABELS",
+    "END_CALL_DISPOSITIONS",
     "PAUSE_REASONS",
+    "category_labels",
     "disposition_changes",
     "may_handle",
     "pause_operator",
     "routes",
 ]
 
-CATEGORY_LABELS: dict[str, tuple[str, str]] = {
-    "medical": ("Medis", "Medical"),
-    "fire": ("Kebakaran", "Fire"),
-    "disaster": ("Bencana", "Disaster"),
-    "police": ("Polisi", "Police"),
-    "unknown": ("Belum diketahui", "Unknown"),
-}
+
+def category_labels(config: Config) -> dict[str, tuple[str, str]]:
+    """The configured categories as id → (Bahasa Indonesia, English), file order."""
+    return {c.id: (c.label, c.label_en or c.label) for c in config.categories}
+
+
+# The shipped set, for pages that have not moved to ``category_labels(config)``.
+CATEGORY_LABELS: dict[str, tuple[str, str]] = category_labels(Config())
 DISPOSITION_LABELS: dict[str, tuple[str, str]] = {
     "genuine": ("Darurat nyata", "Genuine"),
+    "ghost": ("Diam / tanpa respons", "Ghost (no response)"),
     "prank": ("Iseng", "Prank"),
-    "silent": ("Diam", "Silent"),
-    "test": ("Uji", "Test"),
+    "information": ("Permintaan informasi", "Information request"),
     "wrong_number": ("Salah sambung", "Wrong number"),
+    "test": ("Uji", "Test"),
     "duplicate": ("Duplikat", "Duplicate"),
 }
+# Dispositions the operator may save and end the call with in one action.
+END_CALL_DISPOSITIONS = ("prank", "ghost")
 PAUSE_REASONS: dict[str, tuple[str, str]] = {
     "istirahat": ("Istirahat", "Break"),
     "makan": ("Makan", "Meal"),
@@ -70,7 +76,6 @@ PAUSE_REASONS: dict[str, tuple[str, str]] = {
     "pelatihan": ("Pelatihan", "Training"),
     "tugas_lain": ("Tugas lain", "Other duty"),
 }
-assert set(CATEGORY_LABELS) == set(CATEGORIES)
 assert set(DISPOSITION_LABELS) == set(DISPOSITIONS)
 
 _REFRESH_S = 5.0
@@ -134,7 +139,10 @@ def disposition_changes(ctx: WebContext, payload: Payload) -> dict[str, Any]:
     for name in ("location_text", "description"):
         if is_form or name in payload:
             changes[name] = payload.text(name, max_len=10_000)
-    for name, vocabulary in (("category", CATEGORIES), ("disposition", DISPOSITIONS)):
+    for name, vocabulary in (
+        ("category", ctx.config.category_ids),
+        ("disposition", DISPOSITIONS),
+    ):
         if is_form or name in payload:
             value = payload.text(name, max_len=32)
             if value is not None and value not in vocabulary:
@@ -172,8 +180,10 @@ async def _card_values(
         "waiting": waiting,
         "areas": call.ctx.areas,
         "agencies": call.ctx.config.agency,
-        "categories": CATEGORY_LABELS,
+        "categories": category_labels(call.ctx.config),
         "dispositions": DISPOSITION_LABELS,
+        "disposition_keys": dict(call.ctx.config.dispositions.keys),
+        "end_call_dispositions": END_CALL_DISPOSITIONS,
     }
 
 
