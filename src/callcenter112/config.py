@@ -277,9 +277,11 @@ class WebConfig(_Section):
 
 class IvrConfig(_Section):
     language: Literal["id", "en"] = "id"
-    # key → category id. Empty (the default): taken from [[category]].ivr_key
+    # key → category id. Not set in the file: taken from [[category]].ivr_key
     # (see ``_resolve_categories``); set here, it is used as is.
-    digits: dict[str, str] = Field(default_factory=dict)
+    digits: dict[str, str] = Field(
+        default_factory=lambda: {c.ivr_key: c.id for c in _AMBON_CATEGORIES if c.ivr_key}
+    )
     english_key: str = "9"
     operator_key: str = "0"
     # Seconds to wait for a digit after the menu finishes playing.
@@ -311,7 +313,9 @@ class IvrConfig(_Section):
 class QueueConfig(_Section):
     # Lower number is served first; arrival time breaks ties. Category ids
     # named here override [[category]].priority (see ``_resolve_categories``).
-    priority: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    priority: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: {c.id: c.priority for c in (*_AMBON_CATEGORIES, _UNKNOWN_CATEGORY)}
+    )
     ring_timeout_s: Annotated[float, Field(ge=3, le=120)] = 15.0
     max_missed: Annotated[int, Field(ge=1, le=100)] = 2
     wrapup_s: Annotated[float, Field(ge=0, le=600)] = 10.0
@@ -570,7 +574,7 @@ def _category_checks(cfg: Config) -> list[ConfigProblem]:
                 )
             )
         taken.setdefault(c.ivr_key, c.id)
-    for cat in cfg.queue.priority:
+    for cat in cfg.queue.priority if "priority" in cfg.queue.model_fields_set else ():
         if cat not in ids:
             problems.append(ConfigProblem(f"queue.priority.{cat}", f"no [[category]] {cat!r}"))
     for i, op in enumerate(cfg.operator):
@@ -609,7 +613,8 @@ def _resolve_categories(cfg: Config) -> Config:
     if "digits" not in cfg.ivr.model_fields_set:
         digits = {c.ivr_key: c.id for c in cats if c.ivr_key}
         update["ivr"] = cfg.ivr.model_copy(update={"digits": digits})
-    priority = {c.id: c.priority for c in cats} | dict(cfg.queue.priority)
+    explicit = cfg.queue.priority if "priority" in cfg.queue.model_fields_set else {}
+    priority = {c.id: c.priority for c in cats} | dict(explicit)
     update["queue"] = cfg.queue.model_copy(update={"priority": priority})
     every = [c.id for c in cats if c.id != UNKNOWN]
     update["operator"] = [
