@@ -28,6 +28,9 @@ PURE = [
     "media/clock.py",
     "media/player.py",
     "media/bridge.py",
+    "media/vad.py",
+    "callers.py",
+    "watchlist.py",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -275,6 +275,43 @@ class WebConfig(_Section):
         return hp
 
 
+CATEGORY_ID = r"^[a-z][a-z0-9_]{0,31}$"
+UNKNOWN = "unknown"
+
+
+class CategoryConfig(_Section):
+    id: Annotated[str, Field(pattern=CATEGORY_ID)]
+    label: Annotated[str, Field(min_length=1, max_length=64)]  # Bahasa Indonesia
+    label_en: Annotated[str, Field(max_length=64)] = ""
+    priority: Annotated[int, Field(ge=0, le=100)] = 2
+    ivr_key: str = ""
+
+    @field_validator("ivr_key")
+    @classmethod
+    def _one_key(cls, v: str) -> str:
+        if v and (len(v) != 1 or v not in "0123456789*#"):
+            raise ValueError(f"{v!r} is not one DTMF key (0-9, *, #)")
+        return v
+
+
+def _cat(id: str, label: str, label_en: str, priority: int, ivr_key: str = "") -> CategoryConfig:
+    return CategoryConfig(id=id, label=label, label_en=label_en, priority=priority, ivr_key=ivr_key)
+
+
+# Kota Ambon's first month (issue 12): the four menu keys stay as before.
+_AMBON_CATEGORIES = (
+    _cat("medical", "Medis", "Medical", 1, "1"),
+    _cat("fire", "Kebakaran", "Fire", 1, "2"),
+    _cat("disaster", "Bencana", "Disaster", 1, "3"),
+    _cat("police", "Polisi", "Police", 2, "4"),
+    _cat("security", "Keamanan & ketertiban", "Security & public order", 2),
+    _cat("hearse", "Mobil jenazah", "Hearse", 3),
+    _cat("utility", "Listrik (PLN)", "Utility (PLN)", 3),
+    _cat("other", "Lainnya", "Other", 3),
+)
+_UNKNOWN_CATEGORY = _cat(UNKNOWN, "Belum diketahui", "Unknown", 3)
+
+
 class IvrConfig(_Section):
     language: Literal["id", "en"] = "id"
     # key → category id. Not set in the file: taken from [[category]].ivr_key
@@ -438,42 +475,6 @@ class AgencyConfig(_Section):
 #   ``[[category]].ivr_key``. Setting both is an error: one home per key.
 # * Priority: ``queue.priority.<id>`` if set, else ``[[category]].priority``.
 # * ``[[operator]].skills`` not set: every category.
-
-CATEGORY_ID = r"^[a-z][a-z0-9_]{0,31}$"
-UNKNOWN = "unknown"
-
-
-class CategoryConfig(_Section):
-    id: Annotated[str, Field(pattern=CATEGORY_ID)]
-    label: Annotated[str, Field(min_length=1, max_length=64)]  # Bahasa Indonesia
-    label_en: Annotated[str, Field(max_length=64)] = ""
-    priority: Annotated[int, Field(ge=0, le=100)] = 2
-    ivr_key: str = ""
-
-    @field_validator("ivr_key")
-    @classmethod
-    def _one_key(cls, v: str) -> str:
-        if v and (len(v) != 1 or v not in "0123456789*#"):
-            raise ValueError(f"{v!r} is not one DTMF key (0-9, *, #)")
-        return v
-
-
-def _cat(id: str, label: str, label_en: str, priority: int, ivr_key: str = "") -> CategoryConfig:
-    return CategoryConfig(id=id, label=label, label_en=label_en, priority=priority, ivr_key=ivr_key)
-
-
-# Kota Ambon's first month (issue 12): the four menu keys stay as before.
-_AMBON_CATEGORIES = (
-    _cat("medical", "Medis", "Medical", 1, "1"),
-    _cat("fire", "Kebakaran", "Fire", 1, "2"),
-    _cat("disaster", "Bencana", "Disaster", 1, "3"),
-    _cat("police", "Polisi", "Police", 2, "4"),
-    _cat("security", "Keamanan & ketertiban", "Security & public order", 2),
-    _cat("hearse", "Mobil jenazah", "Hearse", 3),
-    _cat("utility", "Listrik (PLN)", "Utility (PLN)", 3),
-    _cat("other", "Lainnya", "Other", 3),
-)
-_UNKNOWN_CATEGORY = _cat(UNKNOWN, "Belum diketahui", "Unknown", 3)
 
 DispositionName = Literal[
     "genuine", "ghost", "prank", "information", "wrong_number", "test", "duplicate"
