@@ -542,3 +542,27 @@ def test_silent_step_any_order_ends_once_and_never_hangs_up(
         assert any(isinstance(a, PlayPrompts) and a.names == ("silent_press",) for a in out), (
             "the silent step always plays its prompt"
         )
+
+
+def test_watch_listed_caller_hears_the_warning_first_and_can_barge_in() -> None:
+    menu = IvrMenu(SILENT)
+    out = menu.start(0.0, watch_listed=True)
+    assert out == [
+        PlayPrompts(
+            names=("watch_list_warning", "greeting", "menu"),
+            language="id",
+            barge_in=True,
+            playback=1,
+        )
+    ]
+    done = finished_of(menu.digit("1", 2.0))
+    assert (done.category, done.reason) == ("medical", "digit")
+
+
+def test_every_ivr_prompt_is_shipped() -> None:
+    from callcenter112.media.prompts import SENTENCE_PROMPTS, prompt_path
+
+    for name in (ivr.PROMPT_SILENT_PRESS, ivr.PROMPT_WATCH_LIST_WARNING):
+        assert name in SENTENCE_PROMPTS
+        for lang in ("id", "en"):
+            assert prompt_path(ROOT / "sounds", name, lang).is_file()

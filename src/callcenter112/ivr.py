@@ -78,6 +78,7 @@ __all__ = [
     "PROMPT_MENU",
     "PROMPT_SILENT",
     "PROMPT_SILENT_PRESS",
+    "PROMPT_WATCH_LIST_WARNING",
     "UNKNOWN_CATEGORY",
     "DigitAccepted",
     "DigitRejected",
@@ -104,6 +105,7 @@ PROMPT_INVALID = "invalid"
 # of the coordinator (kept for it); the IVR's own silent step plays the next one.
 PROMPT_SILENT = "silent"
 PROMPT_SILENT_PRESS = "silent_press"  # "… tekan 5" / "… press 5"
+PROMPT_WATCH_LIST_WARNING = "watch_list_warning"
 FLAG_SILENT = "silent"  # the words of incidents.FLAGS (ivr.py imports no store code)
 FLAG_SILENT_CONFIRMED = "silent_confirmed"
 
@@ -332,10 +334,16 @@ class IvrMenu:
 
     # --- inputs ---------------------------------------------------------------------
 
-    def start(self, now: float) -> list[IvrAction]:
+    def start(self, now: float, *, watch_listed: bool = False) -> list[IvrAction]:
+        """``watch_listed``: the number is on the supervisor's watch list — the
+        warning plays first (issue 12), then the greeting and the menu as for
+        everyone; a key still barges in, so a genuine caller loses no time."""
         self._move(IvrInput.STARTED)
         self._restart_silence(now)
-        return [self._play((PROMPT_GREETING, PROMPT_MENU), now)]
+        names = (PROMPT_GREETING, PROMPT_MENU)
+        if watch_listed:
+            names = (PROMPT_WATCH_LIST_WARNING, *names)
+        return [self._play(names, now)]
 
     def digit(self, d: str, now: float) -> list[IvrAction]:
         """One DTMF key (``0-9 * # A-D``); barges in on any playing prompt."""
