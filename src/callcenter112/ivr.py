@@ -340,7 +340,7 @@ class IvrMenu:
         everyone; a key still barges in, so a genuine caller loses no time."""
         self._move(IvrInput.STARTED)
         self._restart_silence(now)
-        names = (PROMPT_GREETING, PROMPT_MENU)
+        names: tuple[str, ...] = (PROMPT_GREETING, PROMPT_MENU)
         if watch_listed:
             names = (PROMPT_WATCH_LIST_WARNING, *names)
         return [self._play(names, now)]
