@@ -24,13 +24,13 @@ may edit any (through the API).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import DISPOSITIONS, Config
-from ..incidents import CallbackStatus, IncidentRecord
+from ..incidents import CallbackStatus, IncidentRecord, incident_flags
 from ..live import LiveEvent, LiveSnapshot, OperatorView
 from .auth import Principal
 from .bodies import Payload, WebError
@@ -42,6 +42,7 @@ __all__ = [
     "DISPOSITION_LABELS",
     "END_CALL_DISPOSITIONS",
     "PAUSE_REASONS",
+    "CallEnder",
     "category_labels",
     "disposition_changes",
     "may_handle",
@@ -68,6 +69,19 @@ DISPOSITION_LABELS: dict[str, tuple[str, str]] = {
 }
 # Dispositions the operator may save and end the call with in one action.
 END_CALL_DISPOSITIONS = ("prank", "ghost")
+
+
+@runtime_checkable
+class CallEnder(Protocol):
+    """The call-flow hook behind "dispose and end" (issue 12): the operator — a
+    person, never the system — ends a prank or ghost call. The centre hangs up
+    every leg of the incident (BYE caller, operator, agency), logs ``actor`` and
+    ``reason`` on the timeline, and raises ``LiveError(404)`` if no call of the
+    incident is up any more."""
+
+    async def end_call(self, incident_id: str, *, actor: str, reason: str) -> None: ...
+
+
 PAUSE_REASONS: dict[str, tuple[str, str]] = {
     "istirahat": ("Istirahat", "Break"),
     "makan": ("Makan", "Meal"),
@@ -133,7 +147,7 @@ def disposition_changes(ctx: WebContext, payload: Payload) -> dict[str, Any]:
     A form sends every field (absent = cleared, no agency ticked = none); a
     JSON body changes only the fields it names.
     """
-    payload.only(set(_FORM_FIELDS))
+    payload.only({*_FORM_FIELDS, "end_call"})
     is_form = payload.kind == "form"
     changes: dict[str, object] = {}
     for name in ("location_text", "description"):
@@ -182,6 +196,7 @@ async def _card_values(
         "agencies": call.ctx.config.agency,
         "categories": category_labels(call.ctx.config),
         "dispositions": DISPOSITION_LABELS,
+        "flags": incident_flags(record.events),
         "disposition_keys": dict(call.ctx.config.dispositions.keys),
         "end_call_dispositions": END_CALL_DISPOSITIONS,
     }
@@ -230,9 +245,24 @@ async def save_disposition(call: Call) -> Response:
     incident_id = call.param("incident_id")
     await load_for(call, incident_id)
     changes = disposition_changes(call.ctx, call.payload)
+    end_call = call.payload.text("end_call", max_len=8) in ("1", "yes", "true", "on")
+    ender: CallEnder | None = None
+    if end_call:  # checked before saving: a refused end leaves nothing half done
+        if changes.get("disposition") not in END_CALL_DISPOSITIONS:
+            raise WebError(422, f"end_call: only with {' or '.join(END_CALL_DISPOSITIONS)}")
+        live = call.ctx.live
+        if not isinstance(live, CallEnder):
+            raise WebError(501, "end_call: the call flow does not offer end_call yet")
+        ender = live
     diff = await call.ctx.store.save_disposition(
         incident_id, changes, actor=call.who.user, at=call.now()
     )
+    if ender is not None:
+        await ender.end_call(
+            incident_id, actor=call.who.user, reason=f"disposed {changes['disposition']}"
+        )
+    if end_call:
+        return call.done(f"/console?incident={incident_id}", changed=sorted(diff), ended=True)
     return call.done(f"/console?incident={incident_id}", changed=sorted(diff))
 
 
