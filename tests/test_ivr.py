@@ -476,8 +476,11 @@ def test_silent_key_must_not_clash() -> None:
 
 
 def test_shipped_config_enables_the_silent_step() -> None:
-    s = IvrSettings.from_config(load_config(ROOT / "config" / "callcenter112.toml").ivr)
+    cfg = load_config(ROOT / "config" / "callcenter112.toml").ivr
+    s = IvrSettings.from_config(cfg, speech_detection=True)
     assert (s.silent_after_s, s.silent_key) == (12.0, "5")
+    # A coordinator that does not feed the VAD keeps the old no-input ending.
+    assert IvrSettings.from_config(cfg).silent_after_s is None
 
 
 silent_steps = st.lists(

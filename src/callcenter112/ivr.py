@@ -230,7 +230,10 @@ class IvrSettings:
         object.__setattr__(self, "digits", MappingProxyType(dict(self.digits)))
 
     @classmethod
-    def from_config(cls, cfg: IvrConfig) -> IvrSettings:
+    def from_config(cls, cfg: IvrConfig, *, speech_detection: bool = False) -> IvrSettings:
+        """``speech_detection``: the coordinator feeds the caller's audio to
+        ``media.vad`` and reports ``speech()``. Only then is the silent step on —
+        without it a caller who talks instead of pressing would be taken for silent."""
         return cls(
             digits=dict(cfg.digits),
             english_key=cfg.english_key,
@@ -238,7 +241,7 @@ class IvrSettings:
             input_timeout_s=cfg.input_timeout_s,
             menu_tries=cfg.menu_tries,
             language=cfg.language,
-            silent_after_s=cfg.silent_after_s,
+            silent_after_s=cfg.silent_after_s if speech_detection else None,
             silent_key=cfg.silent_key,
         )
 
