@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import CATEGORY_ID, DISPOSITIONS
+from ..incidents import FLAGS
+
 __all__ = ["OPENAPI"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -49,11 +52,16 @@ def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
-_CATEGORY = {"type": "string", "enum": ["medical", "fire", "disaster", "police", "unknown"]}
+_CATEGORY = {
+    "type": "string",
+    "pattern": CATEGORY_ID,
+    "description": "A configured [[category]] id (Ambon: medical, fire, disaster, police, "
+    "security, hearse, utility, other) or unknown.",
+}
 _STATUS = {"type": "string", "enum": ["active", "completed", "abandoned", "interrupted"]}
 _DISPOSITION = {
     "type": "string",
-    "enum": ["genuine", "prank", "silent", "test", "wrong_number", "duplicate"],
+    "enum": list(DISPOSITIONS),
 }
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _INCIDENT_ID = _path("incident_id", "Incident id, `YYYYMMDD-NNNN`.")
@@ -83,6 +91,11 @@ _SCHEMAS: dict[str, Any] = {
             "status": _STATUS,
             "operator": {"type": ["string", "null"]},
             "disposition": {"anyOf": [_DISPOSITION, {"type": "null"}]},
+            "flags": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(FLAGS)},
+                "description": "From the incident's `flag` timeline events (full record only).",
+            },
             "location_text": {"type": ["string", "null"]},
             "kecamatan": {"type": ["string", "null"]},
             "kelurahan": {"type": ["string", "null"]},
