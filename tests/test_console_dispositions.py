@@ -95,3 +95,27 @@ async def test_dispose_prank_and_end_in_one_action(env: WebEnv) -> None:
         url, data={"csrf_token": csrf, "disposition": "genuine", "end_call": "1"}, headers=JSON
     )
     assert r.status_code == 422 and len(ended) == 1
+
+
+async def test_card_shows_history_windows_repeat_flag_and_suggestion(env: WebEnv) -> None:
+    """Three prank calls from one number in the last hours, then a fourth call:
+    counts per window, the repeat badge (3 in 10 min needs two more recent ones),
+    and the watch-list suggestion (for the supervisor to confirm)."""
+    from test_web_support import T0
+
+    number = "081299990000"
+    earlier = [T0 - 5 * 3600, T0 - 300, T0 - 120, T0 - 40 * 86400]  # the last is > 30 d
+    for at in earlier:
+        seeded = await seed_incident(env.store, env.recordings, at=at, caller=number)
+        await env.store.save_disposition(
+            seeded.incident_id, {"disposition": "prank"}, actor="op1", at=at + 70
+        )
+    now = await seed_incident(env.store, env.recordings, at=T0, caller=number)
+    await env.sign_in("op1")
+    r = await env.client.get(f"/console/incidents/{now.incident_id}")
+    card = r.text
+    assert r.status_code == 200, card[-3000:]
+    assert '<span data-window="10min">10' in card and ": 2</span>" in card
+    assert 'data-window="30d">30' in card and ": 3</span>" in card
+    assert 'data-disposition="prank"' in card and 'data-testid="repeat-caller"' in card
+    assert 'data-testid="watch-list-suggestion"' in card and "3 prank calls in 24 h" in card

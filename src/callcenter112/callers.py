@@ -24,9 +24,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .incidents import ANONYMOUS, Disposition, normalize_caller
+from .incidents import ANONYMOUS, Disposition, Incident, normalize_caller
+
+if TYPE_CHECKING:
+    from .config import CallersConfig
 
 __all__ = [
     "DAY_S",
@@ -41,6 +44,7 @@ __all__ = [
     "WatchListSuggestion",
     "caller_history",
     "identifiable",
+    "past_calls",
     "repeat_verdict",
     "suggest_watch_list",
 ]
@@ -59,6 +63,14 @@ class PastCall:
     disposition: Disposition | None = None
 
 
+def past_calls(incidents: Iterable[Incident]) -> list[PastCall]:
+    """The store's incident rows (``Store.caller_history``) as history entries."""
+    return [
+        PastCall(incident_id=i.id, arrived_at=i.arrived_at, disposition=i.disposition)
+        for i in incidents
+    ]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallerRules:
     """``[callers]`` (``callcenter112.config.CallersConfig``)."""
@@ -69,6 +81,13 @@ class CallerRules:
     def __post_init__(self) -> None:
         if self.repeat_calls_10min < 2 or self.suggest_after_pranks_24h < 1:
             raise ValueError("repeat_calls_10min must be >= 2, suggest_after_pranks_24h >= 1")
+
+    @classmethod
+    def from_config(cls, cfg: CallersConfig) -> CallerRules:
+        return cls(
+            repeat_calls_10min=cfg.repeat_calls_10min,
+            suggest_after_pranks_24h=cfg.suggest_after_pranks_24h,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

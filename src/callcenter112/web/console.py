@@ -29,6 +29,13 @@ from typing import Any, Protocol, runtime_checkable
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..callers import (
+    CallerRules,
+    caller_history,
+    past_calls,
+    repeat_verdict,
+    suggest_watch_list,
+)
 from ..config import DISPOSITIONS, Config
 from ..incidents import CallbackStatus, IncidentRecord, incident_flags
 from ..live import LiveEvent, LiveSnapshot, OperatorView
@@ -183,13 +190,21 @@ async def _card_values(
     call: Call, record: IncidentRecord, snapshot: LiveSnapshot
 ) -> dict[str, Any]:
     inc = record.incident
-    history = await call.ctx.store.caller_history(inc.caller, exclude_id=inc.id, limit=10)
+    # Enough rows for the 30-day counts of issue 12; the table shows the newest ten.
+    earlier = await call.ctx.store.caller_history(inc.caller, exclude_id=inc.id, limit=500)
+    history = earlier[:10]
+    windows = caller_history(inc.caller, past_calls(earlier), inc.arrived_at)
+    rules = CallerRules.from_config(call.ctx.config.callers)
     live_call = next((c for c in snapshot.calls if c.incident_id == inc.id), None)
     waiting = next((w for w in snapshot.waiting if w.incident_id == inc.id), None)
     return {
         "incident": inc,
         "record": record,
         "history": history,
+        "windows": windows,
+        "repeat": repeat_verdict(windows, rules),
+        # Shown so the operator can tell the supervisor, who alone may confirm it.
+        "suggestion": suggest_watch_list(windows, rules),
         "live_call": live_call,
         "waiting": waiting,
         "areas": call.ctx.areas,
