@@ -32,7 +32,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -268,7 +267,9 @@ def run_mix(settings: MixSettings, *, rules_on: bool) -> MixFigures:
             if c.kind == "prank":
                 fig.operator_time_on_pranks_s += now - (c.answered_at or now)
                 history.dispose(c.number, ref, Disposition.PRANK)
-                past = history.calls_from(history_key(c.number), since=now - 86400.0, until=now + 1)
+                past = history.calls_from(
+                    normalize_caller(c.number), since=now - 86400.0, until=now + 1
+                )
                 hint = suggest(caller_history(c.number, past, now + 1), rules)
                 if rules_on and hint is not None and not watch.is_listed(c.number, now):
                     watch.add(c.number, reason=hint.reason, expiry="24h", created_by="spv", now=now)
@@ -287,12 +288,6 @@ def run_mix(settings: MixSettings, *, rules_on: bool) -> MixFigures:
             fig.ghost_answered += c.answered_at is not None
             fig.ghost_flagged_silent += "silent" in c.flags
     return fig
-
-
-def history_key(number: str) -> str:
-    from ..incidents import normalize_caller
-
-    return normalize_caller(number)
 
 
 def compare(settings: MixSettings) -> tuple[MixFigures, MixFigures]:
@@ -327,6 +322,3 @@ def markdown(settings: MixSettings, runs: tuple[MixFigures, MixFigures]) -> str:
     base, new = runs
     ratio = new.quantile(0.9) / base.quantile(0.9) if base.quantile(0.9) else float("nan")
     return head + "\n".join(rows) + f"\n\nGenuine p90 with/without: {ratio:.2f}.\n"
-
-
-Runner = Callable[[MixSettings], tuple[MixFigures, MixFigures]]
