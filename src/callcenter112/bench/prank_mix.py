@@ -47,7 +47,7 @@ from ..acd import (
 )
 from ..callers import CallerRules, InMemoryCallerHistory, PastCall, caller_history
 from ..callers import suggest_watch_list as suggest
-from ..incidents import Disposition
+from ..incidents import Disposition, normalize_caller
 from ..ivr import IvrAction, IvrFinished, IvrMenu, IvrSettings, PlayPrompts
 from ..watchlist import WatchList
 
