@@ -457,3 +457,14 @@ def test_time_spent_on_each_disposition() -> None:
     assert (prank.count, prank.total_s, prank.mean_s, prank.max_s) == (2, 20.0, 10.0, 12.0)
     assert spent[Disposition.GHOST].count == 1 and spent[Disposition.TEST].count == 0
     assert spent[Disposition.GENUINE].total_s == 300.0
+
+
+def test_silent_callers_get_a_priority_callback() -> None:
+    from callcenter112.incidents import callback_is_priority
+
+    assert callback_is_priority(["silent"]) and callback_is_priority(
+        ("repeat_caller", "silent_confirmed")
+    )
+    assert not callback_is_priority(["repeat_caller", "watch_listed"]) and not callback_is_priority(
+        []
+    )

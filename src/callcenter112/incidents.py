@@ -88,6 +88,7 @@ __all__ = [
     "Status",
     "TimelineEntry",
     "audit_entry_to_json",
+    "callback_is_priority",
     "callback_number",
     "callback_to_json",
     "canonical_json",
@@ -340,6 +341,12 @@ def check_transition(current: Status, new: Status) -> None:
 def needs_callback(status: Status) -> bool:
     """A dropped call becomes a callback task, never a silent loss (DESIGN §1)."""
     return status in _NEEDS_CALLBACK
+
+
+def callback_is_priority(flags: Iterable[str]) -> bool:
+    """A silent caller who hung up gets a *priority* callback task (issue 12, after
+    the UK Silent Solution): they may have been unable to speak, not unwilling."""
+    return any(f in (FLAG_SILENT, FLAG_SILENT_CONFIRMED) for f in flags)
 
 
 def check_leg_allowed(status: Status, role: LegRole, *, callback_leg_open: bool) -> None:
