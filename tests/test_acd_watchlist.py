@@ -318,10 +318,14 @@ class WatchListQueue(RuleBasedStateMachine):
         assert due is None or due > self.w.now
 
     def teardown(self) -> None:
-        """Liveness: everyone online, every offer answered, every call ended — every
-        caller still queued is offered within a bounded time (no starvation)."""
+        """Liveness: everyone online and unpaused, every offer answered, every call
+        ended — every caller still queued is offered within a bounded time (no
+        starvation)."""
         for op in OPS:
             self.apply(self.acd.operator_registered(op, self.w.now))
+        for view in self.acd.snapshot().operators:  # e.g. auto-paused after missed offers
+            if view.pause_reason is not None:
+                self.apply(self.acd.unpause(view.user, self.w.now))
         for _ in range(10 * len(self.w.callers) + 20):
             if all(c.ended for c in self.w.callers.values()):
                 break
