@@ -724,7 +724,9 @@ def test_from_shipped_config() -> None:
     assert (settings.ring_timeout_s, settings.max_missed, settings.wrapup_s) == (15.0, 2, 10.0)
     assert settings.priority["police"] == 2
     profiles = [OperatorProfile.from_config(o) for o in cfg.operator]
-    assert [p.user for p in profiles] == ["op1", "op2"] and profiles[0].skills == ALL
+    every = frozenset(cfg.category_ids) - {"unknown"}  # skills not set: every category
+    assert [p.user for p in profiles] == ["op1", "op2"] and profiles[0].skills == every
+    assert {"security", "hearse", "utility", "other"} <= every and every >= ALL
     acd = Acd(settings, profiles)
     assert [o.state for o in acd.snapshot().operators] == [S.OFFLINE, S.OFFLINE]
 

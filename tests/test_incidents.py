@@ -375,3 +375,96 @@ def test_csv_row_matches_columns_and_round_trips_through_csv() -> None:
     assert parsed[0]["legal_hold"] == "no"
     assert parsed[0]["answered_at"] == ""
     assert parsed[0]["sla_s"] == "8.5"
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def test_categories_are_the_citys_not_a_code_enum() -> None:
+    from callcenter112 import incidents
+
+    hearse = Category("hearse")
+    assert hearse == "hearse" and hearse.value == "hearse" and str(hearse) == "hearse"
+    assert Category("medical") == Category.MEDICAL and f"{Category.FIRE}" == "fire"
+    assert json.dumps({"c": Category("flood")}) == '{"c": "flood"}'
+    for bad in ("Medical", "", "x" * 33, "fire!", "1st"):
+        with pytest.raises(ValueError):
+            Category(bad)
+    assert [c.value for c in Category][-1] == "unknown"
+    # Configured ids decide what may be chosen; the shipped set without a config.
+    assert validate_disposition_changes({"category": "hearse"})["category"] == "hearse"
+    clean = validate_disposition_changes({"category": "flood"}, categories=("flood", "unknown"))
+    assert clean["category"] == "flood"
+    with pytest.raises(IncidentError, match="not one of flood"):
+        validate_disposition_changes({"category": "hearse"}, categories=("flood", "unknown"))
+    assert incidents.Category is Category
+
+
+def test_sop_dispositions_and_old_silent_rows() -> None:
+    assert [d.value for d in Disposition] == [
+        "genuine",
+        "ghost",
+        "prank",
+        "information",
+        "wrong_number",
+        "test",
+        "duplicate",
+    ]
+    assert Disposition("silent") is Disposition.GHOST  # rows written before issue 12
+    clean = validate_disposition_changes({"disposition": "information"})
+    assert clean["disposition"] is Disposition.INFORMATION
+
+
+def test_flags_come_from_flag_events_in_order() -> None:
+    from callcenter112.incidents import FLAG_EVENT, flag_event_detail, incident_flags
+
+    events = (
+        TimelineEntry(
+            at=1.0, kind=FLAG_EVENT, detail=flag_event_detail("repeat_caller", earlier=["a"])
+        ),
+        TimelineEntry(at=2.0, kind="ivr_done", detail={"flag": "silent"}),  # not a flag event
+        TimelineEntry(at=3.0, kind=FLAG_EVENT, detail=flag_event_detail("silent")),
+        TimelineEntry(at=4.0, kind=FLAG_EVENT, detail=flag_event_detail("repeat_caller")),
+        TimelineEntry(at=5.0, kind=FLAG_EVENT, detail={"flag": "bogus"}),
+        TimelineEntry(at=6.0, kind=FLAG_EVENT, detail="silent"),
+    )
+    assert incident_flags(events) == ("repeat_caller", "silent")
+    with pytest.raises(IncidentError):
+        flag_event_detail("vip")
+    inc = Incident(id="X", caller="0812", arrived_at=0.0, updated_at=0.0)
+    out = incident_to_json(IncidentRecord(incident=inc, events=events))
+    assert out["flags"] == ["repeat_caller", "silent"]
+    assert incident_to_json(IncidentRecord(incident=inc))["flags"] == []
+
+
+def test_time_spent_on_each_disposition() -> None:
+    from callcenter112.incidents import disposition_seconds, time_by_disposition
+
+    assert disposition_seconds(100.0, 130.0) == 30.0
+    assert disposition_seconds(None, 130.0) is None  # no operator answered
+    assert disposition_seconds(100.0, 99.0) == 0.0  # clock skew clamps
+    spent = time_by_disposition(
+        [
+            (Disposition.PRANK, 100.0, 112.0),
+            (Disposition.PRANK, 200.0, 208.0),
+            (Disposition.GHOST, 300.0, 305.0),
+            (Disposition.GENUINE, 400.0, 700.0),
+            (Disposition.GHOST, None, 900.0),
+        ]
+    )
+    assert set(spent) == set(Disposition)
+    prank = spent[Disposition.PRANK]
+    assert (prank.count, prank.total_s, prank.mean_s, prank.max_s) == (2, 20.0, 10.0, 12.0)
+    assert spent[Disposition.GHOST].count == 1 and spent[Disposition.TEST].count == 0
+    assert spent[Disposition.GENUINE].total_s == 300.0
+
+
+def test_silent_callers_get_a_priority_callback() -> None:
+    from callcenter112.incidents import callback_is_priority
+
+    assert callback_is_priority(["silent"]) and callback_is_priority(
+        ("repeat_caller", "silent_confirmed")
+    )
+    assert not callback_is_priority(["repeat_caller", "watch_listed"]) and not callback_is_priority(
+        []
+    )

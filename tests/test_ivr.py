@@ -360,3 +360,212 @@ def test_any_input_sequence_ends_the_menu_once(steps: list[Step], tries: int) ->
     played = [a for a in out if isinstance(a, PlayPrompts)]
     assert [p.playback for p in played] == list(range(1, len(played) + 1))
     assert all(p.barge_in for p in played)
+
+
+# --- silent callers (issue 12: never ending the call) ---------------------------------------
+
+SILENT = IvrSettings(digits=DIGITS, input_timeout_s=5.0, menu_tries=2, silent_after_s=12.0)
+
+
+def test_no_key_no_speech_plays_press_5_over_the_menu() -> None:
+    menu = started(SILENT, now=0.0)
+    assert menu.deadline == 12.0  # the silence timer, before the 60 s playback guard
+    assert menu.timer_fired(11.9) == []
+    out = menu.timer_fired(12.0)
+    assert out == [
+        StopPlayback(playback=1),
+        PlayPrompts(names=("silent_press",), language="id", barge_in=True, playback=2),
+    ]
+    assert menu.state is IvrState.SILENT_PLAYING
+
+
+@pytest.mark.parametrize("key", ["5", "1", "#", "0"])
+def test_any_key_after_the_prompt_confirms_a_silent_caller(key: str) -> None:
+    menu = started(SILENT, now=0.0)
+    menu.timer_fired(12.0)
+    menu.prompt_finished(15.0, playback=2)
+    out = menu.digit(key, 16.0)
+    done = finished_of(out)
+    assert (done.reason, done.flags, done.category) == (
+        "silent_confirmed",
+        ("silent_confirmed",),
+        "unknown",
+    )
+    assert DigitAccepted(digit=key, meaning="silent_confirmed", at=16.0) in out
+    assert done.digits == key
+
+
+def test_key_while_the_prompt_plays_stops_it_and_confirms() -> None:
+    menu = started(SILENT, now=0.0)
+    menu.timer_fired(12.0)
+    out = menu.digit("5", 13.0)
+    assert out[0] == StopPlayback(playback=2)
+    assert finished_of(out).reason == "silent_confirmed"
+
+
+def test_no_response_is_queued_silent_and_flagged_never_dropped() -> None:
+    menu = started(SILENT, now=0.0)
+    menu.timer_fired(12.0)
+    menu.prompt_finished(15.0, playback=2)
+    assert menu.deadline == 20.0
+    done = finished_of(menu.timer_fired(20.0))
+    assert (done.reason, done.flags, done.category) == ("silent", ("silent",), "unknown")
+    assert menu.finished and menu.deadline is None
+
+
+def test_speech_restarts_the_silence_timer_and_keeps_the_menu() -> None:
+    menu = started(SILENT, now=0.0)
+    assert menu.speech(8.0) == []
+    assert menu.deadline == 20.0 and menu.state is IvrState.PLAYING and menu.spoke
+    menu.prompt_finished(10.0, playback=1)
+    assert menu.deadline == 15.0  # the input timer comes first now
+
+
+def test_a_caller_who_spoke_but_pressed_nothing_finishes_no_input() -> None:
+    s = IvrSettings(digits=DIGITS, input_timeout_s=5.0, menu_tries=2, silent_after_s=100.0)
+    menu = started(s, now=0.0)
+    menu.speech(3.0)
+    menu.prompt_finished(10.0, playback=1)
+    menu.timer_fired(15.0)
+    menu.prompt_finished(20.0, playback=2)
+    done = finished_of(menu.timer_fired(25.0))
+    assert (done.reason, done.flags) == ("no_input", ())
+
+
+def test_menu_running_out_before_the_silence_timer_still_asks() -> None:
+    s = IvrSettings(digits=DIGITS, input_timeout_s=5.0, menu_tries=2, silent_after_s=100.0)
+    menu = started(s, now=0.0)
+    menu.prompt_finished(10.0, playback=1)
+    menu.timer_fired(15.0)
+    menu.prompt_finished(20.0, playback=2)
+    out = menu.timer_fired(25.0)
+    assert isinstance(out[0], InputTimedOut) and not any(isinstance(a, IvrFinished) for a in out)
+    assert out[-1] == PlayPrompts(names=("silent_press",), language="id", barge_in=True, playback=3)
+    menu.prompt_finished(28.0, playback=3)
+    assert finished_of(menu.timer_fired(33.0)).reason == "silent"
+
+
+def test_speech_after_the_prompt_goes_to_an_operator_unflagged() -> None:
+    menu = started(SILENT, now=0.0)
+    menu.timer_fired(12.0)
+    out = menu.speech(13.0)
+    assert out[0] == StopPlayback(playback=2)
+    assert (finished_of(out).reason, finished_of(out).flags) == ("speech", ())
+
+
+def test_the_prompt_is_in_the_callers_language() -> None:
+    menu = started(SILENT, now=0.0)
+    menu.digit("9", 1.0)  # English
+    out = menu.timer_fired(13.0)
+    assert out[-1] == PlayPrompts(names=("silent_press",), language="en", barge_in=True, playback=3)
+
+
+def test_speech_outside_the_menu_is_ignored() -> None:
+    menu = IvrMenu(SILENT)
+    assert menu.speech(0.0) == []
+    menu.start(0.0)
+    menu.digit("1", 1.0)
+    assert menu.speech(2.0) == [] and menu.finished
+
+
+def test_silent_key_must_not_clash() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        IvrSettings(digits={**DIGITS, "5": "other"}, silent_after_s=10.0)
+    with pytest.raises(ValueError, match="positive"):
+        IvrSettings(digits=DIGITS, silent_after_s=0.0)
+
+
+def test_shipped_config_enables_the_silent_step() -> None:
+    cfg = load_config(ROOT / "config" / "callcenter112.toml").ivr
+    s = IvrSettings.from_config(cfg, speech_detection=True)
+    assert (s.silent_after_s, s.silent_key) == (12.0, "5")
+    # A coordinator that does not feed the VAD keeps the old no-input ending.
+    assert IvrSettings.from_config(cfg).silent_after_s is None
+
+
+silent_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("digit"), st.sampled_from(sorted(ivr.DTMF_KEYS))),
+        st.tuples(st.just("finished"), st.just("")),
+        st.tuples(st.just("timer"), st.just("")),
+        st.tuples(st.just("speech"), st.just("")),
+        st.tuples(st.just("wait"), st.just("")),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=silent_steps, tries=st.integers(1, 3), after=st.sampled_from([3.0, 12.0, 40.0]))
+def test_silent_step_any_order_ends_once_and_never_hangs_up(
+    steps: list[Step], tries: int, after: float
+) -> None:
+    menu = IvrMenu(
+        IvrSettings(digits=DIGITS, menu_tries=tries, input_timeout_s=5.0, silent_after_s=after)
+    )
+    now = 0.0
+    out = menu.start(now)
+    heard = False
+    for kind, key in steps:
+        if menu.finished:
+            break
+        now += 1.0
+        if kind == "digit":
+            out += menu.digit(key, now)
+        elif kind == "finished" and menu.state in (IvrState.PLAYING, IvrState.SILENT_PLAYING):
+            out += menu.prompt_finished(now, playback=menu.playback)
+        elif kind == "speech":
+            heard = True
+            out += menu.speech(now)
+        elif kind == "timer" and menu.deadline is not None:
+            now = max(now, menu.deadline)
+            out += menu.timer_fired(now)
+        elif kind == "wait":
+            now += 7.0
+            out += menu.timer_fired(now)
+    for _ in range(4 * tries + 8):
+        if menu.finished:
+            break
+        assert menu.deadline is not None, "a running menu always has a timer"
+        if menu.state in (IvrState.PLAYING, IvrState.SILENT_PLAYING):
+            out += menu.prompt_finished(now + 1.0, playback=menu.playback)
+        now = max(now + 1.0, menu.deadline or now)
+        out += menu.timer_fired(now)
+    assert menu.finished and menu.deadline is None
+    ends = [a for a in out if isinstance(a, IvrFinished)]
+    assert len(ends) == 1 and out[-1] is ends[0]
+    end = ends[0]
+    # The flags say exactly how the silent step ended, and only it raises them.
+    assert end.flags == {"silent_confirmed": ("silent_confirmed",), "silent": ("silent",)}.get(
+        end.reason, ()
+    )
+    if end.reason == "no_input":
+        assert heard, "a caller who never spoke is asked to press 5 before no_input"
+    if end.reason in ("silent", "silent_confirmed", "speech"):
+        assert any(isinstance(a, PlayPrompts) and a.names == ("silent_press",) for a in out), (
+            "the silent step always plays its prompt"
+        )
+
+
+def test_watch_listed_caller_hears_the_warning_first_and_can_barge_in() -> None:
+    menu = IvrMenu(SILENT)
+    out = menu.start(0.0, watch_listed=True)
+    assert out == [
+        PlayPrompts(
+            names=("watch_list_warning", "greeting", "menu"),
+            language="id",
+            barge_in=True,
+            playback=1,
+        )
+    ]
+    done = finished_of(menu.digit("1", 2.0))
+    assert (done.category, done.reason) == ("medical", "digit")
+
+
+def test_every_ivr_prompt_is_shipped() -> None:
+    from callcenter112.media.prompts import SENTENCE_PROMPTS, prompt_path
+
+    for name in (ivr.PROMPT_SILENT_PRESS, ivr.PROMPT_WATCH_LIST_WARNING):
+        assert name in SENTENCE_PROMPTS
+        for lang in ("id", "en"):
+            assert prompt_path(ROOT / "sounds", name, lang).is_file()

@@ -34,6 +34,9 @@ PURE = [
     "outside.py",
     "retention_guard.py",
     "numerals.py",
+    "media/vad.py",
+    "callers.py",
+    "watchlist.py",
 ]
 FORBIDDEN = {
     "asyncio",

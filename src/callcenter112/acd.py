@@ -35,6 +35,17 @@ trunk), so time spent in the IVR counts. A caller put back with ``front=True``
 ahead of everyone in their priority class who was not put back, but never ahead
 of a higher priority class.
 
+Silent and watch-listed callers (issue 12). ``enqueue(urgent=True)`` (the
+caller pressed a key after "if you cannot speak, press 5": ``silent_confirmed``)
+puts the caller in a class of their own ahead of every category.
+``enqueue(watch_listed=True)`` (a number on the supervisor's watch list) puts
+the caller behind every category — so they wait only while someone else is
+waiting: the walk below is work-conserving — until ``watch_list_max_extra_wait_s``
+after joining. Then the caller is *released*: re-keyed to exactly the place a
+fresh caller of their category who arrived at the same moment holds, so the
+extra wait over that fresh caller is capped and a person always answers. The
+queue never refuses or drops anybody for who they are.
+
 Assignment. After every input the queue is walked in order; each caller without
 an offer gets the longest-idle *eligible* operator: AVAILABLE, not in the short
 back-off after declining, and able to serve the category. Serving means having
@@ -309,6 +320,11 @@ class QueueOutcome(enum.StrEnum):
 # --- settings ---------------------------------------------------------------------------
 
 
+# Ranks outside every configured priority (config: 0..100).
+URGENT_RANK = -1  # silent_confirmed: ahead of every category
+WATCH_LISTED_RANK = 1_000  # behind every category, until released
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AcdSettings:
     """What the ACD needs from ``[queue]`` (``callcenter112.config.QueueConfig``)."""
@@ -321,8 +337,14 @@ class AcdSettings:
     overflow_after_s: float = 0.0  # 0: never
     # Not (yet) a config key: how long a declining operator is skipped.
     decline_backoff_s: float = 5.0
+    # Issue 12: a watch-listed caller's wait beyond a fresh caller's, at most.
+    watch_list_max_extra_wait_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.watch_list_max_extra_wait_s < 0:
+            raise ValueError("watch_list_max_extra_wait_s cannot be negative")
+        if any(not URGENT_RANK < rank < WATCH_LISTED_RANK for rank in self.priority.values()):
+            raise ValueError(f"priorities must lie between {URGENT_RANK} and {WATCH_LISTED_RANK}")
         if UNKNOWN_CATEGORY not in self.priority:
             raise ValueError("priority needs the 'unknown' category")
         if not (self.ring_timeout_s > 0 and self.position_every_s > 0):
@@ -343,6 +365,7 @@ class AcdSettings:
             position_every_s=cfg.position_every_s,
             overflow_after_s=cfg.overflow_after_s,
             decline_backoff_s=cfg.decline_backoff_s,
+            watch_list_max_extra_wait_s=cfg.watch_list_max_extra_wait_s,
         )
 
 
@@ -448,6 +471,8 @@ class CallerView:
     position: int
     offered_to: str | None
     requeued: bool
+    urgent: bool = False  # silent_confirmed
+    watch_listed: bool = False  # still held behind the others (not yet released)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -516,12 +541,15 @@ class _Caller:
     offered_to: str | None = None
     next_announce: float = 0.0
     overflow_at: float | None = None
+    urgent: bool = False
+    release_at: float | None = None  # a held watch-listed caller's release
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Talk:
     category: str
     arrived_at: float
+    urgent: bool
 
 
 # --- the ACD ----------------------------------------------------------------------------
@@ -560,8 +588,11 @@ class Acd:
         now: float,
         *,
         front: bool = False,
+        urgent: bool = False,
+        watch_listed: bool = False,
     ) -> list[AcdAction]:
-        """A caller joins the queue (after the IVR). ``front``: put back first in class."""
+        """A caller joins the queue (after the IVR). ``front``: put back first in class;
+        ``urgent``: silent_confirmed, first of all; ``watch_listed``: held last, capped."""
         if call_ref in self._callers or call_ref in self._talks:
             raise DuplicateCallError(f"call {call_ref} is already queued or talking")
         if category not in self.settings.priority:
@@ -574,6 +605,8 @@ class Acd:
             now=now,
             front=front,
             out=out,
+            urgent=urgent,
+            watch_listed=watch_listed and not urgent,
         )
         self._advance(now, out)
         return out
@@ -610,7 +643,9 @@ class Acd:
         op.calls_today += 1
         op.missed = 0
         self._move(op, OperatorInput.OFFER_ANSWERED, "answered", now, out)
-        self._talks[call_ref] = _Talk(category=caller.category, arrived_at=caller.arrived_at)
+        self._talks[call_ref] = _Talk(
+            category=caller.category, arrived_at=caller.arrived_at, urgent=caller.urgent
+        )
         self._leave(
             caller,
             event=CallerInput.OFFER_ANSWERED,
@@ -685,6 +720,7 @@ class Acd:
             now=now,
             front=True,
             out=out,
+            urgent=talk.urgent,
         )
         self._advance(now, out)
         return out
@@ -800,6 +836,8 @@ class Acd:
                 position=i + 1,
                 offered_to=c.offered_to,
                 requeued=c.requeued,
+                urgent=c.urgent,
+                watch_listed=c.release_at is not None,
             )
             for i, c in enumerate(self._queue)
         )
@@ -926,10 +964,15 @@ class Acd:
         now: float,
         front: bool,
         out: list[AcdAction],
+        urgent: bool = False,
+        watch_listed: bool = False,
     ) -> None:
         self._seq += 1
-        key = (self.settings.priority[category], 0 if front else 1, arrived_at, self._seq)
         s = self.settings
+        rank = URGENT_RANK if urgent else s.priority[category]
+        if watch_listed and s.watch_list_max_extra_wait_s > 0:
+            rank = WATCH_LISTED_RANK
+        key = (rank, 0 if front else 1, arrived_at, self._seq)
         caller = _Caller(
             call_ref=call_ref,
             category=category,
@@ -938,7 +981,11 @@ class Acd:
             requeued=front,
             key=key,
             next_announce=now + s.position_every_s,
+            urgent=urgent,
         )
+        if rank == WATCH_LISTED_RANK:
+            caller.release_at = now + s.watch_list_max_extra_wait_s
+            self._push_timer(caller.release_at, call_ref)
         if s.overflow_after_s > 0:
             caller.overflow_at = (now if front else arrived_at) + s.overflow_after_s
             self._push_timer(caller.overflow_at, call_ref)
@@ -1070,17 +1117,32 @@ class Acd:
         caller = self._callers.get(call_ref)
         if caller is None:
             return False
-        return due == caller.next_announce or (
+        return due in (caller.next_announce, caller.release_at) or (
             due == caller.overflow_at and caller.state is CallerState.WAITING
         )
 
+    def _release(self, caller: _Caller) -> None:
+        """A held watch-listed caller takes the place a fresh caller of the same
+        category and arrival holds (the cap of issue 12)."""
+        del self._queue[self._position(caller) - 1]
+        caller.release_at = None
+        rank = self.settings.priority[caller.category]
+        self._seq += 1  # behind a caller of the same class who arrived at the same instant
+        caller.key = (rank, caller.key[1], caller.key[2], self._seq)
+        index = bisect.bisect_left(self._queue, caller.key, key=lambda c: c.key)
+        self._queue.insert(index, caller)
+
     def _caller_timers(self, now: float, out: list[AcdAction]) -> None:
         period = self.settings.position_every_s
+        released = False
         while self._timers and self._timers[0][0] <= now:
             _, _, call_ref = heapq.heappop(self._timers)
             caller = self._callers.get(call_ref)
             if caller is None:
                 continue
+            if caller.release_at is not None and caller.release_at <= now:
+                self._release(caller)
+                released = True
             if (
                 caller.overflow_at is not None
                 and caller.overflow_at <= now
@@ -1104,3 +1166,5 @@ class Acd:
                 while caller.next_announce <= now:  # float rounding at an exact multiple
                     caller.next_announce += period
                 self._push_timer(caller.next_announce, call_ref)
+        if released:  # a released caller may now come before someone offered nothing
+            self._assign(now, out)

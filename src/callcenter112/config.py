@@ -37,6 +37,8 @@ __all__ = [
     "AgencyConfig",
     "AmlConfig",
     "ApiTokenConfig",
+    "CallersConfig",
+    "CategoryConfig",
     "CentreConfig",
     "ClusterConfig",
     "Config",
@@ -54,9 +56,22 @@ __all__ = [
     "parse_config",
 ]
 
-CATEGORIES = ("medical", "fire", "disaster", "police", "unknown")
-SKILLS = ("medical", "fire", "disaster", "police")
-DISPOSITIONS = ("genuine", "prank", "silent", "test", "wrong_number", "duplicate")
+# The shipped Ambon category ids (``[[category]]`` in the file is the authority:
+# use ``Config.category_ids``); kept for callers that need the default set.
+CATEGORIES = (
+    "medical",
+    "fire",
+    "disaster",
+    "police",
+    "security",
+    "hearse",
+    "utility",
+    "other",
+    "unknown",
+)
+SKILLS = CATEGORIES[:-1]
+# Local SOP dispositions (issue 12); ``silent`` of older data reads as ``ghost``.
+DISPOSITIONS = ("genuine", "ghost", "prank", "information", "wrong_number", "test", "duplicate")
 ROLES = ("operator", "supervisor", "auditor", "admin", "telecom")
 
 
@@ -402,24 +417,50 @@ class WebConfig(_Section):
         return hp
 
 
-Category = Literal["medical", "fire", "disaster", "police", "unknown"]
-Skill = Literal["medical", "fire", "disaster", "police"]
+CATEGORY_ID = r"^[a-z][a-z0-9_]{0,31}$"
+UNKNOWN = "unknown"
 
 
-_DEFAULT_DIGITS: dict[str, Skill] = {"1": "medical", "2": "fire", "3": "disaster", "4": "police"}
-_DEFAULT_PRIORITY: dict[Category, int] = {
-    "medical": 1,
-    "fire": 1,
-    "disaster": 1,
-    "police": 2,
-    "unknown": 3,
-}
-_ALL_SKILLS: list[Skill] = ["medical", "fire", "disaster", "police"]
+class CategoryConfig(_Section):
+    id: Annotated[str, Field(pattern=CATEGORY_ID)]
+    label: Annotated[str, Field(min_length=1, max_length=64)]  # Bahasa Indonesia
+    label_en: Annotated[str, Field(max_length=64)] = ""
+    priority: Annotated[int, Field(ge=0, le=100)] = 2
+    ivr_key: str = ""
+
+    @field_validator("ivr_key")
+    @classmethod
+    def _one_key(cls, v: str) -> str:
+        if v and (len(v) != 1 or v not in "0123456789*#"):
+            raise ValueError(f"{v!r} is not one DTMF key (0-9, *, #)")
+        return v
+
+
+def _cat(id: str, label: str, label_en: str, priority: int, ivr_key: str = "") -> CategoryConfig:
+    return CategoryConfig(id=id, label=label, label_en=label_en, priority=priority, ivr_key=ivr_key)
+
+
+# Kota Ambon's first month (issue 12): the four menu keys stay as before.
+_AMBON_CATEGORIES = (
+    _cat("medical", "Medis", "Medical", 1, "1"),
+    _cat("fire", "Kebakaran", "Fire", 1, "2"),
+    _cat("disaster", "Bencana", "Disaster", 1, "3"),
+    _cat("police", "Polisi", "Police", 2, "4"),
+    _cat("security", "Keamanan & ketertiban", "Security & public order", 2),
+    _cat("hearse", "Mobil jenazah", "Hearse", 3),
+    _cat("utility", "Listrik (PLN)", "Utility (PLN)", 3),
+    _cat("other", "Lainnya", "Other", 3),
+)
+_UNKNOWN_CATEGORY = _cat(UNKNOWN, "Belum diketahui", "Unknown", 3)
 
 
 class IvrConfig(_Section):
     language: Literal["id", "en"] = "id"
-    digits: dict[str, Skill] = Field(default_factory=lambda: dict(_DEFAULT_DIGITS))
+    # key → category id. Not set in the file: taken from [[category]].ivr_key
+    # (see ``_resolve_categories``); set here, it is used as is.
+    digits: dict[str, str] = Field(
+        default_factory=lambda: {c.ivr_key: c.id for c in _AMBON_CATEGORIES if c.ivr_key}
+    )
     english_key: str = "9"
     operator_key: str = "0"
     # Seconds to wait for a digit after the menu finishes playing.
@@ -427,6 +468,10 @@ class IvrConfig(_Section):
     # How many times the menu is played before the caller goes to `unknown`.
     menu_tries: Annotated[int, Field(ge=1, le=5)] = 2
     prompts: str = "sounds"
+    # Silent callers (issue 12): no key and no speech this long after the IVR
+    # starts → "if you cannot speak, press <silent_key>".
+    silent_after_s: Annotated[float, Field(ge=3, le=120)] = 12.0
+    silent_key: str = "5"
 
     @model_validator(mode="after")
     def _keys(self) -> IvrConfig:
@@ -434,6 +479,7 @@ class IvrConfig(_Section):
         for key, what in [(k, f"digits.{k}") for k in self.digits] + [
             (self.english_key, "english_key"),
             (self.operator_key, "operator_key"),
+            (self.silent_key, "silent_key"),
         ]:
             if len(key) != 1 or key not in "0123456789*#":
                 raise ValueError(f"{what}: {key!r} is not one DTMF key (0-9, *, #)")
@@ -444,9 +490,10 @@ class IvrConfig(_Section):
 
 
 class QueueConfig(_Section):
-    # Lower number is served first; arrival time breaks ties.
-    priority: dict[Category, Annotated[int, Field(ge=0, le=100)]] = Field(
-        default_factory=lambda: dict(_DEFAULT_PRIORITY)
+    # Lower number is served first; arrival time breaks ties. Category ids
+    # named here override [[category]].priority (see ``_resolve_categories``).
+    priority: dict[str, Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: {c.id: c.priority for c in (*_AMBON_CATEGORIES, _UNKNOWN_CATEGORY)}
     )
     ring_timeout_s: Annotated[float, Field(ge=3, le=120)] = 15.0
     max_missed: Annotated[int, Field(ge=1, le=100)] = 2
@@ -459,14 +506,9 @@ class QueueConfig(_Section):
     decline_backoff_s: Annotated[float, Field(ge=0, le=600)] = 5.0
     # Operator leg considered dead after this long without RTP while talking.
     media_timeout_s: Annotated[float, Field(ge=2, le=600)] = 30.0
-
-    @field_validator("priority")
-    @classmethod
-    def _all_categories(cls, v: dict[str, int]) -> dict[str, int]:
-        missing = [c for c in CATEGORIES if c not in v]
-        if missing:
-            raise ValueError(f"no priority for {', '.join(missing)}")
-        return v
+    # A watch-listed caller waits at most this much longer than a fresh caller
+    # arriving at the same moment would (issue 12): a person always answers.
+    watch_list_max_extra_wait_s: Annotated[float, Field(ge=0, le=300)] = 30.0
 
 
 class TrunkConfig(_Section):
@@ -526,7 +568,8 @@ class OperatorConfig(_Section):
     ha1_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] = ""
     web_password_hash: str = ""
     name: str = ""
-    skills: list[Skill] = Field(default_factory=lambda: list(_ALL_SKILLS))
+    # Category ids; not set: every configured category (see ``_resolve_categories``).
+    skills: list[str] = Field(default_factory=list)
     # False for a phone that registers but is never offered queue calls: a
     # supervisor's softphone used to listen, whisper and barge.
     takes_calls: bool = True
@@ -637,6 +680,169 @@ class MapConfig(_Section):
         return v
 
 
+# --- categories, dispositions and caller rules (issue 12) -------------------------------
+#
+# One rule for the category keys, also in docs/configuration.md:
+# * ``[[category]]`` lists the categories (id, label, label_en, priority,
+#   ivr_key); not given, the shipped Ambon set. ``unknown`` (no choice) is
+#   always there; list it only to change its label or priority.
+# * IVR keys: ``ivr.digits`` if the file sets it (used as is), else every
+#   ``[[category]].ivr_key``. Setting both is an error: one home per key.
+# * Priority: ``queue.priority.<id>`` if set, else ``[[category]].priority``.
+# * ``[[operator]].skills`` not set: every category.
+
+DispositionName = Literal[
+    "genuine", "ghost", "prank", "information", "wrong_number", "test", "duplicate"
+]
+_DEFAULT_DISPOSITION_KEYS: dict[DispositionName, str] = {
+    "genuine": "g",
+    "ghost": "s",
+    "prank": "p",
+    "information": "i",
+    "wrong_number": "w",
+    "test": "t",
+    "duplicate": "d",
+}
+
+
+class DispositionsConfig(_Section):
+    """``[dispositions]``: the one console key of each SOP disposition."""
+
+    keys: dict[DispositionName, str] = Field(
+        default_factory=lambda: dict(_DEFAULT_DISPOSITION_KEYS)
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, v: dict[DispositionName, str]) -> dict[DispositionName, str]:
+        merged = {**_DEFAULT_DISPOSITION_KEYS, **v}
+        seen: dict[str, str] = {}
+        for name, key in merged.items():
+            if len(key) != 1 or not (key.isascii() and key.isalnum() and key == key.lower()):
+                raise ValueError(f"{name}: {key!r} is not one lowercase letter or digit")
+            if key in seen:
+                raise ValueError(f"{name}: key {key!r} is already used by {seen[key]}")
+            seen[key] = name
+        return merged
+
+
+class CallersConfig(_Section):
+    """``[callers]``: the repeat-caller and watch-list suggestion rules."""
+
+    # This many calls (this one included) from one number within 10 min → repeat_caller.
+    repeat_calls_10min: Annotated[int, Field(ge=2, le=100)] = 3
+    # This many prank dispositions within 24 h → suggest the watch list to a supervisor.
+    suggest_after_pranks_24h: Annotated[int, Field(ge=1, le=100)] = 3
+
+
+def _category_checks(cfg: Config) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(cfg.category):
+        if c.id in seen:
+            problems.append(
+                ConfigProblem(
+                    f"category[{i}].id",
+                    f"duplicate category {c.id!r} (first at category[{seen[c.id]}])",
+                )
+            )
+        seen.setdefault(c.id, i)
+        if c.id == UNKNOWN and c.ivr_key:
+            problems.append(
+                ConfigProblem(f"category[{i}].ivr_key", "'unknown' is no choice: it has no key")
+            )
+    ids = set(seen) | {UNKNOWN}
+    explicit_digits = "digits" in cfg.ivr.model_fields_set
+    keyed = [(i, c) for i, c in enumerate(cfg.category) if c.ivr_key]
+    # Both set and saying the same (a document the telecom page wrote back,
+    # which names every effective key) is one rule, not two.
+    agree = dict(cfg.ivr.digits) == {c.ivr_key: c.id for _, c in keyed}
+    if explicit_digits and keyed and not agree:
+        problems.append(
+            ConfigProblem(
+                f"category[{keyed[0][0]}].ivr_key",
+                "IVR keys are set in ivr.digits too: set them in one place",
+            )
+        )
+    digits = cfg.ivr.digits if explicit_digits else {c.ivr_key: c.id for _, c in keyed}
+    for key, cat in digits.items():
+        where = f"ivr.digits.{key}" if explicit_digits else f"category {cat!r} ivr_key"
+        if cat == UNKNOWN:
+            problems.append(ConfigProblem(where, "a menu key cannot choose 'unknown'"))
+        elif cat not in ids:
+            problems.append(ConfigProblem(where, f"no [[category]] {cat!r}"))
+    others = {cfg.ivr.english_key: "ivr.english_key", cfg.ivr.operator_key: "ivr.operator_key"}
+    others[cfg.ivr.silent_key] = "ivr.silent_key"
+    taken: dict[str, str] = {}
+    for i, c in keyed:
+        if explicit_digits:
+            break  # IvrConfig has checked ivr.digits itself
+        if c.ivr_key in others:
+            problems.append(
+                ConfigProblem(
+                    "ivr",
+                    f"{others[c.ivr_key]}: key {c.ivr_key!r} is already used by "
+                    f"category[{i}].ivr_key ({c.id})",
+                )
+            )
+        elif c.ivr_key in taken:
+            problems.append(
+                ConfigProblem(
+                    f"category[{i}].ivr_key",
+                    f"key {c.ivr_key!r} is already used by category {taken[c.ivr_key]!r}",
+                )
+            )
+        taken.setdefault(c.ivr_key, c.id)
+    for cat in cfg.queue.priority if "priority" in cfg.queue.model_fields_set else ():
+        if cat not in ids:
+            problems.append(ConfigProblem(f"queue.priority.{cat}", f"no [[category]] {cat!r}"))
+    for i, op in enumerate(cfg.operator):
+        for j, skill in enumerate(op.skills):
+            if skill not in ids or skill == UNKNOWN:
+                problems.append(
+                    ConfigProblem(f"operator[{i}].skills[{j}]", f"no [[category]] {skill!r}")
+                )
+    return problems
+
+
+def _raw_skills(data: dict[str, Any]) -> list[ConfigProblem]:
+    """Operator skills that name no category, found on the raw tables so one
+    run names them alongside type errors elsewhere."""
+    rows = data.get("category")
+    ids = {c.id for c in _AMBON_CATEGORIES}
+    if isinstance(rows, list):
+        ids = {r["id"] for r in rows if isinstance(r, dict) and isinstance(r.get("id"), str)}
+    ops = data.get("operator")
+    problems: list[ConfigProblem] = []
+    for i, op in enumerate(ops if isinstance(ops, list) else []):
+        skills = op.get("skills") if isinstance(op, dict) else None
+        for j, skill in enumerate(skills if isinstance(skills, list) else []):
+            if isinstance(skill, str) and (skill not in ids or skill == UNKNOWN):
+                problems.append(
+                    ConfigProblem(f"operator[{i}].skills[{j}]", f"no [[category]] {skill!r}")
+                )
+    return problems
+
+
+def _resolve_categories(cfg: Config) -> Config:
+    """Write the effective ``ivr.digits``, ``queue.priority`` and operator skills
+    back into the config, so every reader sees one answer (rule above)."""
+    cats = cfg.categories
+    update: dict[str, object] = {}
+    if "digits" not in cfg.ivr.model_fields_set:
+        digits = {c.ivr_key: c.id for c in cats if c.ivr_key}
+        update["ivr"] = cfg.ivr.model_copy(update={"digits": digits})
+    explicit = cfg.queue.priority if "priority" in cfg.queue.model_fields_set else {}
+    priority = {c.id: c.priority for c in cats} | dict(explicit)
+    update["queue"] = cfg.queue.model_copy(update={"priority": priority})
+    every = [c.id for c in cats if c.id != UNKNOWN]
+    update["operator"] = [
+        op if "skills" in op.model_fields_set else op.model_copy(update={"skills": every})
+        for op in cfg.operator
+    ]
+    return cfg.model_copy(update=update)
+
+
 class Config(_Section):
     centre: CentreConfig = CentreConfig()
     sip: SipConfig = SipConfig()
@@ -655,6 +861,9 @@ class Config(_Section):
     api_token: list[ApiTokenConfig] = Field(default_factory=list)
     aml: AmlConfig = AmlConfig()
     map: MapConfig = MapConfig()
+    category: list[CategoryConfig] = Field(default_factory=lambda: list(_AMBON_CATEGORIES))
+    dispositions: DispositionsConfig = DispositionsConfig()
+    callers: CallersConfig = CallersConfig()
 
     # Resolved against the config file's directory's parent when relative
     # (set by load_config); not a TOML key.
@@ -675,6 +884,18 @@ class Config(_Section):
 
     def operator_named(self, user: str) -> OperatorConfig | None:
         return next((o for o in self.operator if o.user == user), None)
+
+    @property
+    def categories(self) -> tuple[CategoryConfig, ...]:
+        """Every category in file order, ``unknown`` last unless listed."""
+        cats = tuple(self.category)
+        if all(c.id != UNKNOWN for c in cats):
+            cats += (_UNKNOWN_CATEGORY,)
+        return cats
+
+    @property
+    def category_ids(self) -> tuple[str, ...]:
+        return tuple(c.id for c in self.categories)
 
 
 def _cross_checks(cfg: Config) -> list[ConfigProblem]:
@@ -995,10 +1216,12 @@ def parse_config(
         # alongside the type errors.
         seen = {str(p) for p in problems}
         problems += [p for p in _raw_duplicates(data) if str(p) not in seen]
+        problems += [p for p in _raw_skills(data) if str(p) not in seen]
         raise ConfigError(source, problems) from None
-    problems = _cross_checks(cfg)
+    problems = _cross_checks(cfg) + _category_checks(cfg)
     if problems:
         raise ConfigError(source, problems)
+    cfg = _resolve_categories(cfg)
     if base_dir is not None:
         cfg = cfg.model_copy(update={"base_dir": base_dir})
     return cfg

@@ -45,16 +45,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 __all__ = [
     "ANONYMOUS",
     "CALL_FLOW_FIELDS",
     "DISPOSITION_FIELDS",
+    "FLAGS",
+    "FLAG_EVENT",
+    "FLAG_REPEAT_CALLER",
+    "FLAG_SILENT",
+    "FLAG_SILENT_CONFIRMED",
+    "FLAG_WATCH_LISTED",
     "INCIDENT_CSV_COLUMNS",
     "SLA_THRESHOLDS_S",
     "TIMESTAMP_FIELDS",
@@ -68,6 +74,7 @@ __all__ = [
     "CallbackStatus",
     "Category",
     "Disposition",
+    "DispositionTime",
     "Incident",
     "IncidentError",
     "IncidentQuery",
@@ -81,16 +88,20 @@ __all__ = [
     "Status",
     "TimelineEntry",
     "audit_entry_to_json",
+    "callback_is_priority",
     "callback_number",
     "callback_to_json",
     "canonical_json",
     "check_leg_allowed",
     "check_transition",
+    "disposition_seconds",
+    "flag_event_detail",
     "format_incident_id",
     "format_timestamp",
     "format_timestamp_us",
     "incident_csv_row",
     "incident_day",
+    "incident_flags",
     "incident_to_json",
     "leg_to_json",
     "needs_callback",
@@ -98,6 +109,7 @@ __all__ = [
     "parse_timestamp",
     "recording_to_json",
     "sla_seconds",
+    "time_by_disposition",
     "validate_disposition_changes",
 ]
 
@@ -124,21 +136,94 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-class Category(StrEnum):
-    MEDICAL = "medical"
-    FIRE = "fire"
-    DISASTER = "disaster"
-    POLICE = "police"
-    UNKNOWN = "unknown"
+_CATEGORY_ID = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# The shipped Ambon ids (config ``[[category]]``); only for iteration by old
+# readers (``for c in Category``). The configured list is ``Config.category_ids``.
+_SHIPPED_CATEGORIES = (
+    "medical",
+    "fire",
+    "disaster",
+    "police",
+    "security",
+    "hearse",
+    "utility",
+    "other",
+    "unknown",
+)
+
+
+class _CategoryType(type):
+    def __iter__(cls) -> Iterator[Category]:
+        return iter(tuple(Category(c) for c in _SHIPPED_CATEGORIES))
+
+
+class Category(str, metaclass=_CategoryType):
+    """A category id from the configuration (issue 12: categories are the
+    city's, not a code enum). Any lowercase word of up to 32 characters is a
+    well-formed id; whether it is *configured* is the config's answer
+    (``validate_disposition_changes(..., categories=cfg.category_ids)``).
+    Existing rows already hold plain strings, so no migration is needed."""
+
+    __slots__ = ()
+
+    MEDICAL: ClassVar[Category]
+    FIRE: ClassVar[Category]
+    DISASTER: ClassVar[Category]
+    POLICE: ClassVar[Category]
+    UNKNOWN: ClassVar[Category]
+
+    def __new__(cls, value: str) -> Category:
+        if not isinstance(value, str) or not _CATEGORY_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not a category id (a-z, 0-9, _; up to 32)")
+        return super().__new__(cls, value)
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return f"Category({str.__repr__(self)})"
+
+
+Category.MEDICAL = Category("medical")
+Category.FIRE = Category("fire")
+Category.DISASTER = Category("disaster")
+Category.POLICE = Category("police")
+Category.UNKNOWN = Category("unknown")
 
 
 class Disposition(StrEnum):
+    """What the call was, per the local SOP (Cilegon: normal, ghost, prank,
+    information) plus the centre's own test/wrong number/duplicate."""
+
     GENUINE = "genuine"
+    GHOST = "ghost"  # no response on the line
     PRANK = "prank"
-    SILENT = "silent"
-    TEST = "test"
+    INFORMATION = "information"  # a question, not an emergency
     WRONG_NUMBER = "wrong_number"
+    TEST = "test"
     DUPLICATE = "duplicate"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Disposition | None:
+        # Rows written before issue 12 say "silent" for what the SOP calls a
+        # ghost call: read them as GHOST (the store may rewrite them once).
+        return cls.GHOST if value == "silent" else None
+
+
+# Console/API words for the incident's flags (DESIGN §4 ``flags``).
+FLAG_SILENT = "silent"  # no key, no speech in the IVR: the operator decides
+FLAG_SILENT_CONFIRMED = "silent_confirmed"  # pressed a key after "if you cannot speak"
+FLAG_REPEAT_CALLER = "repeat_caller"
+FLAG_WATCH_LISTED = "watch_listed"
+FLAGS = (FLAG_SILENT, FLAG_SILENT_CONFIRMED, FLAG_REPEAT_CALLER, FLAG_WATCH_LISTED)
+# The timeline event that raises one: ``{"kind": "flag", "detail": {"flag": word, …}}``.
+# Flags live in the timeline (who/what raised them, when, why: audited), not
+# in a column; ``incident_flags`` reads them back.
+FLAG_EVENT = "flag"
 
 
 class LegRole(StrEnum):
@@ -256,6 +341,12 @@ def check_transition(current: Status, new: Status) -> None:
 def needs_callback(status: Status) -> bool:
     """A dropped call becomes a callback task, never a silent loss (DESIGN §1)."""
     return status in _NEEDS_CALLBACK
+
+
+def callback_is_priority(flags: Iterable[str]) -> bool:
+    """A silent caller who hung up gets a *priority* callback task (issue 12, after
+    the UK Silent Solution): they may have been unable to speak, not unwilling."""
+    return any(f in (FLAG_SILENT, FLAG_SILENT_CONFIRMED) for f in flags)
 
 
 def check_leg_allowed(status: Status, role: LegRole, *, callback_leg_open: bool) -> None:
@@ -570,6 +661,69 @@ def sla_seconds(arrived_at: float, operator_answered_at: float | None) -> float 
     return operator_answered_at - arrived_at
 
 
+def flag_event_detail(flag: str, **why: object) -> dict[str, object]:
+    """The ``detail`` of the timeline event raising ``flag`` (one of ``FLAGS``)."""
+    if flag not in FLAGS:
+        raise IncidentError(f"flag {flag!r} is not one of {'|'.join(FLAGS)}", status_hint=422)
+    return {"flag": flag, **why}
+
+
+def incident_flags(events: Iterable[TimelineEntry]) -> tuple[str, ...]:
+    """The incident's flags, from its ``flag`` timeline events, first-raised order."""
+    out: list[str] = []
+    for e in events:
+        if e.kind == FLAG_EVENT and isinstance(e.detail, dict):
+            flag = e.detail.get("flag")
+            if isinstance(flag, str) and flag in FLAGS and flag not in out:
+                out.append(flag)
+    return tuple(out)
+
+
+def disposition_seconds(operator_answered_at: float | None, disposed_at: float) -> float | None:
+    """Operator time one disposition cost: from the operator answering to the
+    disposition being saved (issue 12: "the time spent on each disposition is
+    measured"). None when no operator answered (a disposition on a callback-
+    only or abandoned incident costs no talk time); never negative (clock
+    skew between nodes is clamped to 0)."""
+    if operator_answered_at is None:
+        return None
+    return max(0.0, disposed_at - operator_answered_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispositionTime:
+    """Operator time spent on one disposition over a set of incidents."""
+
+    disposition: Disposition
+    count: int  # dispositions with a measured time
+    total_s: float
+    mean_s: float
+    max_s: float
+
+
+def time_by_disposition(
+    rows: Iterable[tuple[Disposition, float | None, float]],
+) -> dict[Disposition, DispositionTime]:
+    """``rows``: (disposition, operator_answered_at, disposed_at) per incident,
+    the *first* disposition of each (a later correction is not operator time).
+    Every disposition appears in the answer, with zeros when none was measured."""
+    spent: dict[Disposition, list[float]] = {d: [] for d in Disposition}
+    for disposition, answered_at, disposed_at in rows:
+        seconds = disposition_seconds(answered_at, disposed_at)
+        if seconds is not None:
+            spent[Disposition(disposition)].append(seconds)
+    return {
+        d: DispositionTime(
+            disposition=d,
+            count=len(xs),
+            total_s=sum(xs),
+            mean_s=sum(xs) / len(xs) if xs else 0.0,
+            max_s=max(xs, default=0.0),
+        )
+        for d, xs in spent.items()
+    }
+
+
 def _text(name: str, value: object) -> str | None:
     if value is None:
         return None
@@ -591,12 +745,28 @@ def _enum_value(kind: type[_E], name: str, value: object) -> _E:
         raise IncidentError(f"{name}: {value!r} is not one of {allowed}", status_hint=422) from None
 
 
-def validate_disposition_changes(changes: Mapping[str, object]) -> dict[str, object]:
+def _category_value(name: str, value: object, categories: Collection[str]) -> Category:
+    if value in (None, ""):
+        return Category.UNKNOWN
+    allowed = "|".join(categories)
+    if not isinstance(value, str) or value not in categories:
+        raise IncidentError(f"{name}: {value!r} is not one of {allowed}", status_hint=422)
+    try:
+        return Category(value)
+    except ValueError as exc:
+        raise IncidentError(f"{name}: {exc}", status_hint=422) from None
+
+
+def validate_disposition_changes(
+    changes: Mapping[str, object], *, categories: Collection[str] = _SHIPPED_CATEGORIES
+) -> dict[str, object]:
     """Check a disposition form; return the values normalised for storage.
 
     Keys outside `DISPOSITION_FIELDS` and values outside their vocabulary raise
     `IncidentError` (422). `None`/empty clears a field (except `category`, which
     falls back to unknown). `agencies_notified` is a list of agency names.
+    ``categories``: the configured ids (``Config.category_ids``); without it the
+    shipped Ambon set.
     """
     out: dict[str, object] = {}
     for key, value in changes.items():
@@ -605,9 +775,7 @@ def validate_disposition_changes(changes: Mapping[str, object]) -> dict[str, obj
         if key == "disposition":
             out[key] = None if value in (None, "") else _enum_value(Disposition, key, value)
         elif key == "category":
-            out[key] = (
-                Category.UNKNOWN if value in (None, "") else _enum_value(Category, key, value)
-            )
+            out[key] = _category_value(key, value, categories)
         elif key == "agencies_notified":
             if value is None:
                 out[key] = ()
@@ -738,6 +906,7 @@ def incident_to_json(item: Incident | IncidentRecord) -> dict[str, object]:
     out["sla_s"] = None if sla is None else round(sla, 3)
     if isinstance(item, IncidentRecord):
         out["legs"] = [leg_to_json(leg) for leg in item.legs]
+        out["flags"] = list(incident_flags(item.events))
         out["events"] = [
             {"at": format_timestamp(e.at), "kind": e.kind, "detail": e.detail} for e in item.events
         ]

@@ -27,10 +27,21 @@ After ``menu_tries`` used-up tries the caller goes to the general queue:
 after the kind of the last try (DESIGN §2: "No input or invalid input repeats
 once, then the call goes to the general queue with category unknown").
 
-The ``silent`` prompt ("if you cannot speak, stay on the line") is not played
-here: the coordinator plays it as the first queue prompt when the IVR finished
-with ``reason="no_input"``, so the caller hears it once, already queued, and
-the IVR has no second ending path.
+Silent callers (issue 12, after the UK Silent Solution — never ending the
+call). With ``silent_after_s`` set, a second timer runs from ``start()``: any
+key or any ``speech()`` (the caller's audio, ``media/vad.py``) restarts it.
+When it runs out — or when the menu's last try runs out and the caller has
+never spoken — the menu stops and ``silent_press`` plays ("jika Anda tidak
+dapat berbicara, tekan 5" / "if you cannot speak, press 5"):
+
+* ``silent_key`` or *any* key → ``IvrFinished("unknown", reason=
+  "silent_confirmed", flags=("silent_confirmed",))``: the ACD queues it first;
+* speech → ``reason="speech"`` (the caller can talk: an operator hears them);
+* nothing for ``input_timeout_s`` after the prompt → ``reason="silent",
+  flags=("silent",)``: queued at normal priority, flagged; the operator
+  decides. There is still no hang-up anywhere.
+
+A caller who spoke but pressed nothing finishes ``no_input`` as before.
 
 Every key is reported as it is handled (``DigitAccepted``/``DigitRejected``,
 ``InputTimedOut``) and ``IvrFinished.digits`` repeats the whole key history, so
@@ -66,6 +77,8 @@ __all__ = [
     "PROMPT_INVALID",
     "PROMPT_MENU",
     "PROMPT_SILENT",
+    "PROMPT_SILENT_PRESS",
+    "PROMPT_WATCH_LIST_WARNING",
     "UNKNOWN_CATEGORY",
     "DigitAccepted",
     "DigitRejected",
@@ -88,13 +101,20 @@ DTMF_KEYS = frozenset("0123456789*#ABCD")
 PROMPT_GREETING = "greeting"
 PROMPT_MENU = "menu"
 PROMPT_INVALID = "invalid"
-# Played by the coordinator (queue side) after IvrFinished(reason="no_input").
+# "If you cannot speak, press any key, or stay on the line": a queue-side prompt
+# of the coordinator (kept for it); the IVR's own silent step plays the next one.
 PROMPT_SILENT = "silent"
+PROMPT_SILENT_PRESS = "silent_press"  # "… tekan 5" / "… press 5"
+PROMPT_WATCH_LIST_WARNING = "watch_list_warning"
+FLAG_SILENT = "silent"  # the words of incidents.FLAGS (ivr.py imports no store code)
+FLAG_SILENT_CONFIRMED = "silent_confirmed"
 
 UNKNOWN_CATEGORY = "unknown"
 ENGLISH = "en"
 
-FinishReason = Literal["digit", "operator_key", "no_input", "invalid"]
+FinishReason = Literal[
+    "digit", "operator_key", "no_input", "invalid", "silent_confirmed", "silent", "speech"
+]
 
 
 class IvrError(Exception):
@@ -114,6 +134,8 @@ class IvrState(enum.Enum):
     IDLE = "idle"  # created, not started
     PLAYING = "playing"  # a prompt list is playing; digits barge in
     WAITING = "waiting"  # menu played out; input timer armed
+    SILENT_PLAYING = "silent_playing"  # "if you cannot speak, press 5" is playing
+    SILENT_WAITING = "silent_waiting"  # … played out; last wait for a key or a word
     DONE = "done"  # IvrFinished emitted; the call belongs to the queue
 
 
@@ -128,6 +150,13 @@ class IvrInput(enum.Enum):
     PLAYBACK_OVERDUE = "playback_overdue"  # guard timer: the player never reported
     INPUT_TIMED_OUT = "input_timed_out"
     LAST_INPUT_TIMED_OUT = "last_input_timed_out"
+    # Silent callers
+    SPEECH = "speech"  # the caller spoke (VAD): restarts the silence timer
+    SILENCE_TIMED_OUT = "silence_timed_out"  # no key, no speech for silent_after_s
+    LAST_INPUT_TIMED_OUT_SILENT = "last_input_timed_out_silent"  # … and never spoke
+    SILENT_DIGIT = "silent_digit"  # any key after the silent prompt
+    SILENT_SPEECH = "silent_speech"  # a word after the silent prompt
+    SILENT_NO_RESPONSE = "silent_no_response"
 
 
 _S, _I = IvrState, IvrInput
@@ -148,6 +177,18 @@ _TRANSITIONS: Mapping[tuple[IvrState, IvrInput], IvrState] = MappingProxyType(
         (_S.WAITING, _I.LAST_INVALID_DIGIT): _S.DONE,
         (_S.WAITING, _I.INPUT_TIMED_OUT): _S.PLAYING,
         (_S.WAITING, _I.LAST_INPUT_TIMED_OUT): _S.DONE,
+        (_S.PLAYING, _I.SPEECH): _S.PLAYING,
+        (_S.WAITING, _I.SPEECH): _S.WAITING,
+        (_S.PLAYING, _I.SILENCE_TIMED_OUT): _S.SILENT_PLAYING,
+        (_S.WAITING, _I.SILENCE_TIMED_OUT): _S.SILENT_PLAYING,
+        (_S.WAITING, _I.LAST_INPUT_TIMED_OUT_SILENT): _S.SILENT_PLAYING,
+        (_S.SILENT_PLAYING, _I.PROMPT_FINISHED): _S.SILENT_WAITING,
+        (_S.SILENT_PLAYING, _I.PLAYBACK_OVERDUE): _S.SILENT_WAITING,
+        (_S.SILENT_PLAYING, _I.SILENT_DIGIT): _S.DONE,
+        (_S.SILENT_WAITING, _I.SILENT_DIGIT): _S.DONE,
+        (_S.SILENT_PLAYING, _I.SILENT_SPEECH): _S.DONE,
+        (_S.SILENT_WAITING, _I.SILENT_SPEECH): _S.DONE,
+        (_S.SILENT_WAITING, _I.SILENT_NO_RESPONSE): _S.DONE,
     }
 )
 
@@ -164,9 +205,16 @@ class IvrSettings:
     language: str = "id"
     # Longest a prompt list may play before it is taken as finished (see module doc).
     playback_guard_s: float = 60.0
+    # No key and no speech this long after start → the silent step; None: off.
+    silent_after_s: float | None = None
+    silent_key: str = "5"
 
     def __post_init__(self) -> None:
         keys = [*self.digits, self.english_key, self.operator_key]
+        if self.silent_after_s is not None:
+            keys.append(self.silent_key)
+            if not self.silent_after_s > 0:
+                raise ValueError("silent_after_s must be positive")
         for key in keys:
             if key not in DTMF_KEYS:
                 raise ValueError(f"IVR key {key!r} is not a DTMF key")
@@ -182,7 +230,10 @@ class IvrSettings:
         object.__setattr__(self, "digits", MappingProxyType(dict(self.digits)))
 
     @classmethod
-    def from_config(cls, cfg: IvrConfig) -> IvrSettings:
+    def from_config(cls, cfg: IvrConfig, *, speech_detection: bool = False) -> IvrSettings:
+        """``speech_detection``: the coordinator feeds the caller's audio to
+        ``media.vad`` and reports ``speech()``. Only then is the silent step on —
+        without it a caller who talks instead of pressing would be taken for silent."""
         return cls(
             digits=dict(cfg.digits),
             english_key=cfg.english_key,
@@ -190,6 +241,8 @@ class IvrSettings:
             input_timeout_s=cfg.input_timeout_s,
             menu_tries=cfg.menu_tries,
             language=cfg.language,
+            silent_after_s=cfg.silent_after_s if speech_detection else None,
+            silent_key=cfg.silent_key,
         )
 
 
@@ -249,6 +302,7 @@ class IvrFinished:
     reason: FinishReason
     digits: str  # every key pressed, in order
     at: float
+    flags: tuple[str, ...] = ()  # "silent" / "silent_confirmed" (incidents.FLAGS words)
 
 
 IvrAction = PlayPrompts | StopPlayback | DigitAccepted | DigitRejected | InputTimedOut | IvrFinished
@@ -264,7 +318,9 @@ class IvrMenu:
     tries_used: int = 0
     digits: str = ""
     playback: int = 0  # serial of the current/last PlayPrompts
+    spoke: bool = False  # speech was heard at least once
     _deadline: float | None = field(default=None, repr=False)
+    _silent_due: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.language = self.language or self.settings.language
@@ -272,7 +328,8 @@ class IvrMenu:
     @property
     def deadline(self) -> float | None:
         """When ``timer_fired`` must be called next, or None (no timer running)."""
-        return self._deadline
+        due = [t for t in (self._deadline, self._silent_due) if t is not None]
+        return min(due, default=None)
 
     @property
     def finished(self) -> bool:
@@ -280,14 +337,23 @@ class IvrMenu:
 
     # --- inputs ---------------------------------------------------------------------
 
-    def start(self, now: float) -> list[IvrAction]:
+    def start(self, now: float, *, watch_listed: bool = False) -> list[IvrAction]:
+        """``watch_listed``: the number is on the supervisor's watch list — the
+        warning plays first (issue 12), then the greeting and the menu as for
+        everyone; a key still barges in, so a genuine caller loses no time."""
         self._move(IvrInput.STARTED)
-        return [self._play((PROMPT_GREETING, PROMPT_MENU), now)]
+        self._restart_silence(now)
+        names: tuple[str, ...] = (PROMPT_GREETING, PROMPT_MENU)
+        if watch_listed:
+            names = (PROMPT_WATCH_LIST_WARNING, *names)
+        return [self._play(names, now)]
 
     def digit(self, d: str, now: float) -> list[IvrAction]:
         """One DTMF key (``0-9 * # A-D``); barges in on any playing prompt."""
         if len(d) != 1 or d not in DTMF_KEYS:
             raise IvrError(f"IVR: {d!r} is not a DTMF key")
+        if self.state in (IvrState.SILENT_PLAYING, IvrState.SILENT_WAITING):
+            return self._silent_answered(IvrInput.SILENT_DIGIT, d, now)
         s = self.settings
         if d in s.digits:
             event = IvrInput.CHOICE_DIGIT
@@ -301,6 +367,7 @@ class IvrMenu:
             event = IvrInput.INVALID_DIGIT
         was_playing = self.state is IvrState.PLAYING
         self._move(event)  # raises before anything is recorded
+        self._restart_silence(now)
         self.digits += d
         actions: list[IvrAction] = []
         if was_playing:
@@ -326,6 +393,18 @@ class IvrMenu:
                 actions.append(self._play((PROMPT_INVALID, PROMPT_MENU), now))
         return actions
 
+    def speech(self, now: float) -> list[IvrAction]:
+        """The caller started speaking (``VoiceActivityDetector.feed`` said so).
+        Ignored before start and after the end; never barges in on a prompt."""
+        if self.state in (IvrState.IDLE, IvrState.DONE):
+            return []
+        self.spoke = True
+        if self.state in (IvrState.SILENT_PLAYING, IvrState.SILENT_WAITING):
+            return self._silent_answered(IvrInput.SILENT_SPEECH, None, now)
+        self._move(IvrInput.SPEECH)
+        self._restart_silence(now)
+        return []
+
     def prompt_finished(self, now: float, playback: int | None = None) -> list[IvrAction]:
         """The current prompt list played to its end. A stale ``playback`` is ignored."""
         if playback is not None and playback != self.playback:
@@ -337,18 +416,34 @@ class IvrMenu:
     def timer_fired(self, now: float) -> list[IvrAction]:
         """The clock input: acts only once ``deadline`` has passed, so an early or
         repeated wake-up is harmless (the timer is a hint, as in aioquic)."""
+        if self._silent_due is not None and now >= self._silent_due:
+            was_playing = self.state is IvrState.PLAYING
+            self._move(IvrInput.SILENCE_TIMED_OUT)
+            return self._silent_prompt(now, stop=was_playing)
         if self._deadline is None or now < self._deadline:
             return []
         self._deadline = None
-        if self.state is IvrState.PLAYING:
+        if self.state in (IvrState.PLAYING, IvrState.SILENT_PLAYING):
             self._move(IvrInput.PLAYBACK_OVERDUE)
             self._deadline = now + self.settings.input_timeout_s
             return []
+        if self.state is IvrState.SILENT_WAITING:
+            self._move(IvrInput.SILENT_NO_RESPONSE)
+            return [self._finish(UNKNOWN_CATEGORY, "silent", now, flags=(FLAG_SILENT,))]
         last = self.tries_used + 1 >= self.settings.menu_tries
-        self._move(IvrInput.LAST_INPUT_TIMED_OUT if last else IvrInput.INPUT_TIMED_OUT)
+        never_spoke = self.settings.silent_after_s is not None and not self.spoke
+        if last and never_spoke:
+            event = IvrInput.LAST_INPUT_TIMED_OUT_SILENT
+        elif last:
+            event = IvrInput.LAST_INPUT_TIMED_OUT
+        else:
+            event = IvrInput.INPUT_TIMED_OUT
+        self._move(event)
         self.tries_used += 1
         actions: list[IvrAction] = [InputTimedOut(tries_used=self.tries_used, at=now)]
-        if last:
+        if event is IvrInput.LAST_INPUT_TIMED_OUT_SILENT:
+            actions += self._silent_prompt(now, stop=False)
+        elif last:
             actions.append(self._finish(UNKNOWN_CATEGORY, "no_input", now))
         else:
             actions.append(self._play((PROMPT_MENU,), now))
@@ -369,8 +464,45 @@ class IvrMenu:
             names=names, language=self.language, barge_in=True, playback=self.playback
         )
 
-    def _finish(self, category: str, reason: FinishReason, now: float) -> IvrFinished:
+    def _restart_silence(self, now: float) -> None:
+        after = self.settings.silent_after_s
+        self._silent_due = None if after is None else now + after
+
+    def _silent_prompt(self, now: float, *, stop: bool) -> list[IvrAction]:
+        """Stop the menu if it plays (``stop``) and ask "if you cannot speak, press 5"."""
+        self._silent_due = None
+        actions: list[IvrAction] = []
+        if stop:
+            actions.append(StopPlayback(playback=self.playback))
+        actions.append(self._play((PROMPT_SILENT_PRESS,), now))
+        return actions
+
+    def _silent_answered(self, event: IvrInput, d: str | None, now: float) -> list[IvrAction]:
+        was_playing = self.state is IvrState.SILENT_PLAYING
+        self._move(event)
+        actions: list[IvrAction] = []
+        if was_playing:
+            actions.append(StopPlayback(playback=self.playback))
+        if d is None:
+            actions.append(self._finish(UNKNOWN_CATEGORY, "speech", now))
+            return actions
+        self.digits += d
+        actions.append(DigitAccepted(digit=d, meaning=FLAG_SILENT_CONFIRMED, at=now))
+        actions.append(
+            self._finish(UNKNOWN_CATEGORY, "silent_confirmed", now, flags=(FLAG_SILENT_CONFIRMED,))
+        )
+        return actions
+
+    def _finish(
+        self, category: str, reason: FinishReason, now: float, *, flags: tuple[str, ...] = ()
+    ) -> IvrFinished:
         self._deadline = None
+        self._silent_due = None
         return IvrFinished(
-            category=category, language=self.language, reason=reason, digits=self.digits, at=now
+            category=category,
+            language=self.language,
+            reason=reason,
+            digits=self.digits,
+            at=now,
+            flags=flags,
         )

@@ -28,6 +28,15 @@ surge, recordings on), then drives it with the simulated phones of
 
 Figures go to docs/benchmarks.md (`write_section("surge", …)`); `--quick`
 runs a small version (a smoke test of the benchmark itself).
+
+`--prank-mix SHARE` (issue 12) runs the prank/ghost mix instead: half the
+share prank callers from a small pool of repeat numbers, half ghost (silent)
+callers, the rest genuine — genuine callers' answer time with the watch list
+and the silent path, side by side with the same arrivals without them. Until
+the call flow calls the IVR silent step, the watch list and "dispose and end",
+the comparison runs on the real IVR/ACD rules in virtual time
+(`bench/prank_mix.py`); `prank_mix_scripts` already builds the simclient
+scripts for the same mix against the real server.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -55,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from ..simclient import (
+    CallerScript,
     IncidentView,
     OperatorAccount,
     Progress,
@@ -69,7 +80,15 @@ from ..simclient import (
 from ..sip.peer import Peer
 from .report import write_section
 
-__all__ = ["SurgeFigures", "SurgeServer", "SurgeSettings", "main", "markdown", "run_surge"]
+__all__ = [
+    "SurgeFigures",
+    "SurgeServer",
+    "SurgeSettings",
+    "main",
+    "markdown",
+    "prank_mix_scripts",
+    "run_surge",
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 MENU = {"1": "medical", "2": "fire", "3": "disaster", "4": "police"}
@@ -821,6 +840,65 @@ def _run_loop(coro: Any) -> Any:
         return runner.run(coro)
 
 
+def prank_mix_scripts(
+    *,
+    callers: int,
+    rate_per_s: float,
+    share: float,
+    prank_numbers: int,
+    talk_s: float,
+    prank_talk_s: float,
+    rng: random.Random,
+) -> tuple[tuple[CallerScript, ...], tuple[str, ...]]:
+    """The simulator side of the prank mix for the real server: scripts and each
+    caller's kind (``genuine``/``prank``/``ghost``). Pranks call from a pool of
+    ``prank_numbers`` numbers (so repeat-caller and watch-list rules can fire),
+    press a key and hang up after a short talk; ghosts press nothing and say
+    nothing (the IVR's silent step); genuine callers press a menu key."""
+    if not 0 <= share <= 1 or prank_numbers < 1:
+        raise ValueError("share must be in [0, 1] and prank_numbers at least 1")
+    base = plan_callers(callers=callers, rate_per_s=rate_per_s, menu=MENU, talk_s=talk_s, rng=rng)
+    scripts: list[CallerScript] = []
+    kinds: list[str] = []
+    for script in base:
+        roll = rng.random()
+        if roll < share / 2:
+            number = f"0813{rng.randrange(prank_numbers):08d}"
+            scripts.append(
+                dataclasses.replace(script, number=number, talk_s=prank_talk_s, hangs_up_first=True)
+            )
+            kinds.append("prank")
+        elif roll < share:
+            scripts.append(
+                dataclasses.replace(
+                    script, digit=None, expected_category="unknown", talk_s=prank_talk_s
+                )
+            )
+            kinds.append("ghost")
+        else:
+            scripts.append(script)
+            kinds.append("genuine")
+    return tuple(scripts), tuple(kinds)
+
+
+def _prank_mix(args: argparse.Namespace) -> int:
+    from .prank_mix import MixSettings, compare
+    from .prank_mix import markdown as mix_markdown
+
+    share = float(args.prank_mix)
+    mix = MixSettings(
+        callers=300 if args.quick else 2000,
+        prank_share=share / 2,
+        ghost_share=share / 2,
+    )
+    body = mix_markdown(mix, compare(mix))
+    if args.no_write or args.quick:
+        print(body)
+    else:
+        write_section("surge_prank", "Surge with a prank/ghost mix (issue 12)", body)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench surge")
     defaults = SurgeSettings()
@@ -833,6 +911,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--preopen", type=int, default=None, help="rtp.preopen (default: all the surge needs)"
     )
+    parser.add_argument(
+        "--prank-mix",
+        type=float,
+        metavar="SHARE",
+        help="issue 12: this share of prank+ghost callers, with vs without the watch list",
+    )
     parser.add_argument("--quick", action="store_true", help="a small run (smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs")
     parser.add_argument("--poll-web", help=argparse.SUPPRESS)
@@ -841,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-count", type=int, default=100_000, help=argparse.SUPPRESS)
     parser.add_argument("--poll-duration", type=float, default=3600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prank_mix is not None:
+        return _prank_mix(args)
     if args.poll_web:
         assert args.poll_out is not None
         return _poll_web(

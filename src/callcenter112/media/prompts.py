@@ -61,6 +61,8 @@ SENTENCE_PROMPTS = (
     "all_busy",
     "connecting",
     "silent",
+    "silent_press",  # issue 12: no key, no speech → "if you cannot speak, press 5"
+    "watch_list_warning",  # issue 12: played first to a watch-listed number
     "operator_lost",
     "transfer_failed",
     "callback",

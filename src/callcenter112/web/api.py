@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import CATEGORIES, DISPOSITIONS
+from ..config import DISPOSITIONS
 from ..incidents import (
     CallbackResult,
     Category,
@@ -139,7 +139,7 @@ async def list_incidents(call: Call) -> Response:
             "offset",
         ),
     )
-    category = _choice(p, "category", CATEGORIES)
+    category = _choice(p, "category", call.ctx.config.category_ids)
     status = _choice(p, "status", _STATUSES)
     disposition = _choice(p, "disposition", DISPOSITIONS)
     query = IncidentQuery(

@@ -30,7 +30,7 @@ from markupsafe import Markup
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..config import CATEGORIES, DISPOSITIONS
+from ..config import DISPOSITIONS
 from ..incidents import (
     Category,
     Disposition,
@@ -204,8 +204,9 @@ def _query(call: Call) -> tuple[IncidentQuery, int, dict[str, str], list[str]]:
     except ValueError as exc:
         problems.append(str(exc))
     category = form["category"] or None
-    if category is not None and category not in CATEGORIES:
-        problems.append(f"category {category!r} is not one of {', '.join(CATEGORIES)}")
+    known = call.ctx.config.category_ids
+    if category is not None and category not in known:
+        problems.append(f"category {category!r} is not one of {', '.join(known)}")
         category = None
     disposition = form["disposition"] or None
     if disposition is not None and disposition not in DISPOSITIONS:

@@ -24,13 +24,20 @@ may edit any (through the API).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import CATEGORIES, DISPOSITIONS
-from ..incidents import CallbackStatus, IncidentRecord
+from ..callers import (
+    CallerRules,
+    caller_history,
+    past_calls,
+    repeat_verdict,
+    suggest_watch_list,
+)
+from ..config import DISPOSITIONS, Config
+from ..incidents import CallbackStatus, IncidentRecord, incident_flags
 from ..live import LiveEvent, LiveSnapshot, OperatorView
 from ..numerals import is_ascii_digits
 from .auth import Principal
@@ -41,28 +48,48 @@ from .live_stream import SseMessage, event_stream, json_message
 __all__ = [
     "CATEGORY_LABELS",
     "DISPOSITION_LABELS",
+    "END_CALL_DISPOSITIONS",
     "PAUSE_REASONS",
+    "CallEnder",
+    "category_labels",
     "disposition_changes",
     "may_handle",
     "pause_operator",
     "routes",
 ]
 
-CATEGORY_LABELS: dict[str, tuple[str, str]] = {
-    "medical": ("Medis", "Medical"),
-    "fire": ("Kebakaran", "Fire"),
-    "disaster": ("Bencana", "Disaster"),
-    "police": ("Polisi", "Police"),
-    "unknown": ("Belum diketahui", "Unknown"),
-}
+
+def category_labels(config: Config) -> dict[str, tuple[str, str]]:
+    """The configured categories as id → (Bahasa Indonesia, English), file order."""
+    return {c.id: (c.label, c.label_en or c.label) for c in config.categories}
+
+
+# The shipped set, for pages that have not moved to ``category_labels(config)``.
+CATEGORY_LABELS: dict[str, tuple[str, str]] = category_labels(Config())
 DISPOSITION_LABELS: dict[str, tuple[str, str]] = {
     "genuine": ("Darurat nyata", "Genuine"),
+    "ghost": ("Diam / tanpa respons", "Ghost (no response)"),
     "prank": ("Iseng", "Prank"),
-    "silent": ("Diam", "Silent"),
-    "test": ("Uji", "Test"),
+    "information": ("Permintaan informasi", "Information request"),
     "wrong_number": ("Salah sambung", "Wrong number"),
+    "test": ("Uji", "Test"),
     "duplicate": ("Duplikat", "Duplicate"),
 }
+# Dispositions the operator may save and end the call with in one action.
+END_CALL_DISPOSITIONS = ("prank", "ghost")
+
+
+@runtime_checkable
+class CallEnder(Protocol):
+    """The call-flow hook behind "dispose and end" (issue 12): the operator — a
+    person, never the system — ends a prank or ghost call. The centre hangs up
+    every leg of the incident (BYE caller, operator, agency), logs ``actor`` and
+    ``reason`` on the timeline, and raises ``LiveError(404)`` if no call of the
+    incident is up any more."""
+
+    async def end_call(self, incident_id: str, *, actor: str, reason: str) -> None: ...
+
+
 PAUSE_REASONS: dict[str, tuple[str, str]] = {
     "istirahat": ("Istirahat", "Break"),
     "makan": ("Makan", "Meal"),
@@ -71,7 +98,6 @@ PAUSE_REASONS: dict[str, tuple[str, str]] = {
     "pelatihan": ("Pelatihan", "Training"),
     "tugas_lain": ("Tugas lain", "Other duty"),
 }
-assert set(CATEGORY_LABELS) == set(CATEGORIES)
 assert set(DISPOSITION_LABELS) == set(DISPOSITIONS)
 
 _REFRESH_S = 5.0
@@ -129,13 +155,16 @@ def disposition_changes(ctx: WebContext, payload: Payload) -> dict[str, Any]:
     A form sends every field (absent = cleared, no agency ticked = none); a
     JSON body changes only the fields it names.
     """
-    payload.only(set(_FORM_FIELDS))
+    payload.only({*_FORM_FIELDS, "end_call"})
     is_form = payload.kind == "form"
     changes: dict[str, object] = {}
     for name in ("location_text", "description"):
         if is_form or name in payload:
             changes[name] = payload.text(name, max_len=10_000)
-    for name, vocabulary in (("category", CATEGORIES), ("disposition", DISPOSITIONS)):
+    for name, vocabulary in (
+        ("category", ctx.config.category_ids),
+        ("disposition", DISPOSITIONS),
+    ):
         if is_form or name in payload:
             value = payload.text(name, max_len=32)
             if value is not None and value not in vocabulary:
@@ -162,19 +191,30 @@ async def _card_values(
     call: Call, record: IncidentRecord, snapshot: LiveSnapshot
 ) -> dict[str, Any]:
     inc = record.incident
-    history = await call.ctx.store.caller_history(inc.caller, exclude_id=inc.id, limit=10)
+    # Enough rows for the 30-day counts of issue 12; the table shows the newest ten.
+    earlier = await call.ctx.store.caller_history(inc.caller, exclude_id=inc.id, limit=500)
+    history = earlier[:10]
+    windows = caller_history(inc.caller, past_calls(earlier), inc.arrived_at)
+    rules = CallerRules.from_config(call.ctx.config.callers)
     live_call = next((c for c in snapshot.calls if c.incident_id == inc.id), None)
     waiting = next((w for w in snapshot.waiting if w.incident_id == inc.id), None)
     return {
         "incident": inc,
         "record": record,
         "history": history,
+        "windows": windows,
+        "repeat": repeat_verdict(windows, rules),
+        # Shown so the operator can tell the supervisor, who alone may confirm it.
+        "suggestion": suggest_watch_list(windows, rules),
         "live_call": live_call,
         "waiting": waiting,
         "areas": call.ctx.areas,
         "agencies": call.ctx.config.agency,
-        "categories": CATEGORY_LABELS,
+        "categories": category_labels(call.ctx.config),
         "dispositions": DISPOSITION_LABELS,
+        "flags": incident_flags(record.events),
+        "disposition_keys": dict(call.ctx.config.dispositions.keys),
+        "end_call_dispositions": END_CALL_DISPOSITIONS,
     }
 
 
@@ -221,9 +261,24 @@ async def save_disposition(call: Call) -> Response:
     incident_id = call.param("incident_id")
     await load_for(call, incident_id)
     changes = disposition_changes(call.ctx, call.payload)
+    end_call = call.payload.text("end_call", max_len=8) in ("1", "yes", "true", "on")
+    ender: CallEnder | None = None
+    if end_call:  # checked before saving: a refused end leaves nothing half done
+        if changes.get("disposition") not in END_CALL_DISPOSITIONS:
+            raise WebError(422, f"end_call: only with {' or '.join(END_CALL_DISPOSITIONS)}")
+        live = call.ctx.live
+        if not isinstance(live, CallEnder):
+            raise WebError(501, "end_call: the call flow does not offer end_call yet")
+        ender = live
     diff = await call.ctx.store.save_disposition(
         incident_id, changes, actor=call.who.user, at=call.now()
     )
+    if ender is not None:
+        await ender.end_call(
+            incident_id, actor=call.who.user, reason=f"disposed {changes['disposition']}"
+        )
+    if end_call:
+        return call.done(f"/console?incident={incident_id}", changed=sorted(diff), ended=True)
     return call.done(f"/console?incident={incident_id}", changed=sorted(diff))
 
 

@@ -4,8 +4,8 @@ The handlers build their answers with the `*_to_json` / `*_json` functions of
 incidents.py and views.py; these models describe those answers field by field
 (`tests/test_web_api.py` validates real answers against the schemas generated
 from them, and fails on any key a model does not name). Vocabularies come from
-the same tuples the handlers check input against (config.CATEGORIES,
-config.DISPOSITIONS, the incidents enums, live's Literal types), so the
+the same tuples the handlers check input against (config.DISPOSITIONS,
+incidents.FLAGS, the incidents enums, live's Literal types), so the
 document cannot list a value the API refuses.
 """
 
@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import CATEGORIES, DISPOSITIONS
-from ..incidents import CallbackResult, CallbackStatus, LegRole, RecordingStatus, Status
+from ..config import CATEGORY_ID, DISPOSITIONS
+from ..incidents import FLAGS, CallbackResult, CallbackStatus, LegRole, RecordingStatus, Status
 from ..live import CallPhase, OperatorStateName, SupervisionMode
 from ..location.fix import FixSource
 
@@ -63,8 +63,17 @@ def _enum(values: tuple[str, ...] | list[str], description: str = "") -> dict[st
 
 # A timestamp as the API writes it: UTC, milliseconds, `Z` (incidents.format_timestamp).
 Time = Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
-CategoryName = Annotated[str, Field(json_schema_extra=_enum(CATEGORIES))]
+# Categories come from the centre's configuration ([[category]]), so the
+# document names their form, not a fixed list; `unknown` is always one.
+CategoryName = Annotated[
+    str,
+    Field(
+        pattern=CATEGORY_ID,
+        description="A configured category id ([[category]]), or `unknown`.",
+    ),
+]
 DispositionName = Annotated[str, Field(json_schema_extra=_enum(DISPOSITIONS))]
+FlagName = Annotated[str, Field(json_schema_extra=_enum(FLAGS))]
 StatusName = Annotated[str, Field(json_schema_extra=_enum([s.value for s in Status]))]
 
 
@@ -183,6 +192,10 @@ class Incident(_Doc):
     events: list[IncidentEvent] = Field(default_factory=list)
     recordings: list[Recording] = Field(default_factory=list)
     callbacks: list[Callback] = Field(default_factory=list)
+    flags: list[FlagName] = Field(
+        default_factory=list,
+        description="Words from the timeline's flag events (full incident only).",
+    )
 
 
 class IncidentList(_Doc):

@@ -71,6 +71,37 @@ document.addEventListener("DOMContentLoaded", () => {
       .catch((err) => window.cc112.toast("Konsol · Console: " + err, true));
   };
 
+  // Dispositions by keyboard (issue 12): the key picks the disposition; Shift+key
+  // on prank/ghost saves it and ends the call in one action. Typing in a field
+  // never triggers it.
+  function disposeAndEnd(button) {
+    const form = button.closest("form");
+    const select = form && form.querySelector("#disposition");
+    const flag = form && form.querySelector("[data-end-call]");
+    if (!select || !flag) return;
+    select.value = button.dataset.disposeEnd;
+    flag.value = "1";
+    form.requestSubmit();
+    flag.value = "";
+  }
+  slot.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("[data-dispose-end]");
+    if (button) disposeAndEnd(button);
+  });
+  document.addEventListener("keydown", (event) => {
+    const el = event.target;
+    if (event.ctrlKey || event.altKey || event.metaKey) return;
+    if (el && (el.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(el.tagName))) return;
+    const key = event.key.toLowerCase();
+    if (event.shiftKey) {
+      const button = slot.querySelector('[data-dispose-end][data-key="' + CSS.escape(key) + '"]');
+      if (button) { event.preventDefault(); disposeAndEnd(button); }
+      return;
+    }
+    const option = slot.querySelector('#disposition option[data-key="' + CSS.escape(key) + '"]');
+    if (option) { event.preventDefault(); option.parentElement.value = option.value; option.parentElement.focus(); }
+  });
+
   window.cc112.live(root.dataset.events, {
     status: (html) => window.cc112.swap(document.getElementById("status-slot"), html),
     callbacks: (html) => window.cc112.swap(document.getElementById("callbacks-slot"), html),
