@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +77,6 @@ from .recordings import seal_recording
 from .rtp.dtmf import digit_from_info
 from .rtp.events import DigitReceived
 from .sdp import SdpError, SessionDescription
-from .sip.auth import authorization_for, select_challenge
 from .sip.dialog import Dialog
 from .sip.errors import SipParseError
 from .sip.events import (
@@ -89,6 +87,7 @@ from .sip.events import (
 )
 from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
 from .sip.peer import Peer
+from .sip.session import Credentials, with_credentials
 from .sip.transaction import TransactionKey
 
 if TYPE_CHECKING:
@@ -1765,36 +1764,13 @@ def retry_with_credentials(
     trunk = centre.config.trunk_named(leg.trunk)
     if trunk is None or not trunk.auth_user:
         return False
-    challenge_header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-    answer_header = "Authorization" if response.status == 401 else "Proxy-Authorization"
-    try:
-        challenge = select_challenge(response.headers.get_all(challenge_header))
-        credentials = authorization_for(
-            challenge,
-            "INVITE",
-            leg.invite.uri,
-            trunk.auth_user,
-            trunk.auth_password,
-            cnonce=secrets.token_hex(8),
-            nc=1,
-            body=leg.invite.body,
-        )
-    except (SipParseError, ValueError) as exc:
-        log.warning("trunk_challenge_unanswerable", trunk=trunk.name, error=str(exc))
+    retry = with_credentials(
+        leg.invite, response, Credentials(user=trunk.auth_user, password=trunk.auth_password)
+    )
+    if retry is None:
+        log.warning("trunk_challenge_unanswerable", trunk=trunk.name)
         return False
-    old = leg.invite
-    h = Headers()
-    for name, value in old.headers:
-        if name in ("Authorization", "Proxy-Authorization"):
-            continue
-        if name == "Via":
-            h.add(name, value.split(";branch=", 1)[0] + f";branch={new_branch()};rport")
-        elif name == "CSeq":
-            h.add(name, f"{old.cseq.sequence + 1} INVITE")
-        else:
-            h.add(name, value)
-    h.add(answer_header, credentials)
-    leg.invite = Request("INVITE", old.uri, h, old.body)
+    leg.invite = retry
     leg.auth_tried = True
     leg.client_key = centre.endpoint.request(leg.invite, leg.peer, handler)
     log.info("trunk_challenge_answered", trunk=trunk.name, status=response.status)
