@@ -51,12 +51,36 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from . import acd as acd_mod
-from .incidents import Category, LegQuality, LegRole, Status
+from .callflow.inbox import (
+    AcdAnnounce,
+    AcdCancel,
+    AcdOffer,
+    AcdOverflow,
+    AcdQueued,
+    CallerAck,
+    CallerAckMissing,
+    CallerCancelled,
+    CallerRequest,
+    Command,
+    Digit,
+    IvrTimer,
+    LegEvent,
+    LegRequest,
+    MediaCheck,
+    Message,
+    OptionsResult,
+    ProbeExpired,
+    PromptDone,
+    Shutdown,
+)
+from .callflow.legs import CallerSide, OutboundLeg, caller_identity, dialled_number, quality
+from .callflow.phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
+from .counters import Counted
+from .incidents import Category, LegRole, Status
 from .ivr import (
     DigitAccepted,
     DigitRejected,
@@ -70,7 +94,6 @@ from .logs import get_logger
 from .media.g711 import Codec
 from .media.player import Player, PromptFinished
 from .media.recorder import IncidentRecorder
-from .net.media import MediaLeg
 from .net.rtp_transport import PortsExhausted
 from .offer_answer import Negotiated, accept_answer, answer_offer, make_offer
 from .recordings import seal_recording
@@ -108,249 +131,6 @@ MEDIA_CHECK_S = 2.0
 PROBE_TIMEOUT_S = 4.0
 _call_numbers = itertools.count(1)
 
-Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "transfer", "conference", "ended"]
-# Phases in which the caller is (or was just) with an operator or an agency:
-# hanging up there completes the call; anywhere else it abandons it.
-CONNECTED_PHASES = frozenset({"talking", "hold", "transfer", "conference"})
-
-
-# --------------------------------------------------------------------------- inbox messages
-
-
-@dataclass(frozen=True, slots=True)
-class CallerRequest:
-    request: Request
-    server_key: TransactionKey
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class CallerAck:
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class CallerCancelled:
-    server_key: TransactionKey
-    to_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallerAckMissing:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Digit:
-    event: DigitReceived
-
-
-@dataclass(frozen=True, slots=True)
-class PromptDone:
-    sequence: int
-
-
-@dataclass(frozen=True, slots=True)
-class IvrTimer:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class MediaCheck:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class LegEvent:
-    leg: OutboundLeg
-    event: TransactionEvent
-
-
-@dataclass(frozen=True, slots=True)
-class LegRequest:
-    leg: OutboundLeg
-    request: Request
-    server_key: TransactionKey
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class OptionsResult:
-    leg: OutboundLeg | None  # None: the caller leg
-    alive: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeExpired:
-    """An in-dialog OPTIONS got no answer within PROBE_TIMEOUT_S."""
-
-    leg: OutboundLeg | None  # None: the caller leg
-    probe: int
-
-
-@dataclass(frozen=True, slots=True)
-class AcdOffer:
-    operator: str
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class AcdCancel:
-    operator: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AcdQueued:
-    position: int
-    requeued: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AcdAnnounce:
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class AcdOverflow:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    pass
-
-
-@dataclass(slots=True)
-class Command:
-    """A console request; `done` gets None or the exception to raise there."""
-
-    name: str
-    args: dict[str, Any]
-    done: asyncio.Future[None]
-
-
-Message = (
-    CallerRequest
-    | CallerAck
-    | CallerCancelled
-    | CallerAckMissing
-    | Digit
-    | PromptDone
-    | IvrTimer
-    | MediaCheck
-    | LegEvent
-    | LegRequest
-    | OptionsResult
-    | ProbeExpired
-    | AcdOffer
-    | AcdCancel
-    | AcdQueued
-    | AcdAnnounce
-    | AcdOverflow
-    | Shutdown
-    | Command
-)
-
-
-# --------------------------------------------------------------------------- legs
-
-
-@dataclass(slots=True)
-class OutboundLeg:
-    """An INVITE we sent (to an operator, an agency, a supervisor, a callback target)."""
-
-    role: LegRole
-    name: str  # operator user, agency name, supervisor user, or the number called
-    invite: Request
-    peer: Peer
-    media: MediaLeg
-    offer: SessionDescription
-    client_key: TransactionKey | None = None
-    dialog: Dialog | None = None
-    negotiated: Negotiated | None = None
-    state: Literal["calling", "ringing", "answered", "ended"] = "calling"
-    cancelled: bool = False
-    leg_id: int | None = None
-    purpose: str = "offer"  # offer | transfer | conference | supervise | callback
-    answered_at: float | None = None
-    options_pending: bool = False
-    probe: int = 0  # serial of the last in-dialog OPTIONS probe
-    probed_at: float = 0.0
-    bye_sent: bool = False
-    trunk: str | None = None  # the trunk a call out goes through (agency, callback)
-    auth_tried: bool = False  # answered one 401/407 challenge already
-    # For queue offers: what the ACD said when the 200 OK arrived (None: not yet).
-    # Decided in the SIP handler, at arrival, not when the call's inbox gets to
-    # it: a busy loop must not turn an answer in time into a missed offer.
-    acd_answer: bool | None = None
-
-
-@dataclass(slots=True)
-class CallerSide:
-    invite: Request
-    server_key: TransactionKey
-    peer: Peer
-    to_tag: str
-    media: MediaLeg | None = None
-    negotiated: Negotiated | None = None
-    dialog: Dialog | None = None
-    answered: bool = False
-    acked: bool = False
-    ended: bool = False
-    leg_id: int | None = None
-    options_pending: bool = False
-    probe: int = 0
-    session_version: int = 1
-
-
-@dataclass(slots=True)
-class Timestamps:
-    wall: dict[str, float] = field(default_factory=dict)
-
-
-def _quality(media: MediaLeg) -> LegQuality:
-    s = media.stats()
-    return LegQuality(packets=s.packets, lost=max(0, s.lost), jitter_ms=round(s.jitter_ms, 2))
-
-
-def caller_identity(invite: Request) -> tuple[str, str | None]:
-    """(number, display name) from P-Asserted-Identity, else From (DESIGN §2).
-
-    Withheld numbers (Privacy: id, `anonymous` users) give 'anonymous'.
-    """
-    candidates = [*invite.headers.get_all("P-Asserted-Identity"), invite.headers.get("From") or ""]
-    privacy = (invite.headers.get("Privacy") or "").lower()
-    for value in candidates:
-        if not value:
-            continue
-        try:
-            from .sip.message import parse_address
-
-            addr = parse_address(value)
-        except SipParseError:
-            continue
-        user = addr.uri.user or ""
-        if addr.uri.scheme == "tel":
-            user = addr.uri.user or ""
-        user = user.split(";", 1)[0]
-        if not user or user.lower() in ("anonymous", "unknown", "restricted", "unavailable"):
-            continue
-        if "id" in privacy.split(";") and value is not candidates[0]:
-            return "anonymous", None
-        return user, addr.name or None
-    return "anonymous", None
-
-
-def dialled_number(invite: Request) -> str:
-    uri = invite.uri
-    if uri.lower().startswith("urn:service:sos"):
-        return "urn:service:sos"
-    parsed = invite.sip_uri
-    if parsed is not None and parsed.user:
-        return parsed.user.split(";", 1)[0]
-    return uri
-
 
 # --------------------------------------------------------------------------- the call
 
@@ -382,7 +162,7 @@ class EmergencyCall:
         self.ref = f"call-{self.number}"
         self.category = "unknown"
         self.language: str = centre.config.ivr.language
-        self.phase: Phase = "arriving"
+        self.phase = Phase.ARRIVING
         self.phase_since = arrived_mono
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.log = log.bind(call_id=invite.call_id, call=self.ref)
@@ -397,18 +177,18 @@ class EmergencyCall:
         self._legs: list[OutboundLeg] = []  # every leg this call opened
         self.operator: str | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.done = False
         self.status: Status | None = None
         self.end_reason = ""
-        self._queued = False
-        self._held_by_operator = False
-        self.on_hold_since: float | None = None
         self.extra: Any = None  # issue 7 hand-off state (see handoff.py)
         self._late_offer: SessionDescription | None = None
         self._recorder: IncidentRecorder | None = None
-        self._silent_caller = False
+        self.ivr_outcome: IvrFinished | None = None
 
     # -- plumbing ----------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.ENDED
 
     def post(self, message: Message) -> None:
         """Queue `message` for the actor; once the call has ended, settle it at once."""
@@ -423,10 +203,22 @@ class EmergencyCall:
     def _wall(self) -> float:
         return self.centre.wall()
 
-    def _set_phase(self, phase: Phase) -> None:
+    def change_phase(self, happening: Happening, *, publish: bool = True) -> None:
+        """The one way a call changes phase: through `PHASE_TABLE`. A move the
+        table lacks is logged (critical) and counted, and still made: the
+        audio path has already been switched, and the caller stays served."""
+        try:
+            phase = next_phase(self.phase, happening)
+        except PhaseError as exc:
+            self.log.critical("phase_table_gap", error=str(exc))
+            self.centre.metrics[Counted.PHASE_TABLE_GAPS] += 1
+            phase = happening.target
         self.phase = phase
         self.phase_since = self._now()
-        self.centre.publish("call_changed", incident_id=self.incident_id, data={"phase": phase})
+        if publish:
+            self.centre.publish(
+                "call_changed", incident_id=self.incident_id, data={"phase": phase.value}
+            )
 
     def _arm(self, name: str, at: float, message: Message) -> None:
         self._cancel_timer(name)
@@ -477,7 +269,8 @@ class EmergencyCall:
             with contextlib.suppress(Exception):
                 await self._end(Status.INTERRUPTED, "internal_error", bye_caller=True)
         finally:
-            self.done = True
+            if self.phase is not Phase.ENDED:
+                self.change_phase(Happening.ENDED, publish=False)
             for name in list(self._timers):
                 self._cancel_timer(name)
             while not self.inbox.empty():
@@ -522,15 +315,13 @@ class EmergencyCall:
                 except SipParseError as exc:
                     self.log.warning("bad_2xx", error=exc.reason)
                     return
-            centre.endpoint.send_stateless(
-                leg.dialog.create_ack(leg.invite, response), self._leg_peer(leg)
-            )
+            centre.endpoint.send_stateless(leg.dialog.create_ack(leg.invite, response), leg.peer)
             if not leg.bye_sent:
                 leg.bye_sent = True
                 bye = leg.dialog.create_request(
                     "BYE", headers=[("Reason", 'SIP;cause=200;text="call ended"')]
                 )
-                centre.endpoint.request(bye, self._leg_peer(leg), _ignore)
+                centre.endpoint.request(bye, leg.peer, _ignore)
                 self.log.info("late_answer_hung_up", to=leg.name)
             leg.state = "ended"
         if leg.media in self.centre.media.legs:
@@ -585,15 +376,15 @@ class EmergencyCall:
             offer = SessionDescription.parse(invite.body) if invite.body else None
         except SdpError as exc:
             self._reject_invite(exc.status_hint, f"SDP: {exc.reason}")
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
         try:
             media = await centre.media.open_leg(f"{self.ref}/caller")
         except PortsExhausted:
-            centre.metrics["rejected_no_ports"] += 1
+            centre.metrics[Counted.REJECTED_NO_PORTS] += 1
             self._reject_invite(503, "no RTP ports", retry_after=True)
             centre.spawn_write(centre.record_refused(invite, self.trunk, "no_rtp_ports"))
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
         self.caller.media = media
         try:
@@ -610,7 +401,7 @@ class EmergencyCall:
         except SdpError as exc:
             media.close()
             self._reject_invite(exc.status_hint, exc.reason)
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
 
         # The incident exists, durably, before the caller is answered.
@@ -627,7 +418,7 @@ class EmergencyCall:
             self.ref = self.incident_id
             self.log = self.log.bind(incident_id=self.incident_id)
         except Exception as exc:  # noqa: BLE001 - answer the caller even without a record
-            centre.metrics["incident_create_failed"] += 1
+            centre.metrics[Counted.INCIDENT_CREATE_FAILED] += 1
             self.log.critical("incident_create_failed", error=str(exc))
         centre.call_identified(self)
 
@@ -760,7 +551,7 @@ class EmergencyCall:
     # -- 3: IVR ----------------------------------------------------------------------
 
     async def _start_ivr(self) -> None:
-        self._set_phase("ivr")
+        self.change_phase(Happening.ANSWERED)
         self.ivr = IvrMenu(self.centre.ivr_settings)
         await self._run_ivr(self.ivr.start(self._now()))
 
@@ -800,14 +591,14 @@ class EmergencyCall:
 
     async def _on_digit(self, event: DigitReceived) -> None:
         self.log.info("digit", digit=event.digit, source=event.source)
-        if self.ivr is not None and not self.ivr.finished and self.phase == "ivr":
+        if self.ivr is not None and not self.ivr.finished and self.phase is Phase.IVR:
             try:
                 actions = self.ivr.digit(event.digit, self._now())
             except Exception as exc:  # noqa: BLE001 - a digit must never break the call
                 self.log.warning("ivr_digit_refused", digit=event.digit, error=str(exc))
                 return
             await self._run_ivr(actions)
-        elif self.phase in ("queue", "talking"):
+        elif self.phase in (Phase.QUEUE, Phase.TALKING):
             await self._event("digit", {"digit": event.digit, "source": event.source})
 
     async def _on_prompt_done(self, sequence: int) -> None:
@@ -829,20 +620,18 @@ class EmergencyCall:
             event="ivr_done",
             detail={"category": done.category, "reason": done.reason, "digits": done.digits},
         )
-        if self.done or self.phase != "ivr":
+        if self.phase is not Phase.IVR:
             return
-        self._silent_caller = done.reason == "no_input"
-        self._set_phase("queue")
-        self._queued = True
+        self.ivr_outcome = done
+        self.change_phase(Happening.IVR_FINISHED)
         self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono)
 
     # -- 4: queue ------------------------------------------------------------------------
 
     async def _on_queued(self, position: int, requeued: bool) -> None:
-        self._queued = True
         self.log.info("queued", category=self.category, position=position, requeued=requeued)
-        if self.phase != "talking":
-            self._set_phase("queue")
+        if self.phase is not Phase.TALKING:
+            self.change_phase(Happening.QUEUED)
         if not requeued:
             await self._stamp(queued_at=self._wall(), event="queued", detail={"position": position})
         else:
@@ -855,7 +644,7 @@ class EmergencyCall:
         prompts = []
         if requeued:
             prompts.append(self.centre.prompts.get("operator_lost", lang, codec))
-        elif self._silent_caller:
+        elif self.ivr_outcome is not None and self.ivr_outcome.reason == "no_input":
             prompts.append(self.centre.prompts.get("silent", lang, codec))
         if self.centre.desk.operators_free() == 0 and not requeued:
             prompts.append(self.centre.prompts.get("all_busy", lang, codec))
@@ -878,19 +667,17 @@ class EmergencyCall:
             return []
 
     def _announce_position(self, position: int) -> None:
-        if self.phase != "queue" or self.player is None:
+        if self.phase is not Phase.QUEUE or self.player is None:
             return
         self.player.play(*self._position_prompts(position))
 
     async def _on_overflow(self) -> None:
         await self._event("overflow", {"to": self.centre.config.queue.overflow_to})
-        self._queued = False
         handoff = self.centre.handoff
         if handoff is not None:
             await handoff.overflow(self)
         else:
             # No overflow destination after all: keep the caller, back in the queue.
-            self._queued = True
             self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono, front=True)
 
     # -- 5: offers to operators ------------------------------------------------------
@@ -1053,7 +840,7 @@ class EmergencyCall:
             centre.register_dialog(dialog, self, leg)
         # ACK every 2xx, retransmissions included (RFC 6026 §7.2).
         ack = dialog.create_ack(leg.invite, response)
-        centre.endpoint.send_stateless(ack, self._leg_peer(leg))
+        centre.endpoint.send_stateless(ack, leg.peer)
         if not first:
             return  # a retransmission: our ACK crossed it, or was lost
         crossed = leg.state == "ended" or leg.cancelled
@@ -1063,7 +850,7 @@ class EmergencyCall:
         if (
             crossed
             or self.done
-            or (is_offer and (self.phase != "queue" or leg.acd_answer is False))
+            or (is_offer and (self.phase is not Phase.QUEUE or leg.acd_answer is False))
         ):
             # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
             self.log.info("crossed_answer_hung_up", to=leg.name)
@@ -1114,11 +901,6 @@ class EmergencyCall:
 
         return handler
 
-    def _leg_peer(self, leg: OutboundLeg) -> Peer:
-        # Send in-dialog requests where the phone's messages come from (NAT),
-        # on its TCP connection when it has one.
-        return leg.peer
-
     async def _operator_answered(self, leg: OutboundLeg) -> None:
         centre = self.centre
         operator = leg.name
@@ -1129,12 +911,11 @@ class EmergencyCall:
             except acd_mod.AcdError:
                 await self._hangup_leg(leg, "offer_over")
                 return
-        self._queued = False
         self.operator = operator
         self.operator_leg = leg
         caller_media = self.caller.media
         assert caller_media is not None
-        self._set_phase("talking")
+        self.change_phase(Happening.OPERATOR_ANSWERED)
         caller_media.relay_with(leg.media)
         self.player = None
         now_wall = self._wall()
@@ -1192,7 +973,7 @@ class EmergencyCall:
                 bye = leg.dialog.create_request(
                     "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(why)}"')]
                 )
-                self.centre.endpoint.request(bye, self._leg_peer(leg), self._leg_handler(leg))
+                self.centre.endpoint.request(bye, leg.peer, self._leg_handler(leg))
         elif leg.client_key is not None:
             leg.cancelled = True
             self.centre.endpoint.cancel(leg.client_key)
@@ -1209,7 +990,7 @@ class EmergencyCall:
             return
         try:
             await self.centre.store.end_leg(
-                leg.leg_id, ended_at=self._wall(), reason=why, quality=_quality(leg.media)
+                leg.leg_id, ended_at=self._wall(), reason=why, quality=quality(leg.media)
             )
         except Exception as exc:  # noqa: BLE001
             self.log.error("leg_end_write_failed", error=str(exc))
@@ -1399,9 +1180,8 @@ class EmergencyCall:
         )
         if leg is not self.operator_leg:
             return
-        if n.on_hold and self.phase == "talking":
-            self._set_phase("hold")
-            self._held_by_operator = True
+        if n.on_hold and self.phase is Phase.TALKING:
+            self.change_phase(Happening.OPERATOR_HELD)
             leg.media.idle()
             player = Player(self.caller.media.codec if self.caller.media else Codec.PCMA)
             player.loop(self.centre.prompts.get("hold_music", self.language, player.codec))
@@ -1409,9 +1189,8 @@ class EmergencyCall:
             if self.caller.media is not None:
                 self.caller.media.play(player)
             await self._event("hold", {"by": leg.name})
-        elif not n.on_hold and self.phase == "hold":
-            self._set_phase("talking")
-            self._held_by_operator = False
+        elif not n.on_hold and self.phase is Phase.HOLD:
+            self.change_phase(Happening.OPERATOR_RESUMED)
             self.player = None
             if self.caller.media is not None:
                 self.caller.media.relay_with(leg.media)
@@ -1431,9 +1210,9 @@ class EmergencyCall:
             and leg.dialog is not None
             and not leg.options_pending
             and (
-                (self.phase == "talking" and now - leg.media.last_rx > timeout)
+                (self.phase is Phase.TALKING and now - leg.media.last_rx > timeout)
                 # On hold a phone may rightly send no RTP: ask it now and then.
-                or (self.phase == "hold" and now - leg.probed_at > timeout)
+                or (self.phase is Phase.HOLD and now - leg.probed_at > timeout)
             )
         ):
             # Silence from the operator's phone: is it still there?
@@ -1441,7 +1220,7 @@ class EmergencyCall:
             leg.probe += 1
             leg.probed_at = now
             opts = leg.dialog.create_request("OPTIONS")
-            self.centre.endpoint.request(opts, self._leg_peer(leg), self._leg_handler(leg))
+            self.centre.endpoint.request(opts, leg.peer, self._leg_handler(leg))
             self._arm("probe", now + PROBE_TIMEOUT_S, ProbeExpired(leg, leg.probe))
         media = self.caller.media
         if (
@@ -1490,10 +1269,10 @@ class EmergencyCall:
         leg.options_pending = False
         if leg is self.operator_leg:
             self._cancel_timer("probe")
-        if m.alive or (self.phase == "talking" and self._now() - leg.media.last_rx < timeout):
+        if m.alive or (self.phase is Phase.TALKING and self._now() - leg.media.last_rx < timeout):
             leg.media.last_rx = self._now()  # alive but quiet (muted): check again later
             return
-        if leg is self.operator_leg and self.phase in ("talking", "hold"):
+        if leg is self.operator_leg and self.phase in (Phase.TALKING, Phase.HOLD):
             await self._operator_lost("no_rtp_no_options_answer")
 
     async def _on_probe_expired(self, m: ProbeExpired) -> None:
@@ -1512,10 +1291,9 @@ class EmergencyCall:
             await self._hangup_leg(leg, why)
         self.operator_leg = None
         await self._event("operator_lost", {"operator": operator, "why": why})
-        self._set_phase("queue")
+        self.change_phase(Happening.OPERATOR_LOST)
         self.player = None
         self.operator = None
-        self._queued = True
         desk = self.centre.desk
         if operator is None or not desk.operator_leg_lost(self.ref, operator):
             # The ACD no longer had the operator on this call: queue the caller
@@ -1552,14 +1330,13 @@ class EmergencyCall:
         whatever happened before it: an incident never stays `active` after
         its call.
         """
-        if self.done:
+        if self.phase is Phase.ENDED:
             return
-        self.done = True
         self.status = status
         self.end_reason = reason
         self.log.info("call_ended", status=status.value, reason=reason, phase=self.phase)
         # Off the wallboard and /metrics at once, not after the awaits below.
-        self.phase = "ended"
+        self.change_phase(Happening.ENDED, publish=False)
         for name in list(self._timers):
             self._cancel_timer(name)
         operator = self.operator
@@ -1579,18 +1356,16 @@ class EmergencyCall:
                 incident_id=self.incident_id,
                 data={"status": status.value, "reason": reason},
             )
-            self.phase = "ended"
 
     async def _release_legs(self, reason: str, *, bye_caller: bool, status: Status) -> None:
         """Leave the queue, hang up every other leg, BYE (or refuse) the caller;
         one failing step never keeps the next from running."""
         centre = self.centre
         # The queue first: a caller leaving the queue frees any ringing operator.
-        # The ACD is asked, not `_queued`: its CallerQueued may still be in the inbox.
+        # The ACD is asked: its CallerQueued may still be in the inbox.
         with self._guard("leave_queue"):
             if centre.desk.acd.is_queued(self.ref):
                 centre.desk.caller_left(self.ref)
-        self._queued = False
         for name, leg in list(self.offers.items()):
             await self._event("offer_cancelled", {"operator": name, "reason": "caller_left"})
             with self._guard("cancel_offer"):
@@ -1635,14 +1410,14 @@ class EmergencyCall:
         media = self.caller.media
         if media is None:
             return
-        quality = _quality(media)
+        measured = quality(media)
         if media in self.centre.media.legs:
             media.close()
         if self.caller.leg_id is None:
             return
         try:
             await self.centre.store.end_leg(
-                self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=quality
+                self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=measured
             )
         except Exception as exc:  # noqa: BLE001
             self.log.error("leg_end_write_failed", error=str(exc))
@@ -1667,15 +1442,6 @@ class EmergencyCall:
         await close_and_seal(self.centre, recorder, self.incident_id, self.log)
 
     # -- views -------------------------------------------------------------------------
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "incident_id": self.incident_id,
-            "caller": self.caller_number,
-            "category": self.category,
-            "phase": self.phase,
-            "operator": self.operator,
-        }
 
 
 def _ignore(event: TransactionEvent) -> None:

@@ -39,18 +39,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from .acd import AcdError
-from .calls import (
-    ALLOW,
-    SDP,
-    Command,
-    LegEvent,
-    LegRequest,
-    OutboundLeg,
-    _quality,
-    close_and_seal,
-    outbound_request,
-    retry_with_credentials,
-)
+from .callflow.inbox import Command, LegEvent, LegRequest
+from .callflow.legs import OutboundLeg, quality
+from .callflow.phases import Happening, Phase
+from .calls import ALLOW, SDP, close_and_seal, outbound_request, retry_with_credentials
 from .config import AgencyConfig
 from .incidents import CallbackResult, LegRole
 from .live import ControlError
@@ -264,7 +256,7 @@ class Handoff:
         agency = self._agency(str(args["agency"]))
         mode = args.get("mode", "blind")
         state = self.state(call)
-        if call.operator_leg is None or call.phase not in ("talking", "conference"):
+        if call.operator_leg is None or call.phase not in (Phase.TALKING, Phase.CONFERENCE):
             raise ControlError(409, "the call is not connected to an operator")
         if state.pending is not None:
             raise ControlError(409, "a hand-off is already being dialled")
@@ -284,7 +276,7 @@ class Handoff:
         if call.operator_leg is not None:
             call.operator_leg.media.idle()
         self._hold_caller(call, "connecting")
-        call._set_phase("transfer")
+        call.change_phase(Happening.TRANSFER_DIALLED)
 
     # -- legs answered / failed / hung up ---------------------------------------------
 
@@ -317,7 +309,7 @@ class Handoff:
         assert caller_media is not None
         if leg.purpose == "conference" and call.operator_leg is not None:
             self._start_conference(call, [call.operator_leg, leg])
-            call._set_phase("conference")
+            call.change_phase(Happening.CONFERENCE_STARTED)
             await call._event("conference_started", {"agency": leg.name})
             return
         # Blind transfer or overflow: caller and agency, the operator released.
@@ -327,7 +319,7 @@ class Handoff:
             self._notify(state.refer, "SIP/2.0 200 OK", active=False)
             state.refer = None
         await self._release_operator(call, "transferred")
-        call._set_phase("talking")
+        call.change_phase(Happening.TRANSFERRED)
         await call._stamp(
             transferred_at=wall,
             notify_agency=leg.name,
@@ -383,14 +375,14 @@ class Handoff:
             return
         call.player = None
         caller_media.relay_with(leg.media)
-        call._set_phase("talking")
+        call.change_phase(Happening.BACK_TO_OPERATOR)
 
     async def _requeue(self, call: EmergencyCall, prompt: str | None) -> None:
         """The caller goes back to the head of the queue (they keep their arrival
         time for the SLA); `prompt` first, then comfort audio."""
         call.operator = None
         call.operator_leg = None
-        call._set_phase("queue")
+        call.change_phase(Happening.REQUEUED)
         if prompt is not None:
             self._play_then(call, prompt, "prompt_done_requeue")
         else:
@@ -445,7 +437,7 @@ class Handoff:
                 detail={"operator": operator, "agency": state.agency},
             )
             return True
-        if state.pending is not None or call.phase == "transfer":
+        if state.pending is not None or call.phase is Phase.TRANSFER:
             # Softphones (baresip among them) hang up their side of a transfer
             # once it is under way — and some also after it failed. Neither may
             # drop the caller: a pending transfer goes on; a failed one sends the
@@ -502,7 +494,7 @@ class Handoff:
             return
         self._dissolve_conference(call)
         caller_media.relay_with(agency.media)
-        call._set_phase("talking")
+        call.change_phase(Happening.CONFERENCE_COLLAPSED)
 
     async def _leave_conference(self, call: EmergencyCall, actor: str) -> None:
         state = self.state(call)
@@ -1065,7 +1057,7 @@ class CallbackCall:
                         leg.leg_id,
                         ended_at=centre.wall(),
                         reason="callback_ended",
-                        quality=_quality(leg.media),
+                        quality=quality(leg.media),
                     )
             if leg.media in centre.media.legs:
                 leg.media.close()
