@@ -10,8 +10,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from callcenter112.callflow.call import retry_with_credentials
 from callcenter112.callflow.legs import OutboundLeg
-from callcenter112.calls import retry_with_credentials
 from callcenter112.config import parse_config
 from callcenter112.incidents import LegRole
 from callcenter112.sip.auth import DigestAuthenticator

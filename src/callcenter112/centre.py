@@ -29,11 +29,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import acd as acd_mod
 from .acd import Acd, AcdSettings, OperatorProfile
+from .callflow.call import EmergencyCall, outbound_request
 from .callflow.desk import Desk
 from .callflow.inbox import (
     CallerAck,
@@ -42,10 +43,10 @@ from .callflow.inbox import (
     CallerRequest,
     Command,
     LegRequest,
+    Mailbox,
     Shutdown,
 )
 from .callflow.legs import OutboundLeg
-from .calls import EmergencyCall, outbound_request
 from .config import Config, TrunkConfig
 from .counters import CoreCounters, Counted, RtpQuality
 from .ivr import IvrSettings
@@ -91,6 +92,9 @@ from .sip.registrar import (
 )
 from .store import Store
 
+if TYPE_CHECKING:
+    from .callflow.handoff import Handoff
+
 __all__ = ["Centre", "Desk"]
 
 log = get_logger("centre")
@@ -131,7 +135,7 @@ class Centre:
         self.calls: dict[str, EmergencyCall] = {}  # by call ref (incident id)
         self.active: set[EmergencyCall] = set()
         self._by_invite: dict[Any, EmergencyCall] = {}
-        self._dialog_owner: dict[DialogId, tuple[EmergencyCall, OutboundLeg | None]] = {}
+        self._dialog_owner: dict[DialogId, tuple[Mailbox, OutboundLeg | None]] = {}
         self.dialogs = DialogTable()
         self.trunk_stats: dict[str, dict[str, Any]] = {
             t.name: {"in": None, "out": None, "calls": 0, "rejected": 0} for t in config.trunk
@@ -162,7 +166,7 @@ class Centre:
             allow_source=self._allow_source,
         )
         self.endpoint.transport.trace = config.sip.trace
-        self.handoff: Any = None  # issue 7: agencies, conference, supervision, callbacks
+        self.handoff: Handoff | None = None  # set by app.py: agencies, conference, …
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._presence_timer: asyncio.TimerHandle | None = None
         self.stopping = False
@@ -207,7 +211,7 @@ class Centre:
                     q.get_nowait()  # a slow reader loses the oldest event
             q.put_nowait(event)
 
-    def register_dialog(self, dialog: Dialog, call: EmergencyCall, leg: OutboundLeg | None) -> None:
+    def register_dialog(self, dialog: Dialog, call: Mailbox, leg: OutboundLeg | None) -> None:
         with contextlib.suppress(ValueError):
             self.dialogs.add(dialog)
         self._dialog_owner[dialog.id] = (call, leg)
@@ -381,7 +385,9 @@ class Centre:
             call.post(LegRequest(leg, req, ev.server_key, ev.peer))
 
     def _on_ack(self, ev: AckReceived) -> None:
-        call = self._by_invite.get(ev.server_key) if ev.server_key is not None else None
+        call: Mailbox | None = (
+            self._by_invite.get(ev.server_key) if ev.server_key is not None else None
+        )
         if call is None:
             match = self.dialogs.match_request(ev.request, ev.peer)
             owner = self._dialog_owner.get(match.dialog.id) if match.dialog else None
@@ -676,10 +682,10 @@ class Centre:
                 category=c.category,
                 phase=c.phase,
                 operator=c.operator,
-                agency=getattr(c.extra, "agency", None) if c.extra else None,
+                agency=c.handoff.agency,
                 arrived_at=c.arrived_wall,
                 phase_since=self._wall_of(c.phase_since),
-                supervisors=tuple(getattr(c.extra, "supervisors", ()) or ()) if c.extra else (),
+                supervisors=tuple(c.handoff.supervisors),
             )
             for c in self.active
             if c.phase != "ended"
@@ -741,9 +747,9 @@ class Centre:
             raise ControlError(404, f"no operator {user!r}")
         try:
             if paused:
-                self.desk._run(self.desk.acd.pause, user, reason or "break")
+                self.desk.pause(user, reason or "break")
             else:
-                self.desk._run(self.desk.acd.unpause, user)
+                self.desk.unpause(user)
         except acd_mod.AcdError as exc:
             raise ControlError(409, str(exc)) from None
         await self.store.audit(

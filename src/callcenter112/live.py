@@ -1,6 +1,6 @@
 """What the web console sees of the running centre, and what it may ask of it.
 
-The call flow (`calls.py`, the ACD, the registrar) is the only owner of live
+The call flow (`callflow/`, the ACD, the registrar) is the only owner of live
 state; the web layer reads it through `LiveCenter.snapshot()`, follows it
 through `LiveCenter.subscribe()` (a bounded stream of `LiveEvent`s for
 server-sent events), and acts on it only through the `LiveCenter` methods,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from .. import acd as acd_mod
-from ..acd import Acd
+from ..acd import Acd, AcdAction
 from ..logs import get_logger
 from ..sip.registrar import (
     ContactReachabilityChanged,
@@ -77,7 +77,7 @@ class Desk:
     def _now(self) -> float:
         return self.centre.loop.time()
 
-    def _run(self, fn: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> None:
+    def _run(self, fn: Callable[..., list[AcdAction]], *args: object, **kwargs: object) -> None:
         try:
             actions = fn(*args, self._now(), **kwargs)
         except acd_mod.AcdError as exc:
@@ -85,7 +85,7 @@ class Desk:
             raise
         self.apply(actions)
 
-    def apply(self, actions: list[Any]) -> None:
+    def apply(self, actions: list[AcdAction]) -> None:
         centre = self.centre
         changed = False
         for a in actions:
@@ -189,6 +189,16 @@ class Desk:
         except acd_mod.AcdError:
             return False
         return True
+
+    def pause(self, operator: str, reason: str) -> None:
+        """No calls offered to `operator` (a break, a callback they make)."""
+        self._run(self.acd.pause, operator, reason)
+
+    def unpause(self, operator: str) -> None:
+        self._run(self.acd.unpause, operator)
+
+    def is_queued(self, ref: str) -> bool:
+        return self.acd.is_queued(ref)
 
     def operators_free(self) -> int:
         return sum(

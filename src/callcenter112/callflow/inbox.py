@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..rtp.events import DigitReceived
 from ..sip.events import TransactionEvent
@@ -33,11 +33,13 @@ __all__ = [
     "IvrTimer",
     "LegEvent",
     "LegRequest",
+    "Mailbox",
     "MediaCheck",
     "Message",
     "OptionsResult",
     "ProbeExpired",
     "PromptDone",
+    "RingTimedOut",
     "Shutdown",
 ]
 
@@ -142,6 +144,13 @@ class AcdOverflow:
 
 
 @dataclass(frozen=True, slots=True)
+class RingTimedOut:
+    """An outbound leg rang for its whole ring timeout."""
+
+    leg: OutboundLeg
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
@@ -173,6 +182,13 @@ Message = (
     | AcdQueued
     | AcdAnnounce
     | AcdOverflow
+    | RingTimedOut
     | Shutdown
     | Command
 )
+
+
+class Mailbox(Protocol):
+    """Whatever owns a dialog and takes its messages (a call, a callback)."""
+
+    def post(self, message: Message) -> None: ...

@@ -52,13 +52,15 @@ __all__ = [
 
 
 class WriteKind(Enum):
-    CREATE = "create"
-    EVENT = "event"
-    STAMP = "stamp"
-    LEG = "leg"
-    CLOSE = "close"
-    RECORDING_OPEN = "recording_open"
-    RECORDING_SEAL = "recording_seal"
+    """What failed; the value is the log event (the names logs always had)."""
+
+    CREATE = "incident_create_failed"
+    EVENT = "incident_event_failed"
+    STAMP = "incident_update_failed"
+    LEG = "leg_write_failed"
+    CLOSE = "incident_close_failed"
+    RECORDING_OPEN = "recording_open_failed"
+    RECORDING_SEAL = "recording_seal_failed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,7 +135,7 @@ class Journal:
             else Counted.JOURNAL_WRITE_FAILED
         ] += 1
         level = self.log.critical if kind is WriteKind.CREATE else self.log.error
-        level(f"{kind.value}_write_failed", what=what, error=str(exc))
+        level(kind.value, what=what, error=str(exc))
 
     # -- the incident ------------------------------------------------------------
 
@@ -198,11 +200,19 @@ class Journal:
             self._failed(WriteKind.LEG, f"add {role.value}", exc)
             return None
 
-    async def end_leg(self, leg_id: int | None, *, reason: str, quality: LegQuality) -> bool:
+    async def end_leg(
+        self,
+        leg_id: int | None,
+        *,
+        reason: str,
+        quality: LegQuality,
+        ended_at: float | None = None,
+    ) -> bool:
         if leg_id is None:
             return False
+        at = self.wall() if ended_at is None else ended_at
         try:
-            await self.store.end_leg(leg_id, ended_at=self.wall(), reason=reason, quality=quality)
+            await self.store.end_leg(leg_id, ended_at=at, reason=reason, quality=quality)
         except Exception as exc:  # noqa: BLE001 - the rule: the call goes on, logged
             self._failed(WriteKind.LEG, f"end {leg_id}", exc)
             return False

@@ -12,15 +12,53 @@ from typing import Literal
 
 from ..incidents import LegQuality, LegRole
 from ..net.media import MediaLeg
+from ..net.sip_endpoint import SipEndpoint
 from ..offer_answer import Negotiated
 from ..sdp import SessionDescription
 from ..sip.dialog import Dialog
 from ..sip.errors import SipParseError
-from ..sip.message import Request, parse_address
+from ..sip.events import TransactionEvent
+from ..sip.message import Request, Response, parse_address
 from ..sip.peer import Peer
+from ..sip.session import InviteSession
 from ..sip.transaction import TransactionKey
 
-__all__ = ["CallerSide", "OutboundLeg", "caller_identity", "dialled_number", "quality"]
+__all__ = [
+    "CallerSide",
+    "OutboundLeg",
+    "acknowledge_answer",
+    "caller_identity",
+    "dialled_number",
+    "ignore_event",
+    "quality",
+]
+
+
+def acknowledge_answer(
+    leg: OutboundLeg, response: Response, endpoint: SipEndpoint, advertise: str
+) -> bool:
+    """A 2xx to the INVITE of `leg` (RFC 3261 §13.2.2.4, RFC 6026 §7.2): the
+    dialog from the first one, an ACK for every one, retransmissions
+    included. True when this 2xx made the dialog. Raises SipParseError when
+    the 2xx cannot make a dialog (no Contact). The one home of this rule for
+    the legs that do not run on `sip.session.InviteSession` yet."""
+    first = leg.dialog is None
+    if leg.dialog is None:
+        leg.dialog = Dialog.as_uac(
+            leg.invite,
+            response,
+            via_host=advertise,
+            via_port=endpoint.port,
+            transport=leg.peer.transport,
+            local_contact=endpoint.contact("112", leg.peer.transport),
+        )
+    endpoint.send_stateless(leg.dialog.create_ack(leg.invite, response), leg.peer)
+    return first
+
+
+def ignore_event(event: TransactionEvent) -> None:
+    """The handler of a request whose answer nobody needs (a last BYE, a NOTIFY)."""
+    del event
 
 
 @dataclass(slots=True)
@@ -51,6 +89,9 @@ class OutboundLeg:
     # Decided in the SIP handler, at arrival, not when the call's inbox gets to
     # it: a busy loop must not turn an answer in time into a missed offer.
     acd_answer: bool | None = None
+    # The leg's INVITE session, for legs moved onto sip/session.py (callbacks
+    # so far); the SIP fields above are then unused and go when all legs have.
+    session: InviteSession | None = None
 
 
 @dataclass(slots=True)

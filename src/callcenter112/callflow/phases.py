@@ -7,7 +7,7 @@ hand-off and end. Each of those is a `Phase`; what moves a call from one to
 the next is a `Happening` (the caller was answered, the IVR finished, the
 operator answered, put the caller on hold, was lost …). `PHASE_TABLE` says,
 for every phase, which happenings it accepts and where each one leads; the
-call (`calls.EmergencyCall`, `handoff.Handoff`) changes phase *only* through
+call (`callflow.call.EmergencyCall`, `callflow.handoff.Handoff`) changes phase *only* through
 `next_phase` (STYLE 2). The table is printed in docs/architecture.md by
 `format_table()`, and tests/test_callflow_phases.py keeps the two equal.
 

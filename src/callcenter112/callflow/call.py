@@ -51,11 +51,43 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from . import acd as acd_mod
-from .callflow.inbox import (
+from .. import acd as acd_mod
+from ..counters import Counted
+from ..incidents import Category, LegRole, Status
+from ..ivr import (
+    DigitAccepted,
+    DigitRejected,
+    InputTimedOut,
+    IvrAction,
+    IvrFinished,
+    IvrMenu,
+    PlayPrompts,
+    StopPlayback,
+)
+from ..logs import get_logger
+from ..media.g711 import Codec
+from ..media.player import Player, PromptFinished
+from ..media.prompts import Prompt
+from ..net.rtp_transport import PortsExhausted
+from ..offer_answer import Negotiated, accept_answer, answer_offer, make_offer
+from ..rtp.dtmf import digit_from_info
+from ..rtp.events import DigitReceived
+from ..sdp import SdpError, SessionDescription
+from ..sip.dialog import Dialog
+from ..sip.errors import SipParseError
+from ..sip.events import (
+    ResponseReceived,
+    TransactionEvent,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from ..sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from ..sip.peer import Peer
+from ..sip.session import Credentials, with_credentials
+from ..sip.transaction import TransactionKey
+from .handoff_state import HandoffState
+from .inbox import (
     AcdAnnounce,
     AcdCancel,
     AcdOffer,
@@ -77,44 +109,18 @@ from .callflow.inbox import (
     PromptDone,
     Shutdown,
 )
-from .callflow.legs import CallerSide, OutboundLeg, caller_identity, dialled_number, quality
-from .callflow.phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
-from .counters import Counted
-from .incidents import Category, LegRole, Status
-from .ivr import (
-    DigitAccepted,
-    DigitRejected,
-    InputTimedOut,
-    IvrFinished,
-    IvrMenu,
-    PlayPrompts,
-    StopPlayback,
+from .journal import Journal, OpenRecording
+from .legs import (
+    CallerSide,
+    OutboundLeg,
+    acknowledge_answer,
+    caller_identity,
+    dialled_number,
+    ignore_event,
+    quality,
 )
-from .logs import get_logger
-from .media.g711 import Codec
-from .media.player import Player, PromptFinished
-from .media.recorder import IncidentRecorder
-from .net.rtp_transport import PortsExhausted
-from .offer_answer import Negotiated, accept_answer, answer_offer, make_offer
-from .recordings import seal_recording
-from .rtp.dtmf import digit_from_info
-from .rtp.events import DigitReceived
-from .sdp import SdpError, SessionDescription
-from .sip.dialog import Dialog
-from .sip.errors import SipParseError
-from .sip.events import (
-    ResponseReceived,
-    TransactionEvent,
-    TransactionTimedOut,
-    TransportFailed,
-)
-from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
-from .sip.peer import Peer
-from .sip.session import Credentials, with_credentials
-from .sip.transaction import TransactionKey
-
-if TYPE_CHECKING:
-    from .centre import Centre
+from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
+from .services import CallServices
 
 __all__ = ["EmergencyCall", "OutboundLeg"]
 
@@ -140,7 +146,7 @@ class EmergencyCall:
 
     def __init__(
         self,
-        centre: Centre,
+        centre: CallServices,
         *,
         invite: Request,
         peer: Peer,
@@ -158,7 +164,6 @@ class EmergencyCall:
         self.arrived_wall = arrived_wall
         self.caller_number, self.caller_name = caller_identity(invite)
         self.dialled = dialled_number(invite)
-        self.incident_id: str | None = None
         self.ref = f"call-{self.number}"
         self.category = "unknown"
         self.language: str = centre.config.ivr.language
@@ -166,11 +171,18 @@ class EmergencyCall:
         self.phase_since = arrived_mono
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.log = log.bind(call_id=invite.call_id, call=self.ref)
+        self.journal = Journal(
+            store=centre.store,
+            recorders=centre.media,
+            recordings_dir=centre.recordings_dir,
+            wall=centre.wall,
+            counters=centre.metrics,
+            log=self.log,
+        )
         self.ivr: IvrMenu | None = None
         self._ivr_playbacks: dict[int, int] = {}  # player sequence → IVR playback
         self.player: Player | None = None
-        self.recorder_path: Path | None = None
-        self.recording_id: int | None = None
+        self.recording: OpenRecording | None = None
         self.operator_leg: OutboundLeg | None = None
         self.offers: dict[str, OutboundLeg] = {}  # operator → ringing leg
         self.other_legs: list[OutboundLeg] = []  # agencies, supervisors
@@ -179,9 +191,8 @@ class EmergencyCall:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.status: Status | None = None
         self.end_reason = ""
-        self.extra: Any = None  # issue 7 hand-off state (see handoff.py)
+        self.handoff = HandoffState()  # transfers, conference, supervision
         self._late_offer: SessionDescription | None = None
-        self._recorder: IncidentRecorder | None = None
         self.ivr_outcome: IvrFinished | None = None
 
     # -- plumbing ----------------------------------------------------------------
@@ -229,26 +240,9 @@ class EmergencyCall:
         if handle is not None:
             handle.cancel()
 
-    async def _event(self, kind: str, detail: dict[str, Any] | str | None = None) -> None:
-        """An incident event, durable; a store failure is logged, never fatal to the call."""
-        if self.incident_id is None:
-            return
-        try:
-            await self.centre.store.add_event(self.incident_id, kind, detail, at=self._wall())
-        except Exception as exc:  # noqa: BLE001 - the caller must be served regardless
-            self.log.error("incident_event_failed", kind=kind, error=str(exc))
-
-    async def _stamp(self, **fields: Any) -> None:
-        if self.incident_id is None:
-            return
-        stamps = {k: v for k, v in fields.items() if k.endswith("_at")}
-        other = {k: v for k, v in fields.items() if not k.endswith("_at")}
-        try:
-            await self.centre.store.update_incident(
-                self.incident_id, at=self._wall(), stamps=stamps or None, **other
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("incident_update_failed", fields=list(fields), error=str(exc))
+    @property
+    def incident_id(self) -> str | None:
+        return self.journal.incident_id
 
     # -- the actor loop ----------------------------------------------------------------
 
@@ -300,28 +294,21 @@ class EmergencyCall:
             and event.response.cseq.method == "INVITE"
             and 200 <= event.response.status < 300
         ):
-            response = event.response
             centre = self.centre
-            if leg.dialog is None:
-                try:
-                    leg.dialog = Dialog.as_uac(
-                        leg.invite,
-                        response,
-                        via_host=centre.config.sip.advertise,
-                        via_port=centre.endpoint.port,
-                        transport=leg.peer.transport,
-                        local_contact=centre.endpoint.contact("112", leg.peer.transport),
-                    )
-                except SipParseError as exc:
-                    self.log.warning("bad_2xx", error=exc.reason)
-                    return
-            centre.endpoint.send_stateless(leg.dialog.create_ack(leg.invite, response), leg.peer)
+            try:
+                acknowledge_answer(
+                    leg, event.response, centre.endpoint, centre.config.sip.advertise
+                )
+            except SipParseError as exc:
+                self.log.warning("bad_2xx", error=exc.reason)
+                return
+            assert leg.dialog is not None
             if not leg.bye_sent:
                 leg.bye_sent = True
                 bye = leg.dialog.create_request(
                     "BYE", headers=[("Reason", 'SIP;cause=200;text="call ended"')]
                 )
-                centre.endpoint.request(bye, leg.peer, _ignore)
+                centre.endpoint.request(bye, leg.peer, ignore_event)
                 self.log.info("late_answer_hung_up", to=leg.name)
             leg.state = "ended"
         if leg.media in self.centre.media.legs:
@@ -405,21 +392,18 @@ class EmergencyCall:
             return
 
         # The incident exists, durably, before the caller is answered.
-        try:
-            self.incident_id = await centre.store.create_incident(
-                caller=self.caller_number,
-                caller_name=self.caller_name,
-                arrived_at=self.arrived_wall,
-                trunk=self.trunk,
-                dialled=self.dialled,
-                call_id=invite.call_id,
-                language=self.language,
-            )
-            self.ref = self.incident_id
-            self.log = self.log.bind(incident_id=self.incident_id)
-        except Exception as exc:  # noqa: BLE001 - answer the caller even without a record
-            centre.metrics[Counted.INCIDENT_CREATE_FAILED] += 1
-            self.log.critical("incident_create_failed", error=str(exc))
+        incident_id = await self.journal.create_incident(
+            caller=self.caller_number,
+            caller_name=self.caller_name,
+            arrived_at=self.arrived_wall,
+            trunk=self.trunk,
+            dialled=self.dialled,
+            call_id=invite.call_id,
+            language=self.language,
+        )
+        if incident_id is not None:
+            self.ref = incident_id
+            self.log = self.journal.log
         centre.call_identified(self)
 
         if negotiated is not None:
@@ -466,19 +450,14 @@ class EmergencyCall:
         self.caller.answered = True
         answered_wall = self._wall()
         await self._start_recording()
-        if self.incident_id is not None:
-            try:
-                self.caller.leg_id = await centre.store.add_leg(
-                    self.incident_id,
-                    role=LegRole.CALLER,
-                    call_id=invite.call_id,
-                    peer=str(self.caller.peer),
-                    codec=media.codec.name,
-                    started_at=answered_wall,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("leg_write_failed", error=str(exc))
-        await self._stamp(answered_at=answered_wall)
+        self.caller.leg_id = await self.journal.add_leg(
+            role=LegRole.CALLER,
+            call_id=invite.call_id,
+            peer=str(self.caller.peer),
+            codec=media.codec.name,
+            started_at=answered_wall,
+        )
+        await self.journal.stamp(answered_at=answered_wall)
         self._arm("media", self._now() + MEDIA_CHECK_S, MediaCheck())
         await self._start_ivr()
 
@@ -510,43 +489,14 @@ class EmergencyCall:
         media.enable_inband_dtmf(negotiated.dtmf_pt is None)
 
     async def _start_recording(self) -> None:
-        centre = self.centre
         media = self.caller.media
-        if media is None or not centre.config.recordings.enabled:
+        if media is None or not self.centre.config.recordings.enabled:
             return
-        name = self.incident_id or f"unrecorded-{self.caller.invite.call_id}"
-        day = self.incident_id.split("-")[0] if self.incident_id else "unknown"
-        path = centre.recordings_dir / day[:4] / day[4:6] / day[6:8] / f"{name}.wav"
-        n = 2
-        while path.exists():
-            path = path.with_name(f"{name}-{n}.wav")
-            n += 1
-        if self.incident_id is not None:
-            try:
-                self.recording_id = await centre.store.add_recording_open(
-                    self.incident_id,
-                    str(path.relative_to(centre.recordings_dir)),
-                    started_at=self._wall(),
-                    codec=media.codec.name,
-                    channels=2,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("recording_open_write_failed", error=str(exc))
-        try:
-            recorder = centre.media.open_recorder(path, media.codec)
-        except OSError as exc:
-            # The call goes on unrecorded; the open row must not wait for a file
-            # that will never come (recovery would report it as missing).
-            self.log.error("recording_open_failed", path=str(path), error=str(exc))
-            if self.recording_id is not None:
-                with self._guard("recording_lost"):
-                    await centre.store.mark_recording_lost(
-                        self.recording_id, at=self._wall(), reason=f"open failed: {exc}"
-                    )
-            return
-        self.recorder_path = path
-        media.attach_recorder(recorder)
-        self._recorder = recorder
+        self.recording = await self.journal.open_recording(
+            media.codec, unrecorded_name=f"unrecorded-{self.caller.invite.call_id}"
+        )
+        if self.recording is not None:
+            media.attach_recorder(self.recording.recorder)
 
     # -- 3: IVR ----------------------------------------------------------------------
 
@@ -555,7 +505,7 @@ class EmergencyCall:
         self.ivr = IvrMenu(self.centre.ivr_settings)
         await self._run_ivr(self.ivr.start(self._now()))
 
-    async def _run_ivr(self, actions: list[Any]) -> None:
+    async def _run_ivr(self, actions: list[IvrAction]) -> None:
         for action in actions:
             if isinstance(action, PlayPrompts):
                 player = self._ensure_player()
@@ -569,7 +519,7 @@ class EmergencyCall:
                 if self.player is not None:
                     self.player.barge_in()
             elif isinstance(action, DigitAccepted | DigitRejected | InputTimedOut):
-                await self._event(_ivr_event_kind(action), _ivr_detail(action))
+                await self.journal.event(_ivr_event_kind(action), _ivr_detail(action))
             elif isinstance(action, IvrFinished):
                 await self._ivr_finished(action)
         if self.ivr is not None and self.ivr.deadline is not None and not self.ivr.finished:
@@ -599,7 +549,7 @@ class EmergencyCall:
                 return
             await self._run_ivr(actions)
         elif self.phase in (Phase.QUEUE, Phase.TALKING):
-            await self._event("digit", {"digit": event.digit, "source": event.source})
+            await self.journal.event("digit", {"digit": event.digit, "source": event.source})
 
     async def _on_prompt_done(self, sequence: int) -> None:
         playback = self._ivr_playbacks.pop(sequence, None)
@@ -613,7 +563,7 @@ class EmergencyCall:
     async def _ivr_finished(self, done: IvrFinished) -> None:
         self.category = done.category
         self.language = done.language
-        await self._stamp(
+        await self.journal.stamp(
             ivr_done_at=self._wall(),
             category=Category(done.category),
             language=done.language,
@@ -633,9 +583,11 @@ class EmergencyCall:
         if self.phase is not Phase.TALKING:
             self.change_phase(Happening.QUEUED)
         if not requeued:
-            await self._stamp(queued_at=self._wall(), event="queued", detail={"position": position})
+            await self.journal.stamp(
+                queued_at=self._wall(), event="queued", detail={"position": position}
+            )
         else:
-            await self._event("requeued", {"position": position})
+            await self.journal.event("requeued", {"position": position})
         if self.caller.media is None:
             return
         lang = self.language
@@ -654,7 +606,7 @@ class EmergencyCall:
         player.play(*prompts)
         player.loop(self.centre.prompts.get("hold_music", lang, codec))
 
-    def _position_prompts(self, position: int) -> list[Any]:
+    def _position_prompts(self, position: int) -> list[Prompt]:
         player = self.player
         assert player is not None
         prompts = self.centre.prompts
@@ -672,7 +624,7 @@ class EmergencyCall:
         self.player.play(*self._position_prompts(position))
 
     async def _on_overflow(self) -> None:
-        await self._event("overflow", {"to": self.centre.config.queue.overflow_to})
+        await self.journal.event("overflow", {"to": self.centre.config.queue.overflow_to})
         handoff = self.centre.handoff
         if handoff is not None:
             await handoff.overflow(self)
@@ -708,7 +660,9 @@ class EmergencyCall:
             centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.ERROR)
             return
         self.offers[operator] = leg
-        await self._stamp(offered_at=self._wall(), event="offered", detail={"operator": operator})
+        await self.journal.stamp(
+            offered_at=self._wall(), event="offered", detail={"operator": operator}
+        )
         centre.publish("call_offered", operator=operator, incident_id=self.incident_id)
 
     async def _open_outbound(
@@ -782,7 +736,7 @@ class EmergencyCall:
         # A cancelled offer never carries media, even if a 200 crosses the CANCEL.
         if leg.media in self.centre.media.legs:
             leg.media.close()
-        await self._event("offer_cancelled", {"operator": operator, "reason": reason})
+        await self.journal.event("offer_cancelled", {"operator": operator, "reason": reason})
         self.centre.publish("call_offer_cancelled", operator=operator, incident_id=self.incident_id)
 
     async def _on_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
@@ -809,7 +763,7 @@ class EmergencyCall:
             if response.status > 100 and leg.state == "calling":
                 leg.state = "ringing"
                 if leg.role is LegRole.OPERATOR and not leg.cancelled:
-                    await self._event("ringing", {"operator": leg.name})
+                    await self.journal.event("ringing", {"operator": leg.name})
             return
         if 200 <= response.status < 300:
             await self._on_leg_answered(leg, response)
@@ -822,25 +776,14 @@ class EmergencyCall:
 
     async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         centre = self.centre
-        first = leg.dialog is None
-        dialog = leg.dialog
-        if dialog is None:
-            try:
-                dialog = leg.dialog = Dialog.as_uac(
-                    leg.invite,
-                    response,
-                    via_host=centre.config.sip.advertise,
-                    via_port=centre.endpoint.port,
-                    transport=leg.peer.transport,
-                    local_contact=centre.endpoint.contact("112", leg.peer.transport),
-                )
-            except SipParseError as exc:
-                self.log.warning("bad_2xx", error=exc.reason)
-                return
-            centre.register_dialog(dialog, self, leg)
-        # ACK every 2xx, retransmissions included (RFC 6026 §7.2).
-        ack = dialog.create_ack(leg.invite, response)
-        centre.endpoint.send_stateless(ack, leg.peer)
+        try:
+            first = acknowledge_answer(leg, response, centre.endpoint, centre.config.sip.advertise)
+        except SipParseError as exc:
+            self.log.warning("bad_2xx", error=exc.reason)
+            return
+        assert leg.dialog is not None
+        if first:
+            centre.register_dialog(leg.dialog, self, leg)
         if not first:
             return  # a retransmission: our ACK crossed it, or was lost
         crossed = leg.state == "ended" or leg.cancelled
@@ -919,24 +862,19 @@ class EmergencyCall:
         caller_media.relay_with(leg.media)
         self.player = None
         now_wall = self._wall()
-        await self._stamp(
+        await self.journal.stamp(
             operator_answered_at=now_wall,
             operator=operator,
             event="operator_answered",
             detail={"operator": operator},
         )
-        if self.incident_id is not None:
-            try:
-                leg.leg_id = await centre.store.add_leg(
-                    self.incident_id,
-                    role=LegRole.OPERATOR,
-                    call_id=leg.invite.call_id,
-                    peer=f"{operator} {leg.peer}",
-                    codec=leg.media.codec.name,
-                    started_at=now_wall,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("leg_write_failed", error=str(exc))
+        leg.leg_id = await self.journal.add_leg(
+            role=LegRole.OPERATOR,
+            call_id=leg.invite.call_id,
+            peer=f"{operator} {leg.peer}",
+            codec=leg.media.codec.name,
+            started_at=now_wall,
+        )
         centre.publish("call_answered", operator=operator, incident_id=self.incident_id)
         self.log.info("bridged", operator=operator)
 
@@ -950,7 +888,7 @@ class EmergencyCall:
             if leg.cancelled or not was_offer:
                 return
             failure = _offer_failure(status)
-            await self._event(
+            await self.journal.event(
                 "offer_failed", {"operator": leg.name, "status": status, "reason": reason}
             )
             self.centre.desk.offer_failed(self.ref, leg.name, failure)
@@ -986,14 +924,7 @@ class EmergencyCall:
         await self._end_leg_record(leg, why)
 
     async def _end_leg_record(self, leg: OutboundLeg, why: str) -> None:
-        if leg.leg_id is None:
-            return
-        try:
-            await self.centre.store.end_leg(
-                leg.leg_id, ended_at=self._wall(), reason=why, quality=quality(leg.media)
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("leg_end_write_failed", error=str(exc))
+        await self.journal.end_leg(leg.leg_id, reason=why, quality=quality(leg.media))
 
     # -- requests from the peers ---------------------------------------------------
 
@@ -1067,7 +998,7 @@ class EmergencyCall:
         )
         self.centre.endpoint.respond(m.server_key, ok)
         if n.on_hold != was_hold:
-            await self._event("caller_hold" if n.on_hold else "caller_resume")
+            await self.journal.event("caller_hold" if n.on_hold else "caller_resume")
 
     def _on_caller_ack(self, ack: Request) -> None:
         self.caller.acked = True
@@ -1188,13 +1119,13 @@ class EmergencyCall:
             self.player = player
             if self.caller.media is not None:
                 self.caller.media.play(player)
-            await self._event("hold", {"by": leg.name})
+            await self.journal.event("hold", {"by": leg.name})
         elif not n.on_hold and self.phase is Phase.HOLD:
             self.change_phase(Happening.OPERATOR_RESUMED)
             self.player = None
             if self.caller.media is not None:
                 self.caller.media.relay_with(leg.media)
-            await self._event("resume", {"by": leg.name})
+            await self.journal.event("resume", {"by": leg.name})
 
     # -- media liveness ---------------------------------------------------------------
 
@@ -1290,7 +1221,7 @@ class EmergencyCall:
         if leg is not None:
             await self._hangup_leg(leg, why)
         self.operator_leg = None
-        await self._event("operator_lost", {"operator": operator, "why": why})
+        await self.journal.event("operator_lost", {"operator": operator, "why": why})
         self.change_phase(Happening.OPERATOR_LOST)
         self.player = None
         self.operator = None
@@ -1349,7 +1280,7 @@ class EmergencyCall:
             with self._guard("end_caller_leg"):
                 await self._end_caller_leg(ended_wall, reason)
         finally:
-            await self._close_incident(status, ended_wall, reason)
+            await self.journal.close_incident(status, ended_at=ended_wall, reason=reason)
             self.centre.publish(
                 "call_ended",
                 operator=operator,
@@ -1364,10 +1295,10 @@ class EmergencyCall:
         # The queue first: a caller leaving the queue frees any ringing operator.
         # The ACD is asked: its CallerQueued may still be in the inbox.
         with self._guard("leave_queue"):
-            if centre.desk.acd.is_queued(self.ref):
+            if centre.desk.is_queued(self.ref):
                 centre.desk.caller_left(self.ref)
         for name, leg in list(self.offers.items()):
-            await self._event("offer_cancelled", {"operator": name, "reason": "caller_left"})
+            await self.journal.event("offer_cancelled", {"operator": name, "reason": "caller_left"})
             with self._guard("cancel_offer"):
                 await self._hangup_leg(leg, "caller_left")
         self.offers.clear()
@@ -1392,7 +1323,7 @@ class EmergencyCall:
                     bye = dialog.create_request(
                         "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(reason)}"')]
                     )
-                    centre.endpoint.request(bye, self.caller.peer, _ignore)
+                    centre.endpoint.request(bye, self.caller.peer, ignore_event)
             elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
                 self._reject_invite(503, reason, retry_after=True)
         if self.caller.dialog is not None:
@@ -1413,43 +1344,24 @@ class EmergencyCall:
         measured = quality(media)
         if media in self.centre.media.legs:
             media.close()
-        if self.caller.leg_id is None:
-            return
-        try:
-            await self.centre.store.end_leg(
-                self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=measured
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("leg_end_write_failed", error=str(exc))
-
-    async def _close_incident(self, status: Status, ended_wall: float, reason: str) -> None:
-        if self.incident_id is None:
-            return
-        try:
-            await self.centre.store.close_incident(
-                self.incident_id, status=status, at=self._wall(), ended_at=ended_wall, reason=reason
-            )
-        except Exception as exc:  # noqa: BLE001 - logged with its ids; recovery closes it
-            self.log.error("incident_close_failed", error=str(exc))
+        await self.journal.end_leg(
+            self.caller.leg_id, reason=reason, quality=measured, ended_at=ended_wall
+        )
 
     async def _finish_recording(self) -> None:
-        recorder = self._recorder
-        if recorder is None:
+        recording = self.recording
+        if recording is None:
             return
-        self._recorder = None
+        self.recording = None
         if self.caller.media is not None:
             self.caller.media.attach_recorder(None)
-        await close_and_seal(self.centre, recorder, self.incident_id, self.log)
+        await self.journal.seal_recording(recording)
 
     # -- views -------------------------------------------------------------------------
 
 
-def _ignore(event: TransactionEvent) -> None:
-    del event
-
-
 def outbound_request(
-    centre: Centre,
+    centre: CallServices,
     method: str,
     *,
     request_uri: str,
@@ -1489,34 +1401,8 @@ def outbound_request(
     return Request(method, request_uri, h, body)
 
 
-async def close_and_seal(
-    centre: Centre, recorder: IncidentRecorder, incident_id: str | None, log: Any
-) -> None:
-    """Close a recording (the rest written, header fixed) and seal it into the
-    incident's hash chain; failures are logged, never raised (the call is over)."""
-    try:
-        info = await centre.media.close_recorder(recorder)
-    except (OSError, ValueError) as exc:
-        log.error("recording_close_failed", error=str(exc))
-        return
-    if incident_id is None:
-        return
-    try:
-        await seal_recording(
-            centre.store,
-            incident_id,
-            info.path,
-            recordings_dir=centre.recordings_dir,
-            channels=info.channels,
-            duration_s=info.duration_s,
-            codec=info.codec,
-        )
-    except Exception as exc:  # noqa: BLE001
-        log.error("recording_seal_failed", error=str(exc))
-
-
 def retry_with_credentials(
-    centre: Centre,
+    centre: CallServices,
     leg: OutboundLeg,
     response: Response,
     handler: Callable[[TransactionEvent], None],
@@ -1568,7 +1454,7 @@ def _abnormal_bye(request: Request) -> bool:
     return False
 
 
-def _ivr_event_kind(action: Any) -> str:
+def _ivr_event_kind(action: DigitAccepted | DigitRejected | InputTimedOut) -> str:
     if isinstance(action, DigitAccepted):
         return "ivr_digit"
     if isinstance(action, DigitRejected):
@@ -1576,12 +1462,12 @@ def _ivr_event_kind(action: Any) -> str:
     return "ivr_timeout"
 
 
-def _ivr_detail(action: Any) -> dict[str, Any]:
+def _ivr_detail(action: DigitAccepted | DigitRejected | InputTimedOut) -> dict[str, object]:
     if isinstance(action, DigitAccepted):
         return {"digit": action.digit, "meaning": action.meaning}
     if isinstance(action, DigitRejected):
         return {"digit": action.digit, "tries_used": action.tries_used}
-    return {"tries_used": getattr(action, "tries_used", None)}
+    return {"tries_used": action.tries_used}
 
 
 def _quote(text: str) -> str:
