@@ -34,8 +34,23 @@ class Ivr:
 
 
 @dataclass
+class Sip:
+    advertise: str = "192.0.2.10"
+
+
+@dataclass
 class Config:
     ivr: Ivr = field(default_factory=Ivr)
+    sip: Sip = field(default_factory=Sip)
+
+
+class Endpoint:
+    """Nothing goes on a wire in these tests: phase bookkeeping sends nothing."""
+
+    port = 5060
+
+    def contact(self, user: str = "callcenter112", transport: str = "udp") -> str:
+        return f"<sip:{user}@192.0.2.10:5060>"
 
 
 @dataclass
@@ -43,6 +58,8 @@ class Services:
     loop: Clock = field(default_factory=Clock)
     config: Config = field(default_factory=Config)
     metrics: CoreCounters = field(default_factory=CoreCounters)
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    user_agent: str = "callcenter112/test"
     recordings_dir: Path = Path("/nonexistent")
     store: Any = None
     media: Any = None

@@ -616,6 +616,7 @@ def test_glare_both_retry_and_both_end_up_done() -> None:
     assert {phone.state, server.state} == {State.GLARE_WAIT}
     wire.run(10)
     assert phone.state is State.CONFIRMED and server.state is State.CONFIRMED
+    assert HoldChanged(held=True, by_remote=False) in wire.server.events
     assert HoldChanged(held=True, by_remote=False) in wire.phone.events
     assert HoldChanged(held=True, by_remote=False) in wire.server.events
 
@@ -821,3 +822,21 @@ def test_random_orders_never_end_stuck(steps: list[str], seed: int) -> None:
         assert len(ends) == (1 if session.state is State.TERMINATED else 0), (ends, session.history)
     if not lost["any"]:
         assert phone.state is server.state, (phone.history, server.history)
+
+
+def test_our_retry_after_glare_waits_for_their_reinvite_to_be_answered() -> None:
+    wire = Wire()
+    phone, server = answered_call(wire)
+    wire.server.auto_accept = True  # the server answers at once; the phone's TU is slow
+    wire.phone.take(phone.reinvite(sdp("sendonly"), hold=True))
+    wire.server.take(server.reinvite(sdp("sendonly"), hold=True))
+    # The server (not the Call-ID's owner) retries within 2 s, the phone after 2.1-4 s:
+    # the phone's timer fires while the server's re-INVITE still waits for its TU.
+    wire.run(8)
+    assert phone.state is State.REINVITED
+    assert wire.server.of(HoldChanged) == []  # theirs waits for the phone's TU
+    wire.phone.take(phone.accept_reinvite(sdp("recvonly")))
+    wire.run(8)  # now the phone's own re-INVITE goes out
+    assert phone.state is State.CONFIRMED and server.state is State.CONFIRMED
+    assert HoldChanged(held=True, by_remote=False) in wire.server.events
+    assert HoldChanged(held=True, by_remote=False) in wire.phone.events

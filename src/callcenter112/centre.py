@@ -318,11 +318,11 @@ class Centre:
         elif isinstance(event, CancelReceived):
             call = self._by_invite.get(event.server_key)
             if call is not None:
-                call.post(CallerCancelled(event.server_key, event.to_tag))
+                call.post(CallerCancelled(event))
         elif isinstance(event, AckNotReceived):
             call = self._by_invite.get(event.server_key)
             if call is not None:
-                call.post(CallerAckMissing())
+                call.post(CallerAckMissing(event))
         elif isinstance(event, TransactionLimitReached):
             self.metrics[Counted.TRANSACTION_LIMIT] += 1
         elif isinstance(event, ResponseReceived | TransactionTimedOut | TransportFailed):

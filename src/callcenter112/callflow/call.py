@@ -74,17 +74,29 @@ from ..offer_answer import Negotiated, accept_answer, answer_offer, make_offer
 from ..rtp.dtmf import digit_from_info
 from ..rtp.events import DigitReceived
 from ..sdp import SdpError, SessionDescription
-from ..sip.dialog import Dialog
-from ..sip.errors import SipParseError
+from ..sip.dialog import no_such_dialog
 from ..sip.events import (
     ResponseReceived,
     TransactionEvent,
-    TransactionTimedOut,
-    TransportFailed,
 )
 from ..sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
 from ..sip.peer import Peer
-from ..sip.session import Credentials, with_credentials
+from ..sip.session import (
+    Answered,
+    ChallengeAnswered,
+    EndReason,
+    Failed,
+    HungUp,
+    InviteSession,
+    LocalParty,
+    ProbeAnswered,
+    ProbeUnanswered,
+    ReinviteReceived,
+    RequestArrived,
+    Ringing,
+    SessionEvent,
+    State,
+)
 from ..sip.transaction import TransactionKey
 from .handoff_state import HandoffState
 from .inbox import (
@@ -96,6 +108,7 @@ from .inbox import (
     CallerAck,
     CallerAckMissing,
     CallerCancelled,
+    CallerEvent,
     CallerRequest,
     Command,
     Digit,
@@ -113,11 +126,11 @@ from .journal import Journal, OpenRecording
 from .legs import (
     CallerSide,
     OutboundLeg,
-    acknowledge_answer,
     caller_identity,
     dialled_number,
-    ignore_event,
     quality,
+    start_session,
+    trunk_credentials,
 )
 from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
 from .services import CallServices
@@ -159,6 +172,20 @@ class EmergencyCall:
         self.centre = centre
         self.number = next(_call_numbers)
         self.caller = CallerSide(invite=invite, server_key=server_key, peer=peer, to_tag=to_tag)
+        self.caller_session = InviteSession.incoming(
+            transactions=centre.endpoint,
+            local=LocalParty(
+                via_host=centre.config.sip.advertise,
+                via_port=centre.endpoint.port,
+                contact=centre.endpoint.contact("112", peer.transport),
+                user_agent=centre.user_agent,
+            ),
+            invite=invite,
+            peer=peer,
+            server_key=server_key,
+            to_tag=to_tag,
+            on_event=lambda event: self.post(CallerEvent(event)),
+        )
         self.trunk = trunk
         self.arrived_mono = arrived_mono
         self.arrived_wall = arrived_wall
@@ -280,7 +307,11 @@ class EmergencyCall:
         try:
             if isinstance(m, LegEvent):
                 self._late_leg_event(m.leg, m.event)
-            elif isinstance(m, LegRequest | CallerRequest):
+            elif isinstance(m, CallerRequest):
+                self.caller_session.receive_request(m.request, m.server_key, self._now())
+            elif isinstance(m, CallerEvent):
+                self.caller_session.receive(m.event, self._now())
+            elif isinstance(m, LegRequest):
                 status = 200 if m.request.method == "BYE" else 481
                 self.centre.endpoint.respond(m.server_key, Response.for_request(m.request, status))
             elif isinstance(m, Command) and not m.done.done():
@@ -289,28 +320,19 @@ class EmergencyCall:
             self.log.exception("after_end_failed", message=type(m).__name__)
 
     def _late_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
-        if (
-            isinstance(event, ResponseReceived)
-            and event.response.cseq.method == "INVITE"
-            and 200 <= event.response.status < 300
-        ):
-            centre = self.centre
-            try:
-                acknowledge_answer(
-                    leg, event.response, centre.endpoint, centre.config.sip.advertise
-                )
-            except SipParseError as exc:
-                self.log.warning("bad_2xx", error=exc.reason)
-                return
-            assert leg.dialog is not None
-            if not leg.bye_sent:
-                leg.bye_sent = True
-                bye = leg.dialog.create_request(
-                    "BYE", headers=[("Reason", 'SIP;cause=200;text="call ended"')]
-                )
-                centre.endpoint.request(bye, leg.peer, ignore_event)
+        # The session settles it: a 2xx that crossed our CANCEL is ACKed and
+        # hung up by the session itself (RFC 3261 §9.1, RFC 6026 §7.2); one
+        # that answers a leg nobody cancelled yet is hung up here.
+        session = leg.session
+        if session is not None:
+            was = session.state
+            events = session.receive(event, self._now())
+            answered = any(isinstance(e, Answered) for e in events)
+            if answered:
+                session.hangup("call ended")
+            if answered or (was is State.CANCELLING and session.state is State.TERMINATING):
                 self.log.info("late_answer_hung_up", to=leg.name)
-            leg.state = "ended"
+                leg.state = "ended"
         if leg.media in self.centre.media.legs:
             leg.media.close()
 
@@ -323,12 +345,14 @@ class EmergencyCall:
             await self._on_ivr_timer()
         elif isinstance(m, CallerRequest):
             await self._on_caller_request(m)
+        elif isinstance(m, CallerEvent):
+            await self._on_caller_event(m)
         elif isinstance(m, CallerAck):
             self._on_caller_ack(m.request)
         elif isinstance(m, CallerCancelled):
             await self._on_caller_cancelled(m)
         elif isinstance(m, CallerAckMissing):
-            await self._on_ack_missing()
+            await self._on_ack_missing(m)
         elif isinstance(m, LegEvent):
             await self._on_leg_event(m.leg, m.event)
         elif isinstance(m, LegRequest):
@@ -421,32 +445,13 @@ class EmergencyCall:
             )
             self._late_offer = sdp
             body = sdp.serialize()
-        ok = Response.for_request(
-            invite,
-            200,
-            to_tag=self.caller.to_tag,
-            headers=[
-                ("Contact", centre.endpoint.contact("112", self.caller.peer.transport)),
-                ("Allow", ALLOW),
-                ("Supported", "replaces"),
-                ("Server", centre.user_agent),
-                ("Content-Type", SDP),
-            ],
-            body=body,
-        )
-        self.caller.dialog = Dialog.as_uas(
-            invite,
-            ok,
-            via_host=centre.config.sip.advertise,
-            via_port=centre.endpoint.port,
-            transport=self.caller.peer.transport,
-            local_contact=centre.endpoint.contact("112", self.caller.peer.transport),
-        )
-        centre.register_dialog(self.caller.dialog, self, None)
-        if not centre.endpoint.respond(self.caller.server_key, ok):
+        if self.caller_session.answer(body):
             # The caller gave up (CANCEL crossed us): record it, nothing to answer.
             await self._end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
             return
+        self.caller.dialog = self.caller_session.dialog
+        assert self.caller.dialog is not None
+        centre.register_dialog(self.caller.dialog, self, None)
         self.caller.answered = True
         answered_wall = self._wall()
         await self._start_recording()
@@ -465,10 +470,8 @@ class EmergencyCall:
         headers = [("Warning", f'399 callcenter112 "{why}"')]
         if retry_after:
             headers.append(("Retry-After", str(self.centre.config.sip.retry_after_s)))
-        resp = Response.for_request(
-            self.caller.invite, status, to_tag=self.caller.to_tag, headers=headers
-        )
-        self.centre.endpoint.respond(self.caller.server_key, resp)
+        if self.caller_session.state is State.INCOMING:
+            self.caller_session.reject(status, headers=headers)
         self.log.warning("call_rejected", status=status, why=why)
 
     def _apply_caller_session(self, negotiated: Negotiated) -> None:
@@ -677,6 +680,7 @@ class EmergencyCall:
         peer: Peer,
         purpose: str,
         extra_headers: list[tuple[str, str]] | None = None,
+        trunk: str | None = None,
     ) -> OutboundLeg:
         centre = self.centre
         advertise = centre.config.sip.advertise
@@ -720,9 +724,17 @@ class EmergencyCall:
             media=media,
             offer=offer,
             purpose=purpose,
+            trunk=trunk,
         )
         self._legs.append(leg)
-        leg.client_key = centre.endpoint.request(invite, peer, self._leg_handler(leg))
+        start_session(
+            leg,
+            centre.endpoint,
+            advertise=advertise,
+            user_agent=centre.user_agent,
+            on_event=self._leg_handler(leg),
+            credentials=trunk_credentials(centre.config, trunk),
+        )
         self.log.info("invite_sent", role=role.value, to=name, purpose=purpose)
         return leg
 
@@ -731,8 +743,8 @@ class EmergencyCall:
         if leg is None:
             return
         leg.cancelled = True
-        if leg.client_key is not None:
-            self.centre.endpoint.cancel(leg.client_key)
+        if leg.session is not None:
+            leg.session.hangup()  # CANCEL (a 2xx crossing it is the session's)
         # A cancelled offer never carries media, even if a 200 crosses the CANCEL.
         if leg.media in self.centre.media.legs:
             leg.media.close()
@@ -740,52 +752,56 @@ class EmergencyCall:
         self.centre.publish("call_offer_cancelled", operator=operator, incident_id=self.incident_id)
 
     async def _on_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
-        if isinstance(event, ResponseReceived):
-            await self._on_leg_response(leg, event.response)
-        elif isinstance(event, TransactionTimedOut | TransportFailed):
-            if event.request.method == "INVITE" and leg.state in ("calling", "ringing"):
-                await self._leg_failed(leg, 408, "no answer from the phone")
-            elif event.request.method == "OPTIONS":
-                self.post(OptionsResult(leg, alive=False))
-            elif event.request.method == "BYE":
-                self._close_leg_media(leg)
+        session = leg.session
+        if session is None:
+            return
+        was = session.state
+        events = session.receive(event, self._now())
+        if was is State.CANCELLING and session.state is State.TERMINATING:
+            # A 200 crossed our CANCEL: the session ACKs and hangs up. If the
+            # ACD took that answer, the operator is free again.
+            self.log.info("crossed_answer_hung_up", to=leg.name)
+            if leg.role is LegRole.OPERATOR and leg.purpose == "offer" and leg.acd_answer:
+                self.centre.desk.call_ended(leg.name, self.incident_id)
+        for session_event in events:
+            await self._on_leg_session_event(leg, session_event)
 
-    async def _on_leg_response(self, leg: OutboundLeg, response: Response) -> None:
-        method = response.cseq.method
-        if method == "OPTIONS":
-            self.post(OptionsResult(leg, alive=response.status not in (408, 481)))
-            return
-        if method != "INVITE":
-            if method == "BYE" and response.status >= 200:
-                self._close_leg_media(leg)
-            return
-        if response.status < 200:
-            if response.status > 100 and leg.state == "calling":
+    async def _on_leg_session_event(self, leg: OutboundLeg, event: SessionEvent) -> None:
+        if isinstance(event, Ringing):
+            if leg.state == "calling":
                 leg.state = "ringing"
                 if leg.role is LegRole.OPERATOR and not leg.cancelled:
                     await self.journal.event("ringing", {"operator": leg.name})
-            return
-        if 200 <= response.status < 300:
-            await self._on_leg_answered(leg, response)
-            return
-        if leg.state == "answered":
-            return  # a late error after we already connected: ignore
-        if retry_with_credentials(self.centre, leg, response, self._leg_handler(leg)):
-            return
-        await self._leg_failed(leg, response.status, response.reason)
+        elif isinstance(event, Answered):
+            await self._on_leg_answered(leg, event.response)
+        elif isinstance(event, Failed):
+            if leg.state != "answered":
+                reason = event.response.reason if event.response else "no answer from the phone"
+                await self._leg_failed(leg, event.status, reason)
+        elif isinstance(event, ChallengeAnswered):
+            self.log.info("trunk_challenge_answered", trunk=leg.trunk, status=event.status)
+        elif isinstance(event, ProbeAnswered):
+            self.post(OptionsResult(leg, alive=event.status not in (408, 481)))
+        elif isinstance(event, ProbeUnanswered):
+            self.post(OptionsResult(leg, alive=False))
+        elif isinstance(event, HungUp):
+            if event.reason is EndReason.REMOTE_BYE:
+                await self._leg_hung_up(leg, event.request)
+            elif event.reason is EndReason.DIALOG_GONE:
+                self.post(OptionsResult(leg, alive=False))
+            else:  # our BYE answered, or our CANCEL's 487
+                leg.state = "ended"
+                self._close_leg_media(leg)
+        elif isinstance(event, ReinviteReceived):
+            await self._leg_reinvite(leg, event)
+        elif isinstance(event, RequestArrived):
+            await self._leg_request(leg, event)
 
     async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         centre = self.centre
-        try:
-            first = acknowledge_answer(leg, response, centre.endpoint, centre.config.sip.advertise)
-        except SipParseError as exc:
-            self.log.warning("bad_2xx", error=exc.reason)
-            return
-        assert leg.dialog is not None
-        if first:
-            centre.register_dialog(leg.dialog, self, leg)
-        if not first:
-            return  # a retransmission: our ACK crossed it, or was lost
+        assert leg.session is not None and leg.session.dialog is not None
+        leg.dialog = leg.session.dialog
+        centre.register_dialog(leg.dialog, self, leg)
         crossed = leg.state == "ended" or leg.cancelled
         leg.state = "answered"
         leg.answered_at = self._now()
@@ -905,16 +921,10 @@ class EmergencyCall:
         """End an outbound leg: BYE if answered, CANCEL if still ringing."""
         if leg.state == "ended":
             return
-        if leg.dialog is not None and leg.state == "answered":
-            if not leg.bye_sent:
-                leg.bye_sent = True
-                bye = leg.dialog.create_request(
-                    "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(why)}"')]
-                )
-                self.centre.endpoint.request(bye, leg.peer, self._leg_handler(leg))
-        elif leg.client_key is not None:
+        if leg.state != "answered":
             leg.cancelled = True
-            self.centre.endpoint.cancel(leg.client_key)
+        if leg.session is not None:
+            leg.session.hangup(why)  # BYE when answered, CANCEL while it rings
         leg.state = "ended"
         # Media is released now; late packets go nowhere.
         if leg.media in self.centre.media.legs:
@@ -929,47 +939,56 @@ class EmergencyCall:
     # -- requests from the peers ---------------------------------------------------
 
     async def _on_caller_request(self, m: CallerRequest) -> None:
-        req = m.request
-        method = req.method
-        dialog = self.caller.dialog
-        if dialog is not None:
-            status = dialog.receive_request(req)
-            if status is not None:
-                self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
-                return
-        if method == "BYE":
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 200))
-            await self._caller_hung_up()
-        elif method == "INVITE":
-            await self._caller_reinvite(m)
-        elif method == "INFO":
-            await self._caller_info(m)
-        elif method in ("OPTIONS", "UPDATE") and not req.body:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)])
-            )
-        else:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)])
-            )
+        events = self.caller_session.receive_request(m.request, m.server_key, self._now())
+        for event in events:
+            await self._on_caller_session_event(event)
 
-    async def _caller_info(self, m: CallerRequest) -> None:
+    async def _on_caller_event(self, m: CallerEvent) -> None:
+        for event in self.caller_session.receive(m.event, self._now()):
+            await self._on_caller_session_event(event)
+
+    async def _on_caller_session_event(self, event: SessionEvent) -> None:
+        if isinstance(event, HungUp):
+            if event.reason is EndReason.REMOTE_BYE:
+                await self._caller_hung_up()
+            elif event.reason is EndReason.DIALOG_GONE:
+                self.post(OptionsResult(None, alive=False))
+        elif isinstance(event, ReinviteReceived):
+            await self._caller_reinvite(event)
+        elif isinstance(event, RequestArrived):
+            if event.request.method == "INFO":
+                await self._caller_info(event)
+            else:
+                self.caller_session.respond(
+                    event.server_key, event.request, 501, headers=[("Allow", ALLOW)]
+                )
+        elif isinstance(event, ProbeAnswered):
+            self.post(OptionsResult(None, alive=True))
+        elif isinstance(event, ProbeUnanswered):
+            # The system never hangs up on a caller on a guess: only a 481 (the
+            # carrier says the dialog is gone) ends the call. A silent caller whose
+            # phone or trunk does not answer OPTIONS (pyVoIP does not; a loaded SBC
+            # may not) stays on the line and is probed again later.
+            self.log.warning("caller_probe_unanswered")
+            self.post(OptionsResult(None, alive=True))
+
+    async def _caller_info(self, m: RequestArrived) -> None:
         req = m.request
         event = digit_from_info(req.content_type or "", req.body, now=self._now())
         status = 200 if event is not None or not req.body else 415
-        self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
+        self.caller_session.respond(m.server_key, req, status)
         if event is not None:
             await self._on_digit(event)
 
-    async def _caller_reinvite(self, m: CallerRequest) -> None:
+    async def _caller_reinvite(self, m: ReinviteReceived) -> None:
         """Hold/resume or a media change from the caller's side."""
-        req = m.request
+        session = self.caller_session
         media = self.caller.media
         if media is None:
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 500))
+            session.reject_reinvite(500)
             return
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(m.offer)
             self.caller.session_version += 1
             n = answer_offer(
                 offer,
@@ -980,28 +999,18 @@ class EmergencyCall:
                 current=self.caller.negotiated.codec if self.caller.negotiated else None,
             )
         except SdpError as exc:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, exc.status_hint, to_tag=self.caller.to_tag)
-            )
+            session.reject_reinvite(exc.status_hint)
             return
         assert n.answer is not None
         was_hold = self.caller.negotiated is not None and self.caller.negotiated.on_hold
         self._apply_caller_session(n)
-        ok = Response.for_request(
-            req,
-            200,
-            headers=[
-                ("Contact", self.centre.endpoint.contact("112", m.peer.transport)),
-                ("Content-Type", SDP),
-            ],
-            body=n.answer.serialize(),
-        )
-        self.centre.endpoint.respond(m.server_key, ok)
+        session.accept_reinvite(n.answer.serialize())
         if n.on_hold != was_hold:
             await self.journal.event("caller_hold" if n.on_hold else "caller_resume")
 
     def _on_caller_ack(self, ack: Request) -> None:
         self.caller.acked = True
+        self.caller_session.receive_ack(ack)
         if self._late_offer is not None and ack.body:
             media = self.caller.media
             try:
@@ -1017,11 +1026,12 @@ class EmergencyCall:
     async def _on_caller_cancelled(self, m: CallerCancelled) -> None:
         if self.caller.answered:
             return
-        resp = Response.for_request(self.caller.invite, 487, to_tag=m.to_tag)
-        self.centre.endpoint.respond(self.caller.server_key, resp)
-        await self._end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
+        if self.caller_session.receive_cancel(m.event):  # 487 sent, the session is over
+            await self._end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
 
-    async def _on_ack_missing(self) -> None:
+    async def _on_ack_missing(self, m: CallerAckMissing) -> None:
+        if m.event is not None:
+            self.caller_session.receive(m.event, self._now())  # the session is taken as up
         media = self.caller.media
         if media is not None and self._now() - media.last_rx < 5.0:
             self.log.warning("ack_missing_but_media_flows")
@@ -1037,47 +1047,50 @@ class EmergencyCall:
 
     async def _on_leg_request(self, m: LegRequest) -> None:
         leg = m.leg
-        req = m.request
-        ep = self.centre.endpoint
-        if leg.dialog is not None:
-            status = leg.dialog.receive_request(req)
-            if status is not None:
-                ep.respond(m.server_key, Response.for_request(req, status))
-                return
-        if req.method == "BYE":
-            ep.respond(m.server_key, Response.for_request(req, 200))
-            leg.state = "ended"
-            if leg.media in self.centre.media.legs:
-                leg.media.close()
-            if leg.dialog is not None:
-                self.centre.unregister_dialog(leg.dialog)
-            await self._end_leg_record(leg, "bye")
-            if leg is self.operator_leg:
-                handoff = self.centre.handoff
-                if _abnormal_bye(req):
-                    await self._operator_lost("bye_with_failure_reason")
-                elif handoff is not None and await handoff.operator_left(self):
-                    pass  # a conference or a transfer keeps the caller connected
-                else:
-                    await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
-            elif self.centre.handoff is not None:
-                await self.centre.handoff.leg_hung_up(self, leg)
-        elif req.method == "INVITE":
-            await self._leg_reinvite(leg, m)
-        elif req.method == "REFER" and self.centre.handoff is not None:
-            await self.centre.handoff.refer(self, leg, m)
-        elif req.method == "INFO":
-            ep.respond(m.server_key, Response.for_request(req, 200))
-        elif req.method in ("OPTIONS", "UPDATE", "NOTIFY") and not req.body:
-            ep.respond(m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)]))
-        else:
-            ep.respond(m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)]))
+        if leg.session is None:
+            self.centre.endpoint.respond(m.server_key, no_such_dialog(m.request))
+            return
+        for event in leg.session.receive_request(m.request, m.server_key, self._now()):
+            await self._on_leg_session_event(leg, event)
 
-    async def _leg_reinvite(self, leg: OutboundLeg, m: LegRequest) -> None:
+    async def _leg_request(self, leg: OutboundLeg, event: RequestArrived) -> None:
+        """INFO and REFER from a leg (the session answers keep-alives, BYE, re-INVITE)."""
+        request = event.request
+        handoff = self.centre.handoff
+        if request.method == "REFER" and handoff is not None:
+            await handoff.refer(self, leg, LegRequest(leg, request, event.server_key, leg.peer))
+        elif request.method == "INFO":
+            assert leg.session is not None
+            leg.session.respond(event.server_key, request, 200)
+        else:
+            assert leg.session is not None
+            leg.session.respond(event.server_key, request, 501, headers=[("Allow", ALLOW)])
+
+    async def _leg_hung_up(self, leg: OutboundLeg, bye: Request | None) -> None:
+        """The leg's phone sent BYE (the session answered it 200)."""
+        leg.state = "ended"
+        if leg.media in self.centre.media.legs:
+            leg.media.close()
+        if leg.dialog is not None:
+            self.centre.unregister_dialog(leg.dialog)
+        await self._end_leg_record(leg, "bye")
+        if leg is self.operator_leg:
+            handoff = self.centre.handoff
+            if bye is not None and _abnormal_bye(bye):
+                await self._operator_lost("bye_with_failure_reason")
+            elif handoff is not None and await handoff.operator_left(self):
+                pass  # a conference or a transfer keeps the caller connected
+            else:
+                await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
+        elif self.centre.handoff is not None:
+            await self.centre.handoff.leg_hung_up(self, leg)
+
+    async def _leg_reinvite(self, leg: OutboundLeg, m: ReinviteReceived) -> None:
         """The operator puts the caller on hold (sendonly/inactive) or resumes."""
-        req = m.request
+        session = leg.session
+        assert session is not None
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(m.offer)
             n = answer_offer(
                 offer,
                 local_address=self.centre.config.sip.advertise,
@@ -1087,7 +1100,7 @@ class EmergencyCall:
                 current=leg.negotiated.codec if leg.negotiated else None,
             )
         except SdpError as exc:
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, exc.status_hint))
+            session.reject_reinvite(exc.status_hint)
             return
         assert n.answer is not None
         leg.negotiated = n
@@ -1097,18 +1110,7 @@ class EmergencyCall:
             dtmf_pt=n.dtmf_pt,
             remote=(n.remote_address, n.remote_port) if n.should_send else None,
         )
-        self.centre.endpoint.respond(
-            m.server_key,
-            Response.for_request(
-                req,
-                200,
-                headers=[
-                    ("Contact", self.centre.endpoint.contact("112", leg.peer.transport)),
-                    ("Content-Type", SDP),
-                ],
-                body=n.answer.serialize(),
-            ),
-        )
+        session.accept_reinvite(n.answer.serialize())
         if leg is not self.operator_leg:
             return
         if n.on_hold and self.phase is Phase.TALKING:
@@ -1138,20 +1140,19 @@ class EmergencyCall:
         if (
             leg is not None
             and leg.state == "answered"
-            and leg.dialog is not None
+            and leg.session is not None
             and not leg.options_pending
             and (
                 (self.phase is Phase.TALKING and now - leg.media.last_rx > timeout)
                 # On hold a phone may rightly send no RTP: ask it now and then.
                 or (self.phase is Phase.HOLD and now - leg.probed_at > timeout)
             )
-        ):
             # Silence from the operator's phone: is it still there?
+            and leg.session.probe(now)
+        ):
             leg.options_pending = True
             leg.probe += 1
             leg.probed_at = now
-            opts = leg.dialog.create_request("OPTIONS")
-            self.centre.endpoint.request(opts, leg.peer, self._leg_handler(leg))
             self._arm("probe", now + PROBE_TIMEOUT_S, ProbeExpired(leg, leg.probe))
         media = self.caller.media
         if (
@@ -1159,27 +1160,12 @@ class EmergencyCall:
             and self.caller.dialog is not None
             and not self.caller.options_pending
             and now - media.last_rx > 2 * timeout
+            and self.caller_session.probe(now)
         ):
             self.caller.options_pending = True
-            opts = self.caller.dialog.create_request("OPTIONS")
-            self.centre.endpoint.request(opts, self.caller.peer, self._caller_options_handler)
         if self.caller.answered and not self.caller.acked and now - self.phase_since > 32:
             self.post(CallerAckMissing())
         self._arm("media", now + MEDIA_CHECK_S, MediaCheck())
-
-    def _caller_options_handler(self, event: TransactionEvent) -> None:
-        # The system never hangs up on a caller on a guess: only a 481 (the
-        # carrier says the dialog is gone) ends the call. A silent caller whose
-        # phone or trunk does not answer OPTIONS (pyVoIP does not; a loaded SBC
-        # may not) stays on the line and is probed again later.
-        if isinstance(event, ResponseReceived):
-            if event.response.status == 481:
-                self.post(OptionsResult(None, alive=False))
-            else:
-                self.post(OptionsResult(None, alive=True))
-        elif isinstance(event, TransactionTimedOut | TransportFailed):
-            self.log.warning("caller_probe_unanswered")
-            self.post(OptionsResult(None, alive=True))
 
     async def _on_options_result(self, m: OptionsResult) -> None:
         timeout = self.centre.config.queue.media_timeout_s
@@ -1318,12 +1304,7 @@ class EmergencyCall:
                 leg.media.close()
         with self._guard("release_caller"):
             if bye_caller and self.caller.answered and not self.caller.ended:
-                dialog = self.caller.dialog
-                if dialog is not None:
-                    bye = dialog.create_request(
-                        "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(reason)}"')]
-                    )
-                    centre.endpoint.request(bye, self.caller.peer, ignore_event)
+                self.caller_session.hangup(reason)
             elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
                 self._reject_invite(503, reason, retry_after=True)
         if self.caller.dialog is not None:
@@ -1399,34 +1380,6 @@ def outbound_request(
     if content_type is not None:
         h.add("Content-Type", content_type)
     return Request(method, request_uri, h, body)
-
-
-def retry_with_credentials(
-    centre: CallServices,
-    leg: OutboundLeg,
-    response: Response,
-    handler: Callable[[TransactionEvent], None],
-) -> bool:
-    """Answer a carrier's 401/407 to one of our INVITEs over a trunk with
-    `[[trunk]] auth_user`/`auth_password` (RFC 3261 §22.2): the same INVITE
-    again, CSeq + 1, a new branch, with the credentials. Once per leg; True
-    when the new INVITE went out (the transaction layer ACKed the 4xx)."""
-    if response.status not in (401, 407) or leg.auth_tried or leg.trunk is None:
-        return False
-    trunk = centre.config.trunk_named(leg.trunk)
-    if trunk is None or not trunk.auth_user:
-        return False
-    retry = with_credentials(
-        leg.invite, response, Credentials(user=trunk.auth_user, password=trunk.auth_password)
-    )
-    if retry is None:
-        log.warning("trunk_challenge_unanswerable", trunk=trunk.name)
-        return False
-    leg.invite = retry
-    leg.auth_tried = True
-    leg.client_key = centre.endpoint.request(leg.invite, leg.peer, handler)
-    log.info("trunk_challenge_answered", trunk=trunk.name, status=response.status)
-    return True
 
 
 def _offer_failure(status: int) -> acd_mod.OfferFailure:

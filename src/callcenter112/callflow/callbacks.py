@@ -26,12 +26,9 @@ from ..sip.peer import Peer
 from ..sip.session import (
     Answered,
     ChallengeAnswered,
-    Credentials,
     EndReason,
     Failed,
     HungUp,
-    InviteSession,
-    LocalParty,
     ReinviteReceived,
     RequestArrived,
     Ringing,
@@ -41,7 +38,7 @@ from ..sip.session import (
 from .call import ALLOW, SDP, outbound_request
 from .inbox import LegEvent, LegRequest, Message, RingTimedOut
 from .journal import Journal, OpenRecording
-from .legs import OutboundLeg, quality
+from .legs import OutboundLeg, quality, start_session, trunk_credentials
 
 if TYPE_CHECKING:
     from ..centre import Centre
@@ -194,29 +191,19 @@ class CallbackCall:
             role=role, name=name, invite=invite, peer=peer, media=media, offer=offer,
             purpose="callback",
         )  # fmt: skip
-        credentials = None
         if who == "operator":
             self.op_leg = leg
         else:
             self.citizen_leg = leg
             leg.trunk = self.trunk
-            trunk = centre.config.trunk_named(self.trunk)
-            if trunk is not None and trunk.auth_user:
-                credentials = Credentials(user=trunk.auth_user, password=trunk.auth_password)
-        leg.session = InviteSession.outgoing(
-            transactions=centre.endpoint,
-            local=LocalParty(
-                via_host=advertise,
-                via_port=centre.endpoint.port,
-                contact=centre.endpoint.contact("112", peer.transport),
-                user_agent=centre.user_agent,
-            ),
-            invite=invite,
-            peer=peer,
+        start_session(
+            leg,
+            centre.endpoint,
+            advertise=advertise,
+            user_agent=centre.user_agent,
             on_event=self._handler(leg),
-            credentials=credentials,
+            credentials=trunk_credentials(centre.config, leg.trunk),
         )
-        leg.session.start()
         timeout = centre.config.queue.ring_timeout_s if who == "operator" else 45.0
         if self._ring_timer is not None:
             self._ring_timer.cancel()

@@ -106,6 +106,7 @@ class Handoff:
                     ("P-Asserted-Identity", f"<sip:{trunk.caller_id}@{advertise}>"),
                     ("X-Caller-Number", call.caller_number),
                 ],
+                trunk=trunk.name,
             )
         except PortsExhausted:
             raise ControlError(503, "no RTP ports free to dial the agency") from None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..rtp.events import DigitReceived
-from ..sip.events import TransactionEvent
+from ..sip.events import AckNotReceived, CancelReceived, TransactionEvent
 from ..sip.message import Request
 from ..sip.peer import Peer
 from ..sip.transaction import TransactionKey
@@ -27,6 +27,7 @@ __all__ = [
     "CallerAck",
     "CallerAckMissing",
     "CallerCancelled",
+    "CallerEvent",
     "CallerRequest",
     "Command",
     "Digit",
@@ -58,13 +59,21 @@ class CallerAck:
 
 @dataclass(frozen=True, slots=True)
 class CallerCancelled:
-    server_key: TransactionKey
-    to_tag: str
+    event: CancelReceived
+
+
+@dataclass(frozen=True, slots=True)
+class CallerEvent:
+    """A transaction event of a request we sent the caller (BYE, OPTIONS)."""
+
+    event: TransactionEvent
 
 
 @dataclass(frozen=True, slots=True)
 class CallerAckMissing:
-    pass
+    """No ACK for our 2xx: Timer L ran out (`event`), or 32 s passed (None)."""
+
+    event: AckNotReceived | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +177,7 @@ Message = (
     CallerRequest
     | CallerAck
     | CallerCancelled
+    | CallerEvent
     | CallerAckMissing
     | Digit
     | PromptDone

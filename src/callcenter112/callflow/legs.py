@@ -7,9 +7,11 @@ an INVITE to an operator, an agency, a supervisor or a citizen (callback).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from ..config import Config
 from ..incidents import LegQuality, LegRole
 from ..net.media import MediaLeg
 from ..net.sip_endpoint import SipEndpoint
@@ -18,42 +20,57 @@ from ..sdp import SessionDescription
 from ..sip.dialog import Dialog
 from ..sip.errors import SipParseError
 from ..sip.events import TransactionEvent
-from ..sip.message import Request, Response, parse_address
+from ..sip.message import Request, parse_address
 from ..sip.peer import Peer
-from ..sip.session import InviteSession
+from ..sip.session import Credentials, InviteSession, LocalParty
 from ..sip.transaction import TransactionKey
 
 __all__ = [
     "CallerSide",
     "OutboundLeg",
-    "acknowledge_answer",
     "caller_identity",
     "dialled_number",
     "ignore_event",
     "quality",
+    "start_session",
+    "trunk_credentials",
 ]
 
 
-def acknowledge_answer(
-    leg: OutboundLeg, response: Response, endpoint: SipEndpoint, advertise: str
-) -> bool:
-    """A 2xx to the INVITE of `leg` (RFC 3261 §13.2.2.4, RFC 6026 §7.2): the
-    dialog from the first one, an ACK for every one, retransmissions
-    included. True when this 2xx made the dialog. Raises SipParseError when
-    the 2xx cannot make a dialog (no Contact). The one home of this rule for
-    the legs that do not run on `sip.session.InviteSession` yet."""
-    first = leg.dialog is None
-    if leg.dialog is None:
-        leg.dialog = Dialog.as_uac(
-            leg.invite,
-            response,
+def start_session(
+    leg: OutboundLeg,
+    endpoint: SipEndpoint,
+    *,
+    advertise: str,
+    user_agent: str,
+    on_event: Callable[[TransactionEvent], None],
+    credentials: Credentials | None,
+) -> InviteSession:
+    """The INVITE session of an outbound leg, started: the leg's INVITE goes out."""
+    session = InviteSession.outgoing(
+        transactions=endpoint,
+        local=LocalParty(
             via_host=advertise,
             via_port=endpoint.port,
-            transport=leg.peer.transport,
-            local_contact=endpoint.contact("112", leg.peer.transport),
-        )
-    endpoint.send_stateless(leg.dialog.create_ack(leg.invite, response), leg.peer)
-    return first
+            contact=endpoint.contact("112", leg.peer.transport),
+            user_agent=user_agent,
+        ),
+        invite=leg.invite,
+        peer=leg.peer,
+        on_event=on_event,
+        credentials=credentials,
+    )
+    leg.session = session
+    session.start()
+    return session
+
+
+def trunk_credentials(config: Config, trunk_name: str | None) -> Credentials | None:
+    """The digest credentials of `[[trunk]]` `trunk_name` (auth_user/auth_password), if any."""
+    trunk = config.trunk_named(trunk_name) if trunk_name else None
+    if trunk is None or not trunk.auth_user:
+        return None
+    return Credentials(user=trunk.auth_user, password=trunk.auth_password)
 
 
 def ignore_event(event: TransactionEvent) -> None:
@@ -71,8 +88,7 @@ class OutboundLeg:
     peer: Peer
     media: MediaLeg
     offer: SessionDescription
-    client_key: TransactionKey | None = None
-    dialog: Dialog | None = None
+    dialog: Dialog | None = None  # the session's, once it answered (in-dialog NOTIFY)
     negotiated: Negotiated | None = None
     state: Literal["calling", "ringing", "answered", "ended"] = "calling"
     cancelled: bool = False
@@ -82,16 +98,12 @@ class OutboundLeg:
     options_pending: bool = False
     probe: int = 0  # serial of the last in-dialog OPTIONS probe
     probed_at: float = 0.0
-    bye_sent: bool = False
     trunk: str | None = None  # the trunk a call out goes through (agency, callback)
-    auth_tried: bool = False  # answered one 401/407 challenge already
     # For queue offers: what the ACD said when the 200 OK arrived (None: not yet).
     # Decided in the SIP handler, at arrival, not when the call's inbox gets to
     # it: a busy loop must not turn an answer in time into a missed offer.
     acd_answer: bool | None = None
-    # The leg's INVITE session, for legs moved onto sip/session.py (callbacks
-    # so far); the SIP fields above are then unused and go when all legs have.
-    session: InviteSession | None = None
+    session: InviteSession | None = None  # the leg's INVITE usage (sip/session.py)
 
 
 @dataclass(slots=True)
@@ -108,7 +120,6 @@ class CallerSide:
     ended: bool = False
     leg_id: int | None = None
     options_pending: bool = False
-    probe: int = 0
     session_version: int = 1
 
 
