@@ -1,7 +1,7 @@
 """One emergency call from arrival to the end: the per-call coordinator.
 
 An `EmergencyCall` joins the pieces for one caller — the caller's INVITE
-dialog, the media legs, the IVR menu, the queue (through the centre's ACD
+session, the media legs, the IVR menu, the queue (through the centre's ACD
 desk), the INVITEs to operators (and agencies, supervisors), the incident
 record and its recording — following DESIGN §2:
 
@@ -19,6 +19,13 @@ record and its recording — following DESIGN §2:
 8. **End**: either side's BYE ends the other leg, closes and seals the
    recording and writes the final timestamps; the operator goes to wrap-up.
 
+Layers: every leg's SIP (ACK, CANCEL, BYE, re-INVITE, the digest retry, the
+OPTIONS probe) is an `InviteSession` (sip/session.py) — this module decides
+what to answer, never how it goes on the wire. The call's phase changes only
+through `callflow.phases.PHASE_TABLE` (`change_phase`), every incident and
+recording write goes through `callflow.journal.Journal`, and what the call
+may use of the centre is `callflow.services.CallServices`.
+
 Concurrency: each call is an actor. Everything that happens to it — SIP
 requests and responses, digits, prompt ends, timers, ACD decisions, console
 commands — is posted to its inbox and handled one at a time by `run()`, so a
@@ -29,7 +36,7 @@ ended (the caller hung up, the operator finished it, or the carrier side
 failed); an operator whose phone dies sends the caller back to the head of
 the queue.
 
-The end (`_end`) releases the queue place and every other leg first, then
+The end (`end`) releases the queue place and every other leg first, then
 seals the recording, then closes the incident — each step guarded, the
 incident closed whatever failed before. Whatever still reaches the call
 after that (a 200 OK that crossed our CANCEL, a BYE that crossed ours, a
@@ -40,9 +47,9 @@ ghost call, requests are answered, commands fail.
 An operator leg that goes silent while talking is probed with an in-dialog
 OPTIONS; no RTP and no answer within `PROBE_TIMEOUT_S` means the phone is
 gone (the caller goes back to the head of the queue and hears the
-`operator_lost` prompt). A silent caller is probed too, but only a failed
-transaction (408/481, Timer F) ends their call: the system never hangs up
-on a caller lightly.
+`operator_lost` prompt). A silent caller is probed too, but only a 481 (the
+dialog is gone) ends their call: the system never hangs up on a caller
+lightly.
 """
 
 from __future__ import annotations
@@ -283,12 +290,12 @@ class EmergencyCall:
                 except Exception:
                     self.log.exception("call_step_failed", message=type(message).__name__)
         except asyncio.CancelledError:
-            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
             raise
         except Exception:
             self.log.exception("call_failed")
             with contextlib.suppress(Exception):
-                await self._end(Status.INTERRUPTED, "internal_error", bye_caller=True)
+                await self.end(Status.INTERRUPTED, "internal_error", bye_caller=True)
         finally:
             if self.phase is not Phase.ENDED:
                 self.change_phase(Happening.ENDED, publish=False)
@@ -374,7 +381,7 @@ class EmergencyCall:
         elif isinstance(m, ProbeExpired):
             await self._on_probe_expired(m)
         elif isinstance(m, Shutdown):
-            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
         elif isinstance(m, Command):
             await self._on_command(m)
 
@@ -447,7 +454,7 @@ class EmergencyCall:
             body = sdp.serialize()
         if self.caller_session.answer(body):
             # The caller gave up (CANCEL crossed us): record it, nothing to answer.
-            await self._end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
+            await self.end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
             return
         self.caller.dialog = self.caller_session.dialog
         assert self.caller.dialog is not None
@@ -648,7 +655,7 @@ class EmergencyCall:
             return
         binding = bindings[0]
         try:
-            leg = await self._open_outbound(
+            leg = await self.open_outbound(
                 role=LegRole.OPERATOR,
                 name=operator,
                 request_uri=binding.contact,
@@ -668,7 +675,7 @@ class EmergencyCall:
         )
         centre.publish("call_offered", operator=operator, incident_id=self.incident_id)
 
-    async def _open_outbound(
+    async def open_outbound(
         self,
         *,
         role: LegRole,
@@ -813,7 +820,7 @@ class EmergencyCall:
         ):
             # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
             self.log.info("crossed_answer_hung_up", to=leg.name)
-            await self._hangup_leg(leg, "crossed_cancel")
+            await self.hangup_leg(leg, "crossed_cancel")
             if is_offer and leg.acd_answer:
                 # The ACD took the answer; the call is gone after all: free the operator.
                 self.centre.desk.call_ended(leg.name, self.incident_id)
@@ -823,7 +830,7 @@ class EmergencyCall:
             leg.negotiated = accept_answer(leg.offer, answer)
         except SdpError as exc:
             self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
-            await self._hangup_leg(leg, "bad_sdp")
+            await self.hangup_leg(leg, "bad_sdp")
             await self._leg_failed(leg, 488, "bad SDP answer")
             return
         n = leg.negotiated
@@ -868,7 +875,7 @@ class EmergencyCall:
             try:
                 centre.desk.offer_answered(self.ref, operator)
             except acd_mod.AcdError:
-                await self._hangup_leg(leg, "offer_over")
+                await self.hangup_leg(leg, "offer_over")
                 return
         self.operator = operator
         self.operator_leg = leg
@@ -917,7 +924,7 @@ class EmergencyCall:
         if leg.dialog is not None and leg.state == "ended":
             self.centre.unregister_dialog(leg.dialog)
 
-    async def _hangup_leg(self, leg: OutboundLeg, why: str) -> None:
+    async def hangup_leg(self, leg: OutboundLeg, why: str) -> None:
         """End an outbound leg: BYE if answered, CANCEL if still ringing."""
         if leg.state == "ended":
             return
@@ -1027,7 +1034,7 @@ class EmergencyCall:
         if self.caller.answered:
             return
         if self.caller_session.receive_cancel(m.event):  # 487 sent, the session is over
-            await self._end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
+            await self.end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
 
     async def _on_ack_missing(self, m: CallerAckMissing) -> None:
         if m.event is not None:
@@ -1036,14 +1043,14 @@ class EmergencyCall:
         if media is not None and self._now() - media.last_rx < 5.0:
             self.log.warning("ack_missing_but_media_flows")
             return
-        await self._end(Status.INTERRUPTED, "no_ack", bye_caller=True)
+        await self.end(Status.INTERRUPTED, "no_ack", bye_caller=True)
 
     async def _caller_hung_up(self) -> None:
         self.caller.ended = True
         if self.phase in CONNECTED_PHASES:
-            await self._end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
+            await self.end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
         else:
-            await self._end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)
+            await self.end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)
 
     async def _on_leg_request(self, m: LegRequest) -> None:
         leg = m.leg
@@ -1081,7 +1088,7 @@ class EmergencyCall:
             elif handoff is not None and await handoff.operator_left(self):
                 pass  # a conference or a transfer keeps the caller connected
             else:
-                await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
+                await self.end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
         elif self.centre.handoff is not None:
             await self.centre.handoff.leg_hung_up(self, leg)
 
@@ -1178,7 +1185,7 @@ class EmergencyCall:
                 if media is not None:
                     media.last_rx = self._now()
                 return
-            await self._end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
             return
         leg = m.leg
         if not leg.options_pending:
@@ -1205,7 +1212,7 @@ class EmergencyCall:
         operator = self.operator
         self.log.warning("operator_leg_lost", operator=operator, why=why)
         if leg is not None:
-            await self._hangup_leg(leg, why)
+            await self.hangup_leg(leg, why)
         self.operator_leg = None
         await self.journal.event("operator_lost", {"operator": operator, "why": why})
         self.change_phase(Happening.OPERATOR_LOST)
@@ -1237,7 +1244,7 @@ class EmergencyCall:
 
     # -- 8: the end -------------------------------------------------------------------
 
-    async def _end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
+    async def end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
         """The call is over: every leg hung up, the recording sealed, the incident closed.
 
         In that order (DESIGN §2.8): the other legs are released first so no
@@ -1286,17 +1293,17 @@ class EmergencyCall:
         for name, leg in list(self.offers.items()):
             await self.journal.event("offer_cancelled", {"operator": name, "reason": "caller_left"})
             with self._guard("cancel_offer"):
-                await self._hangup_leg(leg, "caller_left")
+                await self.hangup_leg(leg, "caller_left")
         self.offers.clear()
         if self.operator_leg is not None:
             with self._guard("hang_up_operator"):
-                await self._hangup_leg(self.operator_leg, reason)
+                await self.hangup_leg(self.operator_leg, reason)
             if self.operator is not None:
                 with self._guard("operator_wrap_up"):
                     centre.desk.call_ended(self.operator, self.incident_id)
         for leg in list(self.other_legs):
             with self._guard("hang_up_leg"):
-                await self._hangup_leg(leg, reason)
+                await self.hangup_leg(leg, reason)
         for leg in self._legs:
             # Cancelled offers still waiting for their 487, failed hand-offs: no
             # media port may outlive the call.

@@ -93,7 +93,7 @@ class Handoff:
         advertise = centre.config.sip.advertise
         proxy = trunk.proxy
         try:
-            leg = await call._open_outbound(
+            leg = await call.open_outbound(
                 role=LegRole.AGENCY,
                 name=agency.name,
                 request_uri=f"sip:{agency.number}@{proxy.host}:{proxy.port}",
@@ -212,7 +212,7 @@ class Handoff:
         elif name == "agency_ring_timeout":
             leg = args["leg"]
             if leg.state in ("calling", "ringing"):
-                await call._hangup_leg(leg, "no_answer")
+                await call.hangup_leg(leg, "no_answer")
                 await self.leg_failed(call, leg, 408, "agency did not answer")
         elif name == "back_to_operator":
             await self._reconnect_operator(call)
@@ -258,7 +258,7 @@ class Handoff:
             state.ring_timer.cancel()
             state.ring_timer = None
         if leg is not state.pending:
-            await call._hangup_leg(leg, "not_wanted")
+            await call.hangup_leg(leg, "not_wanted")
             return
         state.pending = None
         wall = self.centre.wall()
@@ -364,7 +364,7 @@ class Handoff:
         leg = call.operator_leg
         operator = call.operator
         if leg is not None:
-            await call._hangup_leg(leg, why)
+            await call.hangup_leg(leg, why)
         call.operator_leg = None
         if operator is not None:
             self.centre.desk.call_ended(operator, call.incident_id)
@@ -386,7 +386,7 @@ class Handoff:
                 return
             from ..incidents import Status
 
-            await call._end(Status.COMPLETED, "agency_hung_up", bye_caller=True)
+            await call.end(Status.COMPLETED, "agency_hung_up", bye_caller=True)
 
     async def operator_left(self, call: EmergencyCall) -> bool:
         """The operator's phone sent BYE. True when a hand-off keeps the caller
@@ -508,7 +508,7 @@ class Handoff:
             )
         binding = bindings[0]
         try:
-            leg = await call._open_outbound(
+            leg = await call.open_outbound(
                 role=LegRole.SUPERVISOR,
                 name=supervisor,
                 request_uri=binding.contact,
@@ -529,7 +529,7 @@ class Handoff:
         state = self.state(call)
         entry = state.supervisor_legs.get(leg.name)
         if entry is None or call.done:
-            await call._hangup_leg(leg, "not_wanted")
+            await call.hangup_leg(leg, "not_wanted")
             return
         mode = entry[1]
         parties = [p for p in (call.operator_leg, state.agency_leg) if p is not None]
@@ -556,7 +556,7 @@ class Handoff:
         if entry is None:
             raise ControlError(409, f"{supervisor!r} is not supervising this call")
         leg, _mode = entry
-        await call._hangup_leg(leg, "supervision_stopped")
+        await call.hangup_leg(leg, "supervision_stopped")
         with contextlib.suppress(ValueError):
             call.other_legs.remove(leg)
         await self._supervisor_left(call, supervisor, actor)

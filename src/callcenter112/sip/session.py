@@ -51,7 +51,7 @@ is emitted when it reaches TERMINATED.
 Known departure: §15 says the callee "MUST NOT send a BYE on a confirmed
 dialog until it has received an ACK for its 2xx response or until the
 server transaction times out". An emergency call that must end (server
-stopping, operator finished) sends its BYE at once, as calls.py always did;
+stopping, operator finished) sends its BYE at once, as the call flow always did;
 peers accept it and the layer stops retransmitting the 2xx on the BYE.
 """
 
