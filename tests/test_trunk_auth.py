@@ -7,15 +7,20 @@ branch of the retry, one retry only, and the digest against our own verifier.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
-from callcenter112.calls import OutboundLeg, retry_with_credentials
-from callcenter112.config import parse_config
-from callcenter112.incidents import LegRole
+from callcenter112.callflow.legs import trunk_credentials
+from callcenter112.config import Config, parse_config
 from callcenter112.sip.auth import DigestAuthenticator
+from callcenter112.sip.events import ResponseReceived
 from callcenter112.sip.message import Request, Response, parse_message
 from callcenter112.sip.peer import Peer
+from callcenter112.sip.session import (
+    ChallengeAnswered,
+    Failed,
+    InviteSession,
+    LocalParty,
+    with_credentials,
+)
+from callcenter112.sip.transaction import TransactionKey
 
 INVITE = (
     b"INVITE sip:113@198.51.100.1:5060 SIP/2.0\r\n"
@@ -30,8 +35,8 @@ INVITE = (
 )
 
 
-def _centre(auth_user: str = "ambon112") -> tuple[Any, list[Request]]:
-    cfg = parse_config(
+def _config(auth_user: str = "ambon112") -> Config:
+    return parse_config(
         {
             "trunk": [
                 {
@@ -44,61 +49,88 @@ def _centre(auth_user: str = "ambon112") -> tuple[Any, list[Request]]:
             ]
         }
     )
-    sent: list[Request] = []
-
-    def request(req: Request, peer: Peer, handler: Any) -> str:
-        sent.append(req)
-        return "key-2"
-
-    return SimpleNamespace(config=cfg, endpoint=SimpleNamespace(request=request)), sent
 
 
-def _leg() -> OutboundLeg:
+class Transactions:
+    """The endpoint's verbs, recording what the session sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[Request] = []
+
+    def request(self, request: Request, peer: Peer, handler: object) -> TransactionKey:
+        self.sent.append(request)
+        return TransactionKey(request.top_via.branch or "", request.method, client=True)
+
+    def respond(self, key: TransactionKey, response: Response) -> bool:
+        return True
+
+    def cancel(self, key: TransactionKey) -> TransactionKey | None:
+        return None
+
+    def send_stateless(self, message: Request | Response, peer: Peer) -> None:
+        pass
+
+
+def _invite() -> Request:
     invite = parse_message(INVITE)
     assert isinstance(invite, Request)
-    return OutboundLeg(
-        role=LegRole.AGENCY,
-        name="damkar",
-        invite=invite,
-        peer=Peer("udp", "198.51.100.1", 5060),
-        media=None,  # type: ignore[arg-type]
-        offer=None,  # type: ignore[arg-type]
-        trunk="telkom",
-    )
+    return invite
 
 
 def _challenge(status: int) -> tuple[Response, DigestAuthenticator]:
     header = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
     carrier = DigestAuthenticator("telkom.example", {"ambon112": "trunk-secret"}, secret=b"k" * 32)
-    challenge = carrier.challenge(parse_message(INVITE), 100.0)  # type: ignore[arg-type]
+    challenge = carrier.challenge(_invite(), 100.0)
     value = challenge.headers.get("WWW-Authenticate")
     assert value is not None
     return Response(status, headers=[(header, value), ("CSeq", "1 INVITE")]), carrier
 
 
-def test_407_is_answered_with_proxy_authorization_once() -> None:
-    centre, sent = _centre()
-    leg = _leg()
+def test_407_is_answered_with_proxy_authorization() -> None:
+    credentials = trunk_credentials(_config(), "telkom")
+    assert credentials is not None
     response, carrier = _challenge(407)
-    assert retry_with_credentials(centre, leg, response, lambda e: None)
-    (retry,) = sent
+    retry = with_credentials(_invite(), response, credentials)
+    assert retry is not None
     assert retry.cseq.sequence == 2 and retry.call_id == "out-1@192.0.2.10"
     assert retry.top_via.branch != "z9hG4bKfirst" and retry.from_tag == "abc"
     assert retry.headers.get("Proxy-Authorization") and not retry.headers.get("Authorization")
     # The carrier's own digest check accepts it (a proxy compares like a UAS).
     as_uas = parse_message(retry.serialize().replace(b"Proxy-Authorization:", b"Authorization:"))
-    assert carrier.verify(as_uas, 101.0).ok  # type: ignore[arg-type]
-    assert leg.invite is retry and leg.auth_tried
-    # A second challenge is a failure, not a loop.
-    assert not retry_with_credentials(centre, leg, response, lambda e: None)
-    assert len(sent) == 1
+    assert isinstance(as_uas, Request)
+    assert carrier.verify(as_uas, 101.0).ok
+
+
+def test_a_leg_answers_one_challenge_and_fails_on_the_second() -> None:
+    wire = Transactions()
+    session = InviteSession.outgoing(
+        transactions=wire,
+        local=LocalParty(via_host="192.0.2.10", via_port=5060, contact="<sip:112@192.0.2.10>"),
+        invite=_invite(),
+        peer=Peer("udp", "198.51.100.1", 5060),
+        on_event=lambda event: None,
+        credentials=trunk_credentials(_config(), "telkom"),
+    )
+    session.start()
+    response, _ = _challenge(407)
+
+    def challenge() -> list[object]:
+        request = wire.sent[-1]
+        key = TransactionKey(request.top_via.branch or "", "INVITE", client=True)
+        answer = Response(407, headers=list(response.headers))
+        event = ResponseReceived(
+            response=answer, peer=session.peer, client_key=key, request=request
+        )
+        return list(session.receive(event, 100.0))
+
+    assert challenge() == [ChallengeAnswered(status=407)]
+    assert len(wire.sent) == 2 and wire.sent[1].headers.get("Proxy-Authorization")
+    (failed,) = challenge()
+    assert isinstance(failed, Failed) and failed.status == 407
+    assert len(wire.sent) == 2  # a second challenge is a failure, not a loop
 
 
 def test_no_credentials_or_no_trunk_means_the_failure_stands() -> None:
-    centre, sent = _centre(auth_user="")
-    response, _ = _challenge(401)
-    assert not retry_with_credentials(centre, _leg(), response, lambda e: None)
-    leg = _leg()
-    leg.trunk = None
-    assert not retry_with_credentials(_centre()[0], leg, response, lambda e: None)
-    assert sent == []
+    assert trunk_credentials(_config(auth_user=""), "telkom") is None
+    assert trunk_credentials(_config(), None) is None
+    assert trunk_credentials(_config(), "nonesuch") is None

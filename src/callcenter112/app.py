@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .callflow.handoff import Handoff
+from .centre import Centre
 from .config import Config
 from .faults import start_step
 from .logs import configure_logging, get_logger
@@ -181,8 +183,6 @@ async def _run(  # noqa: PLR0917 - private, called once
     install_signals: bool,
     loop: asyncio.AbstractEventLoop,
 ) -> int:
-    from .centre import Centre
-
     status = 0
     async with asyncio.TaskGroup() as tg:
 
@@ -192,7 +192,7 @@ async def _run(  # noqa: PLR0917 - private, called once
         media = MediaEngine(pool, cname_host=config.sip.advertise)
         media.start()
         centre = Centre(config, store=store, prompts=prompts, media=media, spawn=spawn)
-        centre.handoff = _make_handoff(centre)
+        centre.handoff = Handoff(centre)
         try:
             await centre.start()
         except OSError as exc:
@@ -228,16 +228,6 @@ async def _run(  # noqa: PLR0917 - private, called once
                     loop.remove_signal_handler(sig)
     log.info("stopped")
     return status
-
-
-def _make_handoff(centre: Any) -> Any:
-    import importlib
-
-    try:
-        module = importlib.import_module(f"{__package__}.handoff")
-    except ModuleNotFoundError:
-        return None
-    return module.Handoff(centre)
 
 
 async def _start_web(

@@ -20,7 +20,6 @@ calls share:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import ipaddress
 import json
@@ -30,29 +29,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from . import acd as acd_mod
 from .acd import Acd, AcdSettings, OperatorProfile
-from .calls import (
-    AcdAnnounce,
-    AcdCancel,
-    AcdOffer,
-    AcdOverflow,
-    AcdQueued,
+from .callflow.call import EmergencyCall, outbound_request
+from .callflow.desk import Desk
+from .callflow.inbox import (
     CallerAck,
     CallerAckMissing,
     CallerCancelled,
     CallerRequest,
     Command,
-    EmergencyCall,
     LegRequest,
-    OutboundLeg,
+    Mailbox,
     Shutdown,
-    outbound_request,
 )
+from .callflow.legs import OutboundLeg
 from .config import Config, TrunkConfig
+from .counters import CoreCounters, Counted, RtpQuality
 from .ivr import IvrSettings
 from .live import (
     ActiveCall,
@@ -87,7 +83,6 @@ from .sip.ratelimit import Admission, SourceGuard, lockout_response
 from .sip.registrar import (
     Binding,
     ContactReachabilityChanged,
-    OperatorRegistered,
     OperatorUnregistered,
     Qualifier,
     Registrar,
@@ -97,6 +92,9 @@ from .sip.registrar import (
 )
 from .store import Store
 
+if TYPE_CHECKING:
+    from .callflow.handoff import Handoff
+
 __all__ = ["Centre", "Desk"]
 
 log = get_logger("centre")
@@ -105,149 +103,6 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REGISTER, UPDAT
 ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
 SUPPORTED_SCHEMES = ("sip", "sips", "tel", "urn")
 LIVE_QUEUE_SIZE = 256
-
-
-class Desk:
-    """The ACD on the loop clock: inputs in, actions executed, one timer armed."""
-
-    def __init__(self, centre: Centre, acd: Acd) -> None:
-        self.centre = centre
-        self.acd = acd
-        self._timer: asyncio.TimerHandle | None = None
-        self.last_incident: dict[str, str] = {}  # operator → incident of their last call
-
-    def _now(self) -> float:
-        return self.centre.loop.time()
-
-    def _run(self, fn: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> None:
-        try:
-            actions = fn(*args, self._now(), **kwargs)
-        except acd_mod.AcdError as exc:
-            log.warning("acd_refused", call=fn.__name__, error=str(exc))
-            raise
-        self.apply(actions)
-
-    def apply(self, actions: list[Any]) -> None:
-        centre = self.centre
-        changed = False
-        for a in actions:
-            if isinstance(a, acd_mod.OfferCall):
-                self._post(a.call_ref, AcdOffer(a.operator, a.deadline))
-            elif isinstance(a, acd_mod.CancelOffer):
-                self._post(a.call_ref, AcdCancel(a.operator, str(a.reason)))
-            elif isinstance(a, acd_mod.AnnouncePosition):
-                self._post(a.call_ref, AcdAnnounce(a.position))
-            elif isinstance(a, acd_mod.OverflowCall):
-                self._post(a.call_ref, AcdOverflow())
-                changed = True
-            elif isinstance(a, acd_mod.CallerQueued):
-                self._post(a.call_ref, AcdQueued(a.position, a.requeued))
-                changed = True
-            elif isinstance(a, acd_mod.CallerLeftQueue):
-                changed = True
-            elif isinstance(a, acd_mod.OperatorStateChanged):
-                self._operator_changed(a)
-                changed = True
-        if changed:
-            centre.publish("queue_changed")
-        self._arm()
-
-    def _post(self, call_ref: str, message: Any) -> None:
-        call = self.centre.calls.get(call_ref)
-        if call is not None and not call.done:
-            call.post(message)
-        elif isinstance(message, AcdOffer):
-            # The call ended between the ACD's decision and its delivery: take
-            # the caller out so the operator is not left reserved for a call
-            # that will never ring their phone.
-            self.centre.loop.call_soon(self._offer_gone, call_ref, message.operator)
-
-    def _offer_gone(self, call_ref: str, operator: str) -> None:
-        log.warning("offer_for_ended_call", call=call_ref, operator=operator)
-        with contextlib.suppress(acd_mod.AcdError):
-            self.apply(self.acd.caller_left(call_ref, self._now()))
-
-    def _operator_changed(self, a: acd_mod.OperatorStateChanged) -> None:
-        centre = self.centre
-        wall = centre.wall()
-        centre.spawn_write(
-            centre.store.record_operator_state(a.operator, str(a.new), reason=a.reason, at=wall)
-        )
-        if a.old is acd_mod.OperatorState.WRAP_UP:
-            incident = self.last_incident.get(a.operator)
-            if incident is not None:
-                centre.spawn_write(
-                    centre.store.update_incident(incident, at=wall, stamps={"wrapped_up_at": wall})
-                )
-        centre.publish(
-            "operator_changed",
-            operator=a.operator,
-            data={"old": str(a.old), "new": str(a.new), "reason": a.reason},
-        )
-
-    def _arm(self) -> None:
-        deadline = self.acd.deadline()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._timer = self.centre.loop.call_at(deadline, self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        self.apply(self.acd.tick(self._now()))
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
-    # -- the verbs the calls and presence use ---------------------------------------
-
-    def enqueue(self, ref: str, category: str, arrived_mono: float, *, front: bool = False) -> None:
-        self._run(self.acd.enqueue, ref, category, arrived_mono, front=front)
-
-    def offer_answered(self, ref: str, operator: str) -> None:
-        self._run(self.acd.offer_answered, ref, operator)
-        self.last_incident[operator] = ref
-
-    def offer_failed(self, ref: str, operator: str, failure: acd_mod.OfferFailure) -> None:
-        with contextlib.suppress(acd_mod.AcdError):
-            self._run(self.acd.offer_failed, ref, operator, failure)
-
-    def caller_left(self, ref: str) -> None:
-        with contextlib.suppress(acd_mod.AcdError):
-            self._run(self.acd.caller_left, ref)
-
-    def call_ended(self, operator: str, incident_id: str | None) -> None:
-        if incident_id is not None:
-            self.last_incident[operator] = incident_id
-        with contextlib.suppress(acd_mod.AcdError):
-            self._run(self.acd.call_ended, operator)
-
-    def operator_leg_lost(self, ref: str, operator: str) -> bool:
-        """The caller goes back to the head of the queue; False if the ACD refused."""
-        try:
-            self._run(self.acd.operator_leg_lost, ref, operator)
-        except acd_mod.AcdError:
-            return False
-        return True
-
-    def operators_free(self) -> int:
-        return sum(
-            1 for o in self.acd.snapshot().operators if o.state is acd_mod.OperatorState.AVAILABLE
-        )
-
-    def presence(self, event: RegistrarEvent) -> None:
-        if event.user not in self.centre.operator_users:
-            return
-        with contextlib.suppress(acd_mod.AcdError):
-            if isinstance(event, OperatorRegistered):
-                self._run(self.acd.operator_registered, event.user)
-            elif isinstance(event, OperatorUnregistered):
-                self._run(self.acd.operator_unregistered, event.user)
-            elif isinstance(event, ContactReachabilityChanged):
-                online = self.centre.registrar.contacts(event.user, reachable_only=True)
-                self._run(self.acd.operator_reachable, event.user, bool(online))
 
 
 class Centre:
@@ -273,14 +128,14 @@ class Centre:
         self.user_agent = f"callcenter112/{__version__}"
         self.console_url = f"http://{config.web.listen}"
         self.ivr_settings = IvrSettings.from_config(config.ivr)
-        self.metrics: collections.Counter[str] = collections.Counter()
+        self.metrics = CoreCounters()
         # Operators the ACD offers calls to; supervisors' phones register too
         # (takes_calls = false) but are only ever called for supervision.
         self.operator_users = {o.user for o in config.operator if o.takes_calls}
         self.calls: dict[str, EmergencyCall] = {}  # by call ref (incident id)
         self.active: set[EmergencyCall] = set()
         self._by_invite: dict[Any, EmergencyCall] = {}
-        self._dialog_owner: dict[DialogId, tuple[EmergencyCall, OutboundLeg | None]] = {}
+        self._dialog_owner: dict[DialogId, tuple[Mailbox, OutboundLeg | None]] = {}
         self.dialogs = DialogTable()
         self.trunk_stats: dict[str, dict[str, Any]] = {
             t.name: {"in": None, "out": None, "calls": 0, "rejected": 0} for t in config.trunk
@@ -311,7 +166,7 @@ class Centre:
             allow_source=self._allow_source,
         )
         self.endpoint.transport.trace = config.sip.trace
-        # -- issue 11 (`edge`): admission before parse, and SIP over TLS ----
+        # Admission before parse, and SIP over TLS (issue 11).
         from .net.admission import install_edge
 
         self.edge = install_edge(
@@ -321,8 +176,7 @@ class Centre:
             now=self.loop.time(),
             max_transactions=self.endpoint.layer.max_transactions,
         )
-        # -- end of the edge hunk ----------------------------------------------
-        self.handoff: Any = None  # issue 7: agencies, conference, supervision, callbacks
+        self.handoff: Handoff | None = None  # set by app.py: agencies, conference, …
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._presence_timer: asyncio.TimerHandle | None = None
         self.stopping = False
@@ -367,7 +221,7 @@ class Centre:
                     q.get_nowait()  # a slow reader loses the oldest event
             q.put_nowait(event)
 
-    def register_dialog(self, dialog: Dialog, call: EmergencyCall, leg: OutboundLeg | None) -> None:
+    def register_dialog(self, dialog: Dialog, call: Mailbox, leg: OutboundLeg | None) -> None:
         with contextlib.suppress(ValueError):
             self.dialogs.add(dialog)
         self._dialog_owner[dialog.id] = (call, leg)
@@ -474,13 +328,13 @@ class Centre:
         elif isinstance(event, CancelReceived):
             call = self._by_invite.get(event.server_key)
             if call is not None:
-                call.post(CallerCancelled(event.server_key, event.to_tag))
+                call.post(CallerCancelled(event))
         elif isinstance(event, AckNotReceived):
             call = self._by_invite.get(event.server_key)
             if call is not None:
-                call.post(CallerAckMissing())
+                call.post(CallerAckMissing(event))
         elif isinstance(event, TransactionLimitReached):
-            self.metrics["transaction_limit"] += 1
+            self.metrics[Counted.TRANSACTION_LIMIT] += 1
         elif isinstance(event, ResponseReceived | TransactionTimedOut | TransportFailed):
             pass  # answers to requests nobody waits for any more
 
@@ -541,7 +395,9 @@ class Centre:
             call.post(LegRequest(leg, req, ev.server_key, ev.peer))
 
     def _on_ack(self, ev: AckReceived) -> None:
-        call = self._by_invite.get(ev.server_key) if ev.server_key is not None else None
+        call: Mailbox | None = (
+            self._by_invite.get(ev.server_key) if ev.server_key is not None else None
+        )
         if call is None:
             match = self.dialogs.match_request(ev.request, ev.peer)
             owner = self._dialog_owner.get(match.dialog.id) if match.dialog else None
@@ -554,13 +410,13 @@ class Centre:
         req = ev.request
         trunk = self._trunk_of(ev.peer.host)
         if trunk is None:
-            self.metrics["invite_forbidden"] += 1
+            self.metrics[Counted.INVITE_FORBIDDEN] += 1
             log.info("invite_forbidden", source=str(ev.peer), uri=req.uri)
             self._respond(ev, 403, headers=[("Warning", '399 callcenter112 "not a trunk"')])
             return
         stats = self.trunk_stats[trunk.name]
         stats["in"] = self.wall()
-        from .calls import dialled_number
+        from .callflow.legs import dialled_number
 
         dialled = dialled_number(req)
         if dialled not in trunk.numbers:
@@ -569,7 +425,7 @@ class Centre:
             return
         if self.stopping or len(self.active) >= self.config.sip.max_calls:
             stats["rejected"] += 1
-            self.metrics["rejected_capacity"] += 1
+            self.metrics[Counted.REJECTED_CAPACITY] += 1
             log.warning("capacity_reached", active=len(self.active))
             self._respond(ev, 503, headers=[("Retry-After", str(self.config.sip.retry_after_s))])
             if not self.stopping:
@@ -598,7 +454,7 @@ class Centre:
         route it to a neighbouring centre) is still an emergency that reached
         us: it becomes an `interrupted` incident with a callback task, never a
         silent loss."""
-        from .calls import caller_identity, dialled_number
+        from .callflow.legs import caller_identity, dialled_number
         from .incidents import Status
 
         number, name = caller_identity(invite)
@@ -836,10 +692,10 @@ class Centre:
                 category=c.category,
                 phase=c.phase,
                 operator=c.operator,
-                agency=getattr(c.extra, "agency", None) if c.extra else None,
+                agency=c.handoff.agency,
                 arrived_at=c.arrived_wall,
                 phase_since=self._wall_of(c.phase_since),
-                supervisors=tuple(getattr(c.extra, "supervisors", ()) or ()) if c.extra else (),
+                supervisors=tuple(c.handoff.supervisors),
             )
             for c in self.active
             if c.phase != "ended"
@@ -901,9 +757,9 @@ class Centre:
             raise ControlError(404, f"no operator {user!r}")
         try:
             if paused:
-                self.desk._run(self.desk.acd.pause, user, reason or "break")
+                self.desk.pause(user, reason or "break")
             else:
-                self.desk._run(self.desk.acd.unpause, user)
+                self.desk.unpause(user)
         except acd_mod.AcdError as exc:
             raise ControlError(409, str(exc)) from None
         await self.store.audit(
@@ -953,10 +809,8 @@ class Centre:
         except Exception as exc:  # noqa: BLE001 - the hand-off itself already happened
             log.error("audit_failed", action=action, error=str(exc))
 
-    def rtp_quality(self) -> Any:
+    def rtp_quality(self) -> RtpQuality:
         """RTP receive statistics over the legs up now, for /metrics."""
-        from .web.metrics import RtpQuality
-
         received = lost = 0
         jitter: list[float] = []
         for leg in list(self.media.legs):

@@ -1,6 +1,6 @@
 """What the web console sees of the running centre, and what it may ask of it.
 
-The call flow (`calls.py`, the ACD, the registrar) is the only owner of live
+The call flow (`callflow/`, the ACD, the registrar) is the only owner of live
 state; the web layer reads it through `LiveCenter.snapshot()`, follows it
 through `LiveCenter.subscribe()` (a bounded stream of `LiveEvent`s for
 server-sent events), and acts on it only through the `LiveCenter` methods,
@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from .callflow.phases import Phase
+
 __all__ = [
     "ActiveCall",
     "ControlError",
@@ -31,9 +33,7 @@ __all__ = [
 ]
 
 OperatorStateName = Literal["offline", "available", "reserved", "on_call", "wrap_up", "paused"]
-CallPhase = Literal[
-    "arriving", "ivr", "queue", "ringing", "talking", "hold", "transfer", "conference", "ended"
-]
+CallPhase = Phase  # where a call is: callflow/phases.py owns the list
 TransferMode = Literal["blind", "conference"]
 SupervisionMode = Literal["listen", "whisper", "barge"]
 

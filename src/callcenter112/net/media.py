@@ -231,10 +231,6 @@ class MediaLeg:
         if self.last_rx == 0.0:
             self.last_rx = now
 
-    def set_sending(self, on: bool) -> None:
-        """Hold from our side or the peer's: stop or resume sending."""
-        self._send_ok = on and self.latch is not None and self.latch.remote[1] != 0
-
     def enable_inband_dtmf(self, on: bool = True) -> None:
         self._inband = InbandDtmfDetector() if on else None
 

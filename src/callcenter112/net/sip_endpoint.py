@@ -64,7 +64,6 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.last_inbound: dict[str, float] = {}
 
     @property
     def port(self) -> int:

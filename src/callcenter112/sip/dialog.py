@@ -44,7 +44,6 @@ from .message import (
     Response,
     new_branch,
     parse_address,
-    parse_uri,
 )
 from .peer import Peer
 
@@ -284,20 +283,6 @@ class Dialog:
         if body and content_type:
             h.add("Content-Type", content_type)
         return Request(method, uri, h, body)
-
-    def next_hop(self) -> Peer:
-        """Where an in-dialog request goes: the first route, else the remote
-        target (host, port, transport param). A NAT-aware caller may prefer
-        the address the dialog's messages actually come from."""
-        target = (
-            parse_address(self.route_set[0]).uri
-            if self.route_set
-            else parse_uri(self.remote_target)
-        )
-        host = target.parameters.get("maddr") or target.host
-        transport = (target.parameters.get("transport") or self.transport).lower()
-        port = target.port or (5061 if target.scheme == "sips" else 5060)
-        return Peer("tcp" if transport == "tcp" else "udp", host.strip("[]"), port)
 
     # -- what the peer sends ---------------------------------------------------------
 

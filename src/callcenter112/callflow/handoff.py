@@ -35,73 +35,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, get_args
 
-from .acd import AcdError
-from .calls import (
-    ALLOW,
-    SDP,
-    Command,
-    LegEvent,
-    LegRequest,
-    OutboundLeg,
-    _quality,
-    close_and_seal,
-    outbound_request,
-    retry_with_credentials,
-)
-from .config import AgencyConfig
-from .incidents import CallbackResult, LegRole
-from .live import ControlError
-from .logs import get_logger
-from .media.bridge import Mode
-from .media.g711 import Codec
-from .media.player import Player
-from .net.media import Conference
-from .net.rtp_transport import PortsExhausted
-from .offer_answer import accept_answer, make_offer
-from .sdp import SdpError, SessionDescription
-from .sip.dialog import Dialog
-from .sip.errors import SipParseError
-from .sip.events import ResponseReceived, TransactionEvent, TransactionTimedOut, TransportFailed
-from .sip.message import Response
-from .sip.peer import Peer
+from ..acd import AcdError
+from ..config import AgencyConfig
+from ..incidents import LegRole
+from ..live import ControlError, SupervisionMode
+from ..logs import get_logger
+from ..media.bridge import Mode
+from ..media.player import Player
+from ..net.media import Conference
+from ..net.rtp_transport import PortsExhausted
+from ..sip.message import Response
+from ..sip.peer import Peer
+from .call import ALLOW
+from .callbacks import CallbackCall
+from .handoff_state import HandoffState, ReferSubscription
+from .inbox import Command, LegRequest
+from .legs import OutboundLeg, ignore_event
+from .phases import Happening, Phase
 
 if TYPE_CHECKING:
-    from .calls import EmergencyCall
-    from .centre import Centre
+    from ..centre import Centre
+    from .call import EmergencyCall
 
 __all__ = ["Handoff", "HandoffState"]
 
 log = get_logger("handoff")
 
 SUPERVISION_MODES = {"listen": Mode.LISTEN, "whisper": Mode.WHISPER, "barge": Mode.BARGE}
-
-
-@dataclass(slots=True)
-class ReferSubscription:
-    """The implicit subscription a REFER created (RFC 3515 §2.4.4): where NOTIFYs go."""
-
-    leg: OutboundLeg
-    cseq: int
-
-
-@dataclass(slots=True)
-class HandoffState:
-    """What one call's hand-offs are doing (kept in `EmergencyCall.extra`)."""
-
-    agency: str | None = None  # connected agency (for the wallboard)
-    pending: OutboundLeg | None = None  # agency leg being dialled
-    mode: str | None = None  # blind | conference | overflow
-    refer: ReferSubscription | None = None
-    agency_leg: OutboundLeg | None = None
-    conference: Conference | None = None
-    ring_timer: asyncio.TimerHandle | None = None
-    supervisors: list[tuple[str, str]] = field(default_factory=list)  # (user, mode) live
-    supervisor_legs: dict[str, tuple[OutboundLeg, str]] = field(default_factory=dict)
-    actor: str = "system"
-    prompt_player: Player | None = None
 
 
 class Handoff:
@@ -112,9 +74,7 @@ class Handoff:
 
     @staticmethod
     def state(call: EmergencyCall) -> HandoffState:
-        if not isinstance(call.extra, HandoffState):
-            call.extra = HandoffState()
-        return cast(HandoffState, call.extra)
+        return call.handoff
 
     def _agency(self, name_or_number: str) -> AgencyConfig:
         target = name_or_number.strip()
@@ -133,7 +93,7 @@ class Handoff:
         advertise = centre.config.sip.advertise
         proxy = trunk.proxy
         try:
-            leg = await call._open_outbound(
+            leg = await call.open_outbound(
                 role=LegRole.AGENCY,
                 name=agency.name,
                 request_uri=f"sip:{agency.number}@{proxy.host}:{proxy.port}",
@@ -146,6 +106,7 @@ class Handoff:
                     ("P-Asserted-Identity", f"<sip:{trunk.caller_id}@{advertise}>"),
                     ("X-Caller-Number", call.caller_number),
                 ],
+                trunk=trunk.name,
             )
         except PortsExhausted:
             raise ControlError(503, "no RTP ports free to dial the agency") from None
@@ -160,7 +121,7 @@ class Handoff:
         state.ring_timer = centre.loop.call_later(
             agency.ring_timeout_s, self._post_command, call, "agency_ring_timeout", {"leg": leg}
         )
-        await call._event(
+        await call.journal.event(
             "agency_dialled",
             {"agency": agency.name, "number": agency.number, "mode": purpose},
         )
@@ -212,7 +173,7 @@ class Handoff:
                 m.server_key,
                 Response.for_request(req, 403, headers=[("Warning", f'399 - "{exc.message}"')]),
             )
-            await call._event("transfer_refused", {"refer_to": refer_to, "why": exc.message})
+            await call.journal.event("transfer_refused", {"refer_to": refer_to, "why": exc.message})
             return
         state = self.state(call)
         if state.pending is not None:
@@ -235,7 +196,7 @@ class Handoff:
             content_type="message/sipfrag;version=2.0",
             headers=[("Event", f"refer;id={sub.cseq}"), ("Subscription-State", state)],
         )
-        self.centre.endpoint.request(notify, sub.leg.peer, _ignore)
+        self.centre.endpoint.request(notify, sub.leg.peer, ignore_event)
 
     # -- console commands ----------------------------------------------------------
 
@@ -251,7 +212,7 @@ class Handoff:
         elif name == "agency_ring_timeout":
             leg = args["leg"]
             if leg.state in ("calling", "ringing"):
-                await call._hangup_leg(leg, "no_answer")
+                await call.hangup_leg(leg, "no_answer")
                 await self.leg_failed(call, leg, 408, "agency did not answer")
         elif name == "back_to_operator":
             await self._reconnect_operator(call)
@@ -264,7 +225,7 @@ class Handoff:
         agency = self._agency(str(args["agency"]))
         mode = args.get("mode", "blind")
         state = self.state(call)
-        if call.operator_leg is None or call.phase not in ("talking", "conference"):
+        if call.operator_leg is None or call.phase not in (Phase.TALKING, Phase.CONFERENCE):
             raise ControlError(409, "the call is not connected to an operator")
         if state.pending is not None:
             raise ControlError(409, "a hand-off is already being dialled")
@@ -284,7 +245,7 @@ class Handoff:
         if call.operator_leg is not None:
             call.operator_leg.media.idle()
         self._hold_caller(call, "connecting")
-        call._set_phase("transfer")
+        call.change_phase(Happening.TRANSFER_DIALLED)
 
     # -- legs answered / failed / hung up ---------------------------------------------
 
@@ -297,28 +258,24 @@ class Handoff:
             state.ring_timer.cancel()
             state.ring_timer = None
         if leg is not state.pending:
-            await call._hangup_leg(leg, "not_wanted")
+            await call.hangup_leg(leg, "not_wanted")
             return
         state.pending = None
         wall = self.centre.wall()
-        try:
-            leg.leg_id = await self.centre.store.add_leg(
-                call.incident_id or "",
-                role=LegRole.AGENCY,
-                call_id=leg.invite.call_id,
-                peer=f"{leg.name} {leg.peer}",
-                codec=leg.media.codec.name,
-                started_at=wall,
-            )
-        except Exception as exc:  # noqa: BLE001 - the caller is served regardless
-            log.error("agency_leg_write_failed", error=str(exc))
+        leg.leg_id = await call.journal.add_leg(
+            role=LegRole.AGENCY,
+            call_id=leg.invite.call_id,
+            peer=f"{leg.name} {leg.peer}",
+            codec=leg.media.codec.name,
+            started_at=wall,
+        )
         state.agency_leg = leg
         caller_media = call.caller.media
         assert caller_media is not None
         if leg.purpose == "conference" and call.operator_leg is not None:
             self._start_conference(call, [call.operator_leg, leg])
-            call._set_phase("conference")
-            await call._event("conference_started", {"agency": leg.name})
+            call.change_phase(Happening.CONFERENCE_STARTED)
+            await call.journal.event("conference_started", {"agency": leg.name})
             return
         # Blind transfer or overflow: caller and agency, the operator released.
         call.player = None
@@ -327,8 +284,8 @@ class Handoff:
             self._notify(state.refer, "SIP/2.0 200 OK", active=False)
             state.refer = None
         await self._release_operator(call, "transferred")
-        call._set_phase("talking")
-        await call._stamp(
+        call.change_phase(Happening.TRANSFERRED)
+        await call.journal.stamp(
             transferred_at=wall,
             notify_agency=leg.name,
             event="transferred",
@@ -343,7 +300,9 @@ class Handoff:
     ) -> None:
         if leg.role is LegRole.SUPERVISOR:
             self.state(call).supervisor_legs.pop(leg.name, None)
-            await call._event("supervision_failed", {"supervisor": leg.name, "status": status})
+            await call.journal.event(
+                "supervision_failed", {"supervisor": leg.name, "status": status}
+            )
             return
         state = self.state(call)
         if leg is not state.pending:
@@ -355,7 +314,7 @@ class Handoff:
             state.ring_timer = None
         with contextlib.suppress(ValueError):
             call.other_legs.remove(leg)
-        await call._event(
+        await call.journal.event(
             "transfer_failed",
             {"agency": leg.name, "status": status, "reason": reason, "mode": state.mode},
         )
@@ -383,14 +342,14 @@ class Handoff:
             return
         call.player = None
         caller_media.relay_with(leg.media)
-        call._set_phase("talking")
+        call.change_phase(Happening.BACK_TO_OPERATOR)
 
     async def _requeue(self, call: EmergencyCall, prompt: str | None) -> None:
         """The caller goes back to the head of the queue (they keep their arrival
         time for the SLA); `prompt` first, then comfort audio."""
         call.operator = None
         call.operator_leg = None
-        call._set_phase("queue")
+        call.change_phase(Happening.REQUEUED)
         if prompt is not None:
             self._play_then(call, prompt, "prompt_done_requeue")
         else:
@@ -399,13 +358,13 @@ class Handoff:
             self.centre.desk.enqueue(call.ref, call.category, call.arrived_mono, front=True)
         except AcdError as exc:
             log.error("requeue_failed", incident_id=call.incident_id, error=str(exc))
-        await call._event("requeued_after_failed_transfer")
+        await call.journal.event("requeued_after_failed_transfer")
 
     async def _release_operator(self, call: EmergencyCall, why: str) -> None:
         leg = call.operator_leg
         operator = call.operator
         if leg is not None:
-            await call._hangup_leg(leg, why)
+            await call.hangup_leg(leg, why)
         call.operator_leg = None
         if operator is not None:
             self.centre.desk.call_ended(operator, call.incident_id)
@@ -420,14 +379,14 @@ class Handoff:
         if leg is state.agency_leg:
             state.agency_leg = None
             state.agency = None
-            await call._event("agency_hung_up", {"agency": leg.name})
+            await call.journal.event("agency_hung_up", {"agency": leg.name})
             if state.conference is not None and call.operator_leg is not None:
                 self._dissolve_conference(call)
                 await self._reconnect_operator(call)
                 return
-            from .incidents import Status
+            from ..incidents import Status
 
-            await call._end(Status.COMPLETED, "agency_hung_up", bye_caller=True)
+            await call.end(Status.COMPLETED, "agency_hung_up", bye_caller=True)
 
     async def operator_left(self, call: EmergencyCall) -> bool:
         """The operator's phone sent BYE. True when a hand-off keeps the caller
@@ -439,13 +398,13 @@ class Handoff:
             if operator is not None:
                 self.centre.desk.call_ended(operator, call.incident_id)
             self._collapse_to_agency(call)
-            await call._stamp(
+            await call.journal.stamp(
                 transferred_at=self.centre.wall(),
                 event="operator_left_conference",
                 detail={"operator": operator, "agency": state.agency},
             )
             return True
-        if state.pending is not None or call.phase == "transfer":
+        if state.pending is not None or call.phase is Phase.TRANSFER:
             # Softphones (baresip among them) hang up their side of a transfer
             # once it is under way — and some also after it failed. Neither may
             # drop the caller: a pending transfer goes on; a failed one sends the
@@ -453,7 +412,7 @@ class Handoff:
             call.operator_leg = None
             if operator is not None:
                 self.centre.desk.call_ended(operator, call.incident_id)
-            await call._event("operator_left_during_transfer", {"operator": operator})
+            await call.journal.event("operator_left_during_transfer", {"operator": operator})
             return True
         return False
 
@@ -502,7 +461,7 @@ class Handoff:
             return
         self._dissolve_conference(call)
         caller_media.relay_with(agency.media)
-        call._set_phase("talking")
+        call.change_phase(Happening.CONFERENCE_COLLAPSED)
 
     async def _leave_conference(self, call: EmergencyCall, actor: str) -> None:
         state = self.state(call)
@@ -511,7 +470,7 @@ class Handoff:
         operator = call.operator
         await self._release_operator(call, "left_conference")
         self._collapse_to_agency(call)
-        await call._stamp(
+        await call.journal.stamp(
             transferred_at=self.centre.wall(),
             event="operator_left_conference",
             detail={"operator": operator, "agency": state.agency, "by": actor},
@@ -519,9 +478,10 @@ class Handoff:
 
     # -- supervision -----------------------------------------------------------------
 
-    async def _supervise(self, call: EmergencyCall, supervisor: str, mode: str, actor: str) -> None:
-        if mode not in SUPERVISION_MODES:
-            raise ControlError(400, f"unknown supervision mode {mode!r}")
+    async def _supervise(
+        self, call: EmergencyCall, supervisor: str, requested: str, actor: str
+    ) -> None:
+        mode = _supervision_mode(requested)
         centre = self.centre
         user = next((u for u in centre.config.user if u.name == supervisor), None)
         sip_user = user.sip_user if user is not None else ""
@@ -548,7 +508,7 @@ class Handoff:
             )
         binding = bindings[0]
         try:
-            leg = await call._open_outbound(
+            leg = await call.open_outbound(
                 role=LegRole.SUPERVISOR,
                 name=supervisor,
                 request_uri=binding.contact,
@@ -563,31 +523,27 @@ class Handoff:
         call.other_legs.append(leg)
         state.supervisor_legs[supervisor] = (leg, mode)
         await self._audit(actor, "supervise_start", call, {"supervisor": supervisor, "mode": mode})
-        await call._event("supervision_dialled", {"supervisor": supervisor, "mode": mode})
+        await call.journal.event("supervision_dialled", {"supervisor": supervisor, "mode": mode})
 
     async def _supervisor_joined(self, call: EmergencyCall, leg: OutboundLeg) -> None:
         state = self.state(call)
         entry = state.supervisor_legs.get(leg.name)
         if entry is None or call.done:
-            await call._hangup_leg(leg, "not_wanted")
+            await call.hangup_leg(leg, "not_wanted")
             return
         mode = entry[1]
         parties = [p for p in (call.operator_leg, state.agency_leg) if p is not None]
         conf = self._start_conference(call, [*parties, leg])
         conf.mixer.set_mode(SUPERVISION_MODES[mode])
         state.supervisors = [(leg.name, mode)]
-        try:
-            leg.leg_id = await self.centre.store.add_leg(
-                call.incident_id or "",
-                role=LegRole.SUPERVISOR,
-                call_id=leg.invite.call_id,
-                peer=f"{leg.name} {leg.peer}",
-                codec=leg.media.codec.name,
-                started_at=self.centre.wall(),
-            )
-        except Exception as exc:  # noqa: BLE001
-            log.error("supervisor_leg_write_failed", error=str(exc))
-        await call._event("supervision_started", {"supervisor": leg.name, "mode": mode})
+        leg.leg_id = await call.journal.add_leg(
+            role=LegRole.SUPERVISOR,
+            call_id=leg.invite.call_id,
+            peer=f"{leg.name} {leg.peer}",
+            codec=leg.media.codec.name,
+            started_at=self.centre.wall(),
+        )
+        await call.journal.event("supervision_started", {"supervisor": leg.name, "mode": mode})
         self.centre.publish(
             "supervision_changed",
             incident_id=call.incident_id,
@@ -600,7 +556,7 @@ class Handoff:
         if entry is None:
             raise ControlError(409, f"{supervisor!r} is not supervising this call")
         leg, _mode = entry
-        await call._hangup_leg(leg, "supervision_stopped")
+        await call.hangup_leg(leg, "supervision_stopped")
         with contextlib.suppress(ValueError):
             call.other_legs.remove(leg)
         await self._supervisor_left(call, supervisor, actor)
@@ -623,7 +579,7 @@ class Handoff:
                 if other is not None and call.caller.media is not None:
                     call.caller.media.relay_with(other.media)
         await self._audit(actor, "supervise_stop", call, {"supervisor": supervisor})
-        await call._event("supervision_stopped", {"supervisor": supervisor})
+        await call.journal.event("supervision_stopped", {"supervisor": supervisor})
         self.centre.publish(
             "supervision_changed", incident_id=call.incident_id, data={"supervisor": supervisor}
         )
@@ -681,7 +637,7 @@ class Handoff:
         except Exception as exc:  # noqa: BLE001 - taken by someone else: tell the console
             raise ControlError(409, str(exc)) from None
         try:
-            centre.desk._run(centre.desk.acd.pause, operator, "callback")
+            centre.desk.pause(operator, "callback")
         except AcdError as exc:
             raise ControlError(409, f"{operator} cannot take a callback now: {exc}") from None
         callback = CallbackCall(
@@ -700,6 +656,13 @@ class Handoff:
         centre.spawn(callback.run())
 
 
+def _supervision_mode(requested: str) -> SupervisionMode:
+    for mode in get_args(SupervisionMode):
+        if mode == requested:
+            return cast(SupervisionMode, mode)
+    raise ControlError(400, f"unknown supervision mode {requested!r}")
+
+
 def _refer_target(refer_to: str) -> str:
     """The user part of a Refer-To (`<sip:113@host>` → `113`), or the raw text."""
     text = refer_to.strip()
@@ -711,380 +674,6 @@ def _refer_target(refer_to: str) -> str:
     return text.split("@", 1)[0]
 
 
-def _ignore(event: TransactionEvent) -> None:
-    del event
-
-
 def _consume(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-# --------------------------------------------------------------------------- callbacks
-
-
-class CallbackCall:
-    """A callback to a citizen: operator first, then the citizen over the trunk.
-
-    A small actor of its own (there is no inbound INVITE): it rings the
-    operator's softphone, and when the operator answers dials the citizen
-    with `Priority: psap-callback` (RFC 7090). Answered: the two are relayed
-    and recorded into a new file of the original incident. Every attempt and
-    its result is written to the callback task; the operator is paused for
-    the duration and unpaused at the end.
-    """
-
-    def __init__(
-        self,
-        centre: Centre,
-        *,
-        callback_id: int,
-        incident_id: str,
-        number: str,
-        operator: str,
-        binding_contact: str,
-        binding_target: Peer,
-        trunk_caller_id: str,
-        proxy: Peer,
-        trunk: str,
-        actor: str,
-    ) -> None:
-        self.centre = centre
-        self.callback_id = callback_id
-        self.incident_id = incident_id
-        self.number = number
-        self.operator = operator
-        self.binding_contact = binding_contact
-        self.binding_target = binding_target
-        self.trunk_caller_id = trunk_caller_id
-        self.trunk = trunk
-        self.proxy = proxy
-        self.actor = actor
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self.done = False
-        self.op_leg: OutboundLeg | None = None
-        self.citizen_leg: OutboundLeg | None = None
-        self.recorder: Any = None
-        self.result: CallbackResult | None = None
-        self.log = log.bind(incident_id=incident_id, callback=callback_id)
-        self._ring_timer: asyncio.TimerHandle | None = None
-
-    def post(self, message: Any) -> None:
-        if not self.done:
-            self.inbox.put_nowait(message)
-
-    async def run(self) -> None:
-        try:
-            await self._dial("operator")
-            while not self.done:
-                message = await self.inbox.get()
-                try:
-                    await self._handle(message)
-                except Exception:
-                    self.log.exception("callback_step_failed")
-        except Exception:
-            self.log.exception("callback_failed")
-        finally:
-            await self._finish()
-
-    async def _dial(self, who: str) -> None:
-        centre = self.centre
-        advertise = centre.config.sip.advertise
-        if who == "operator":
-            role, name, uri, to, peer = (
-                LegRole.OPERATOR,
-                self.operator,
-                self.binding_contact,
-                f"<sip:{self.operator}@{advertise}>",
-                self.binding_target,
-            )
-            from_user, display = self.number, f"CALLBACK 112 {self.number}"
-            extra = [("X-Incident-ID", self.incident_id)]
-        else:
-            role, name, uri, to, peer = (
-                LegRole.CALLBACK,
-                self.number,
-                f"sip:{self.number}@{self.proxy.host}:{self.proxy.port}",
-                f"<sip:{self.number}@{self.proxy.host}>",
-                self.proxy,
-            )
-            from_user, display = self.trunk_caller_id, centre.config.centre.name
-            extra = [
-                ("Priority", "psap-callback"),  # RFC 7090 §5: a PSAP callback
-                ("P-Asserted-Identity", f"<sip:{self.trunk_caller_id}@{advertise}>"),
-                ("X-Incident-ID", self.incident_id),
-            ]
-        media = await centre.media.open_leg(f"callback-{self.callback_id}/{role.value}")
-        codec = (
-            self.op_leg.media.codec if who == "citizen" and self.op_leg is not None else Codec.PCMA
-        )
-        offer = make_offer(
-            local_address=advertise,
-            local_port=media.local_port,
-            codecs=(codec, Codec.PCMU if codec is Codec.PCMA else Codec.PCMA),
-            session_id=900_000 + self.callback_id,
-            session_version=1,
-        )
-        invite = outbound_request(
-            centre,
-            "INVITE",
-            request_uri=uri,
-            to_uri=to,
-            from_user=from_user,
-            display=display,
-            peer=peer,
-            headers=extra,
-            body=offer.serialize(),
-            content_type=SDP,
-        )
-        leg = OutboundLeg(
-            role=role, name=name, invite=invite, peer=peer, media=media, offer=offer,
-            purpose="callback",
-        )  # fmt: skip
-        if who == "operator":
-            self.op_leg = leg
-        else:
-            self.citizen_leg = leg
-            leg.trunk = self.trunk
-        leg.client_key = centre.endpoint.request(invite, peer, self._handler(leg))
-        timeout = centre.config.queue.ring_timeout_s if who == "operator" else 45.0
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-        self._ring_timer = centre.loop.call_later(timeout, self.post, ("ring_timeout", leg))
-        self.log.info("callback_dial", who=who)
-
-    def _handler(self, leg: OutboundLeg) -> Any:
-        def handler(event: TransactionEvent) -> None:
-            self.post(LegEvent(leg, event))
-
-        return handler
-
-    async def _handle(self, message: Any) -> None:
-        if isinstance(message, LegEvent):
-            await self._on_event(message.leg, message.event)
-        elif isinstance(message, LegRequest):
-            await self._on_request(message)
-        elif isinstance(message, tuple) and message[0] == "ring_timeout":
-            leg = message[1]
-            if leg.state in ("calling", "ringing") and leg.client_key is not None:
-                self.centre.endpoint.cancel(leg.client_key)
-                await self._failed(leg, 408)
-
-    async def _on_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
-        if isinstance(event, TransactionTimedOut | TransportFailed):
-            if event.request.method == "INVITE" and leg.state in ("calling", "ringing"):
-                await self._failed(leg, 408)
-            return
-        if not isinstance(event, ResponseReceived) or event.response.cseq.method != "INVITE":
-            return
-        response = event.response
-        if response.status < 200:
-            if response.status > 100:
-                leg.state = "ringing"
-            return
-        if response.status >= 300:
-            if leg.state != "answered" and not retry_with_credentials(
-                self.centre, leg, response, self._handler(leg)
-            ):
-                await self._failed(leg, response.status)
-            return
-        await self._answered(leg, response)
-
-    async def _answered(self, leg: OutboundLeg, response: Response) -> None:
-        centre = self.centre
-        if leg.dialog is None:
-            try:
-                leg.dialog = Dialog.as_uac(
-                    leg.invite,
-                    response,
-                    via_host=centre.config.sip.advertise,
-                    via_port=centre.endpoint.port,
-                    transport=leg.peer.transport,
-                    local_contact=centre.endpoint.contact("112", leg.peer.transport),
-                )
-            except SipParseError:
-                return
-            centre.register_dialog(leg.dialog, cast("EmergencyCall", self), leg)
-        centre.endpoint.send_stateless(leg.dialog.create_ack(leg.invite, response), leg.peer)
-        if leg.state == "answered":
-            return
-        leg.state = "answered"
-        if self.done:
-            self._bye(leg)
-            return
-        try:
-            n = accept_answer(leg.offer, SessionDescription.parse(response.body))
-        except SdpError:
-            self._bye(leg)
-            await self._failed(leg, 488)
-            return
-        leg.negotiated = n
-        leg.media.configure(
-            codec=n.codec,
-            payload_type=n.payload_type,
-            dtmf_pt=n.dtmf_pt,
-            remote=(n.remote_address, n.remote_port) if n.should_send else None,
-        )
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-            self._ring_timer = None
-        if leg is self.op_leg:
-            await self._event("callback_operator_answered", {"operator": self.operator})
-            await self._dial("citizen")
-            return
-        # The citizen answered: bridge and record into the original incident.
-        assert self.op_leg is not None
-        self.result = CallbackResult.ANSWERED
-        wall = centre.wall()
-        store = centre.store
-        try:
-            leg.leg_id = await store.add_leg(
-                self.incident_id,
-                role=LegRole.CALLBACK,
-                call_id=leg.invite.call_id,
-                peer=f"{self.number} {leg.peer}",
-                codec=leg.media.codec.name,
-                started_at=wall,
-            )
-            self.op_leg.leg_id = await store.add_leg(
-                self.incident_id,
-                role=LegRole.OPERATOR,
-                call_id=self.op_leg.invite.call_id,
-                peer=f"{self.operator} {self.op_leg.peer}",
-                codec=self.op_leg.media.codec.name,
-                started_at=wall,
-            )
-            await store.callback_attempt(
-                self.callback_id,
-                actor=self.actor,
-                at=wall,
-                result=CallbackResult.ANSWERED,
-                leg_id=leg.leg_id,
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("callback_write_failed", error=str(exc))
-        await self._start_recording(leg)
-        leg.media.relay_with(self.op_leg.media)
-        await self._event("callback_answered", {"number": self.number, "operator": self.operator})
-
-    async def _start_recording(self, citizen: OutboundLeg) -> None:
-        centre = self.centre
-        day = self.incident_id.split("-")[0]
-        base = centre.recordings_dir / day[:4] / day[4:6] / day[6:8]
-        n = 2
-        path = base / f"{self.incident_id}-{n}.wav"
-        while path.exists():
-            n += 1
-            path = base / f"{self.incident_id}-{n}.wav"
-        try:
-            await centre.store.add_recording_open(
-                self.incident_id,
-                str(path.relative_to(centre.recordings_dir)),
-                started_at=centre.wall(),
-                codec=citizen.media.codec.name,
-                channels=2,
-            )
-            self.recorder = centre.media.open_recorder(path, citizen.media.codec)
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("callback_recording_failed", error=str(exc))
-            return
-        citizen.media.attach_recorder(self.recorder)
-
-    async def _failed(self, leg: OutboundLeg, status: int) -> None:
-        if leg.state == "ended":
-            return
-        leg.state = "ended"
-        if leg is self.citizen_leg:
-            result = (
-                CallbackResult.BUSY
-                if status in (486, 600, 603)
-                else CallbackResult.NO_ANSWER
-                if status in (408, 480, 487)
-                else CallbackResult.FAILED
-            )
-            self.result = result
-            try:
-                await self.centre.store.callback_attempt(
-                    self.callback_id,
-                    actor=self.actor,
-                    at=self.centre.wall(),
-                    result=result,
-                    note=f"SIP {status}",
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("callback_attempt_write_failed", error=str(exc))
-            await self._event("callback_failed", {"number": self.number, "status": status})
-        else:
-            await self._event("callback_operator_unavailable", {"status": status})
-        self.done = True
-
-    async def _on_request(self, m: LegRequest) -> None:
-        req = m.request
-        ep = self.centre.endpoint
-        if req.method == "BYE":
-            ep.respond(m.server_key, Response.for_request(req, 200))
-            m.leg.state = "ended"
-            who = "citizen" if m.leg is self.citizen_leg else "operator"
-            await self._event("callback_ended", {"hung_up": who})
-            self.done = True
-        elif req.method in ("OPTIONS", "INFO", "NOTIFY", "UPDATE") and not req.body:
-            ep.respond(m.server_key, Response.for_request(req, 200))
-        else:
-            ep.respond(m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)]))
-
-    def _bye(self, leg: OutboundLeg) -> None:
-        if leg.dialog is not None and leg.state != "ended":
-            bye = leg.dialog.create_request("BYE")
-            self.centre.endpoint.request(bye, leg.peer, _ignore)
-        leg.state = "ended"
-
-    async def _event(self, kind: str, detail: dict[str, Any]) -> None:
-        try:
-            await self.centre.store.add_event(self.incident_id, kind, detail, at=self.centre.wall())
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("callback_event_failed", kind=kind, error=str(exc))
-
-    async def _finish(self) -> None:
-        self.done = True
-        centre = self.centre
-        if self._ring_timer is not None:
-            self._ring_timer.cancel()
-        for leg in (self.citizen_leg, self.op_leg):
-            if leg is None:
-                continue
-            if leg.state == "answered":
-                self._bye(leg)
-            elif leg.state in ("calling", "ringing") and leg.client_key is not None:
-                centre.endpoint.cancel(leg.client_key)
-                leg.state = "ended"
-            if leg.dialog is not None:
-                centre.unregister_dialog(leg.dialog)
-            if leg.leg_id is not None:
-                with contextlib.suppress(Exception):
-                    await centre.store.end_leg(
-                        leg.leg_id,
-                        ended_at=centre.wall(),
-                        reason="callback_ended",
-                        quality=_quality(leg.media),
-                    )
-            if leg.media in centre.media.legs:
-                leg.media.close()
-        if self.recorder is not None:
-            await close_and_seal(centre, self.recorder, self.incident_id, self.log)
-        if self.result is None and self.citizen_leg is None:
-            with contextlib.suppress(Exception):
-                await centre.store.callback_attempt(
-                    self.callback_id,
-                    actor=self.actor,
-                    at=centre.wall(),
-                    result=CallbackResult.FAILED,
-                    note="operator did not answer",
-                )
-        with contextlib.suppress(AcdError):
-            centre.desk._run(centre.desk.acd.unpause, self.operator)
-        centre.publish(
-            "callback_changed",
-            operator=self.operator,
-            incident_id=self.incident_id,
-            data={"callback": self.callback_id, "result": str(self.result)},
-        )

@@ -1,7 +1,7 @@
 """One emergency call from arrival to the end: the per-call coordinator.
 
 An `EmergencyCall` joins the pieces for one caller — the caller's INVITE
-dialog, the media legs, the IVR menu, the queue (through the centre's ACD
+session, the media legs, the IVR menu, the queue (through the centre's ACD
 desk), the INVITEs to operators (and agencies, supervisors), the incident
 record and its recording — following DESIGN §2:
 
@@ -19,6 +19,13 @@ record and its recording — following DESIGN §2:
 8. **End**: either side's BYE ends the other leg, closes and seals the
    recording and writes the final timestamps; the operator goes to wrap-up.
 
+Layers: every leg's SIP (ACK, CANCEL, BYE, re-INVITE, the digest retry, the
+OPTIONS probe) is an `InviteSession` (sip/session.py) — this module decides
+what to answer, never how it goes on the wire. The call's phase changes only
+through `callflow.phases.PHASE_TABLE` (`change_phase`), every incident and
+recording write goes through `callflow.journal.Journal`, and what the call
+may use of the centre is `callflow.services.CallServices`.
+
 Concurrency: each call is an actor. Everything that happens to it — SIP
 requests and responses, digits, prompt ends, timers, ACD decisions, console
 commands — is posted to its inbox and handled one at a time by `run()`, so a
@@ -29,7 +36,7 @@ ended (the caller hung up, the operator finished it, or the carrier side
 failed); an operator whose phone dies sends the caller back to the head of
 the queue.
 
-The end (`_end`) releases the queue place and every other leg first, then
+The end (`end`) releases the queue place and every other leg first, then
 seals the recording, then closes the incident — each step guarded, the
 incident closed whatever failed before. Whatever still reaches the call
 after that (a 200 OK that crossed our CANCEL, a BYE that crossed ours, a
@@ -40,9 +47,9 @@ ghost call, requests are answered, commands fail.
 An operator leg that goes silent while talking is probed with an in-dialog
 OPTIONS; no RTP and no answer within `PROBE_TIMEOUT_S` means the phone is
 gone (the caller goes back to the head of the queue and hears the
-`operator_lost` prompt). A silent caller is probed too, but only a failed
-transaction (408/481, Timer F) ends their call: the system never hangs up
-on a caller lightly.
+`operator_lost` prompt). A silent caller is probed too, but only a 481 (the
+dialog is gone) ends their call: the system never hangs up on a caller
+lightly.
 """
 
 from __future__ import annotations
@@ -50,49 +57,90 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
 
-from . import acd as acd_mod
-from .incidents import Category, LegQuality, LegRole, Status
-from .ivr import (
+from .. import acd as acd_mod
+from ..counters import Counted
+from ..incidents import Category, LegRole, Status
+from ..ivr import (
     DigitAccepted,
     DigitRejected,
     InputTimedOut,
+    IvrAction,
     IvrFinished,
     IvrMenu,
     PlayPrompts,
     StopPlayback,
 )
-from .logs import get_logger
-from .media.g711 import Codec
-from .media.player import Player, PromptFinished
-from .media.recorder import IncidentRecorder
-from .net.media import MediaLeg
-from .net.rtp_transport import PortsExhausted
-from .offer_answer import Negotiated, accept_answer, answer_offer, make_offer
-from .recordings import seal_recording
-from .rtp.dtmf import digit_from_info
-from .rtp.events import DigitReceived
-from .sdp import SdpError, SessionDescription
-from .sip.auth import authorization_for, select_challenge
-from .sip.dialog import Dialog
-from .sip.errors import SipParseError
-from .sip.events import (
+from ..logs import get_logger
+from ..media.g711 import Codec
+from ..media.player import Player, PromptFinished
+from ..media.prompts import Prompt
+from ..net.rtp_transport import PortsExhausted
+from ..offer_answer import Negotiated, accept_answer, answer_offer, make_offer
+from ..rtp.dtmf import digit_from_info
+from ..rtp.events import DigitReceived
+from ..sdp import SdpError, SessionDescription
+from ..sip.dialog import no_such_dialog
+from ..sip.events import (
     ResponseReceived,
     TransactionEvent,
-    TransactionTimedOut,
-    TransportFailed,
 )
-from .sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
-from .sip.peer import Peer
-from .sip.transaction import TransactionKey
-
-if TYPE_CHECKING:
-    from .centre import Centre
+from ..sip.message import Headers, Request, Response, new_branch, new_call_id, new_tag
+from ..sip.peer import Peer
+from ..sip.session import (
+    Answered,
+    ChallengeAnswered,
+    EndReason,
+    Failed,
+    HungUp,
+    InviteSession,
+    LocalParty,
+    ProbeAnswered,
+    ProbeUnanswered,
+    ReinviteReceived,
+    RequestArrived,
+    Ringing,
+    SessionEvent,
+    State,
+)
+from ..sip.transaction import TransactionKey
+from .handoff_state import HandoffState
+from .inbox import (
+    AcdAnnounce,
+    AcdCancel,
+    AcdOffer,
+    AcdOverflow,
+    AcdQueued,
+    CallerAck,
+    CallerAckMissing,
+    CallerCancelled,
+    CallerEvent,
+    CallerRequest,
+    Command,
+    Digit,
+    IvrTimer,
+    LegEvent,
+    LegRequest,
+    MediaCheck,
+    Message,
+    OptionsResult,
+    ProbeExpired,
+    PromptDone,
+    Shutdown,
+)
+from .journal import Journal, OpenRecording
+from .legs import (
+    CallerSide,
+    OutboundLeg,
+    caller_identity,
+    dialled_number,
+    quality,
+    start_session,
+    trunk_credentials,
+)
+from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
+from .services import CallServices
 
 __all__ = ["EmergencyCall", "OutboundLeg"]
 
@@ -109,249 +157,6 @@ MEDIA_CHECK_S = 2.0
 PROBE_TIMEOUT_S = 4.0
 _call_numbers = itertools.count(1)
 
-Phase = Literal["arriving", "ivr", "queue", "talking", "hold", "transfer", "conference", "ended"]
-# Phases in which the caller is (or was just) with an operator or an agency:
-# hanging up there completes the call; anywhere else it abandons it.
-CONNECTED_PHASES = frozenset({"talking", "hold", "transfer", "conference"})
-
-
-# --------------------------------------------------------------------------- inbox messages
-
-
-@dataclass(frozen=True, slots=True)
-class CallerRequest:
-    request: Request
-    server_key: TransactionKey
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class CallerAck:
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class CallerCancelled:
-    server_key: TransactionKey
-    to_tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallerAckMissing:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Digit:
-    event: DigitReceived
-
-
-@dataclass(frozen=True, slots=True)
-class PromptDone:
-    sequence: int
-
-
-@dataclass(frozen=True, slots=True)
-class IvrTimer:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class MediaCheck:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class LegEvent:
-    leg: OutboundLeg
-    event: TransactionEvent
-
-
-@dataclass(frozen=True, slots=True)
-class LegRequest:
-    leg: OutboundLeg
-    request: Request
-    server_key: TransactionKey
-    peer: Peer
-
-
-@dataclass(frozen=True, slots=True)
-class OptionsResult:
-    leg: OutboundLeg | None  # None: the caller leg
-    alive: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeExpired:
-    """An in-dialog OPTIONS got no answer within PROBE_TIMEOUT_S."""
-
-    leg: OutboundLeg | None  # None: the caller leg
-    probe: int
-
-
-@dataclass(frozen=True, slots=True)
-class AcdOffer:
-    operator: str
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class AcdCancel:
-    operator: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AcdQueued:
-    position: int
-    requeued: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AcdAnnounce:
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
-class AcdOverflow:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    pass
-
-
-@dataclass(slots=True)
-class Command:
-    """A console request; `done` gets None or the exception to raise there."""
-
-    name: str
-    args: dict[str, Any]
-    done: asyncio.Future[None]
-
-
-Message = (
-    CallerRequest
-    | CallerAck
-    | CallerCancelled
-    | CallerAckMissing
-    | Digit
-    | PromptDone
-    | IvrTimer
-    | MediaCheck
-    | LegEvent
-    | LegRequest
-    | OptionsResult
-    | ProbeExpired
-    | AcdOffer
-    | AcdCancel
-    | AcdQueued
-    | AcdAnnounce
-    | AcdOverflow
-    | Shutdown
-    | Command
-)
-
-
-# --------------------------------------------------------------------------- legs
-
-
-@dataclass(slots=True)
-class OutboundLeg:
-    """An INVITE we sent (to an operator, an agency, a supervisor, a callback target)."""
-
-    role: LegRole
-    name: str  # operator user, agency name, supervisor user, or the number called
-    invite: Request
-    peer: Peer
-    media: MediaLeg
-    offer: SessionDescription
-    client_key: TransactionKey | None = None
-    dialog: Dialog | None = None
-    negotiated: Negotiated | None = None
-    state: Literal["calling", "ringing", "answered", "ended"] = "calling"
-    cancelled: bool = False
-    leg_id: int | None = None
-    purpose: str = "offer"  # offer | transfer | conference | supervise | callback
-    answered_at: float | None = None
-    options_pending: bool = False
-    probe: int = 0  # serial of the last in-dialog OPTIONS probe
-    probed_at: float = 0.0
-    bye_sent: bool = False
-    trunk: str | None = None  # the trunk a call out goes through (agency, callback)
-    auth_tried: bool = False  # answered one 401/407 challenge already
-    # For queue offers: what the ACD said when the 200 OK arrived (None: not yet).
-    # Decided in the SIP handler, at arrival, not when the call's inbox gets to
-    # it: a busy loop must not turn an answer in time into a missed offer.
-    acd_answer: bool | None = None
-
-
-@dataclass(slots=True)
-class CallerSide:
-    invite: Request
-    server_key: TransactionKey
-    peer: Peer
-    to_tag: str
-    media: MediaLeg | None = None
-    negotiated: Negotiated | None = None
-    dialog: Dialog | None = None
-    answered: bool = False
-    acked: bool = False
-    ended: bool = False
-    leg_id: int | None = None
-    options_pending: bool = False
-    probe: int = 0
-    session_version: int = 1
-
-
-@dataclass(slots=True)
-class Timestamps:
-    wall: dict[str, float] = field(default_factory=dict)
-
-
-def _quality(media: MediaLeg) -> LegQuality:
-    s = media.stats()
-    return LegQuality(packets=s.packets, lost=max(0, s.lost), jitter_ms=round(s.jitter_ms, 2))
-
-
-def caller_identity(invite: Request) -> tuple[str, str | None]:
-    """(number, display name) from P-Asserted-Identity, else From (DESIGN §2).
-
-    Withheld numbers (Privacy: id, `anonymous` users) give 'anonymous'.
-    """
-    candidates = [*invite.headers.get_all("P-Asserted-Identity"), invite.headers.get("From") or ""]
-    privacy = (invite.headers.get("Privacy") or "").lower()
-    for value in candidates:
-        if not value:
-            continue
-        try:
-            from .sip.message import parse_address
-
-            addr = parse_address(value)
-        except SipParseError:
-            continue
-        user = addr.uri.user or ""
-        if addr.uri.scheme == "tel":
-            user = addr.uri.user or ""
-        user = user.split(";", 1)[0]
-        if not user or user.lower() in ("anonymous", "unknown", "restricted", "unavailable"):
-            continue
-        if "id" in privacy.split(";") and value is not candidates[0]:
-            return "anonymous", None
-        return user, addr.name or None
-    return "anonymous", None
-
-
-def dialled_number(invite: Request) -> str:
-    uri = invite.uri
-    if uri.lower().startswith("urn:service:sos"):
-        return "urn:service:sos"
-    parsed = invite.sip_uri
-    if parsed is not None and parsed.user:
-        return parsed.user.split(";", 1)[0]
-    return uri
-
 
 # --------------------------------------------------------------------------- the call
 
@@ -361,7 +166,7 @@ class EmergencyCall:
 
     def __init__(
         self,
-        centre: Centre,
+        centre: CallServices,
         *,
         invite: Request,
         peer: Peer,
@@ -374,42 +179,61 @@ class EmergencyCall:
         self.centre = centre
         self.number = next(_call_numbers)
         self.caller = CallerSide(invite=invite, server_key=server_key, peer=peer, to_tag=to_tag)
+        self.caller_session = InviteSession.incoming(
+            transactions=centre.endpoint,
+            local=LocalParty(
+                via_host=centre.config.sip.advertise,
+                via_port=centre.endpoint.port,
+                contact=centre.endpoint.contact("112", peer.transport),
+                user_agent=centre.user_agent,
+            ),
+            invite=invite,
+            peer=peer,
+            server_key=server_key,
+            to_tag=to_tag,
+            on_event=lambda event: self.post(CallerEvent(event)),
+        )
         self.trunk = trunk
         self.arrived_mono = arrived_mono
         self.arrived_wall = arrived_wall
         self.caller_number, self.caller_name = caller_identity(invite)
         self.dialled = dialled_number(invite)
-        self.incident_id: str | None = None
         self.ref = f"call-{self.number}"
         self.category = "unknown"
         self.language: str = centre.config.ivr.language
-        self.phase: Phase = "arriving"
+        self.phase = Phase.ARRIVING
         self.phase_since = arrived_mono
         self.inbox: asyncio.Queue[Message] = asyncio.Queue()
         self.log = log.bind(call_id=invite.call_id, call=self.ref)
+        self.journal = Journal(
+            store=centre.store,
+            recorders=centre.media,
+            recordings_dir=centre.recordings_dir,
+            wall=centre.wall,
+            counters=centre.metrics,
+            log=self.log,
+        )
         self.ivr: IvrMenu | None = None
         self._ivr_playbacks: dict[int, int] = {}  # player sequence → IVR playback
         self.player: Player | None = None
-        self.recorder_path: Path | None = None
-        self.recording_id: int | None = None
+        self.recording: OpenRecording | None = None
         self.operator_leg: OutboundLeg | None = None
         self.offers: dict[str, OutboundLeg] = {}  # operator → ringing leg
         self.other_legs: list[OutboundLeg] = []  # agencies, supervisors
         self._legs: list[OutboundLeg] = []  # every leg this call opened
         self.operator: str | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self.done = False
         self.status: Status | None = None
         self.end_reason = ""
-        self._queued = False
-        self._held_by_operator = False
-        self.on_hold_since: float | None = None
-        self.extra: Any = None  # issue 7 hand-off state (see handoff.py)
+        self.handoff = HandoffState()  # transfers, conference, supervision
         self._late_offer: SessionDescription | None = None
-        self._recorder: IncidentRecorder | None = None
-        self._silent_caller = False
+        self.ivr_outcome: IvrFinished | None = None
 
     # -- plumbing ----------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.phase is Phase.ENDED
 
     def post(self, message: Message) -> None:
         """Queue `message` for the actor; once the call has ended, settle it at once."""
@@ -424,10 +248,22 @@ class EmergencyCall:
     def _wall(self) -> float:
         return self.centre.wall()
 
-    def _set_phase(self, phase: Phase) -> None:
+    def change_phase(self, happening: Happening, *, publish: bool = True) -> None:
+        """The one way a call changes phase: through `PHASE_TABLE`. A move the
+        table lacks is logged (critical) and counted, and still made: the
+        audio path has already been switched, and the caller stays served."""
+        try:
+            phase = next_phase(self.phase, happening)
+        except PhaseError as exc:
+            self.log.critical("phase_table_gap", error=str(exc))
+            self.centre.metrics[Counted.PHASE_TABLE_GAPS] += 1
+            phase = happening.target
         self.phase = phase
         self.phase_since = self._now()
-        self.centre.publish("call_changed", incident_id=self.incident_id, data={"phase": phase})
+        if publish:
+            self.centre.publish(
+                "call_changed", incident_id=self.incident_id, data={"phase": phase.value}
+            )
 
     def _arm(self, name: str, at: float, message: Message) -> None:
         self._cancel_timer(name)
@@ -438,26 +274,9 @@ class EmergencyCall:
         if handle is not None:
             handle.cancel()
 
-    async def _event(self, kind: str, detail: dict[str, Any] | str | None = None) -> None:
-        """An incident event, durable; a store failure is logged, never fatal to the call."""
-        if self.incident_id is None:
-            return
-        try:
-            await self.centre.store.add_event(self.incident_id, kind, detail, at=self._wall())
-        except Exception as exc:  # noqa: BLE001 - the caller must be served regardless
-            self.log.error("incident_event_failed", kind=kind, error=str(exc))
-
-    async def _stamp(self, **fields: Any) -> None:
-        if self.incident_id is None:
-            return
-        stamps = {k: v for k, v in fields.items() if k.endswith("_at")}
-        other = {k: v for k, v in fields.items() if not k.endswith("_at")}
-        try:
-            await self.centre.store.update_incident(
-                self.incident_id, at=self._wall(), stamps=stamps or None, **other
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("incident_update_failed", fields=list(fields), error=str(exc))
+    @property
+    def incident_id(self) -> str | None:
+        return self.journal.incident_id
 
     # -- the actor loop ----------------------------------------------------------------
 
@@ -471,14 +290,15 @@ class EmergencyCall:
                 except Exception:
                     self.log.exception("call_step_failed", message=type(message).__name__)
         except asyncio.CancelledError:
-            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
             raise
         except Exception:
             self.log.exception("call_failed")
             with contextlib.suppress(Exception):
-                await self._end(Status.INTERRUPTED, "internal_error", bye_caller=True)
+                await self.end(Status.INTERRUPTED, "internal_error", bye_caller=True)
         finally:
-            self.done = True
+            if self.phase is not Phase.ENDED:
+                self.change_phase(Happening.ENDED, publish=False)
             for name in list(self._timers):
                 self._cancel_timer(name)
             while not self.inbox.empty():
@@ -494,7 +314,11 @@ class EmergencyCall:
         try:
             if isinstance(m, LegEvent):
                 self._late_leg_event(m.leg, m.event)
-            elif isinstance(m, LegRequest | CallerRequest):
+            elif isinstance(m, CallerRequest):
+                self.caller_session.receive_request(m.request, m.server_key, self._now())
+            elif isinstance(m, CallerEvent):
+                self.caller_session.receive(m.event, self._now())
+            elif isinstance(m, LegRequest):
                 status = 200 if m.request.method == "BYE" else 481
                 self.centre.endpoint.respond(m.server_key, Response.for_request(m.request, status))
             elif isinstance(m, Command) and not m.done.done():
@@ -503,37 +327,19 @@ class EmergencyCall:
             self.log.exception("after_end_failed", message=type(m).__name__)
 
     def _late_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
-        if (
-            isinstance(event, ResponseReceived)
-            and event.response.cseq.method == "INVITE"
-            and 200 <= event.response.status < 300
-        ):
-            response = event.response
-            centre = self.centre
-            if leg.dialog is None:
-                try:
-                    leg.dialog = Dialog.as_uac(
-                        leg.invite,
-                        response,
-                        via_host=centre.config.sip.advertise,
-                        via_port=centre.endpoint.port,
-                        transport=leg.peer.transport,
-                        local_contact=centre.endpoint.contact("112", leg.peer.transport),
-                    )
-                except SipParseError as exc:
-                    self.log.warning("bad_2xx", error=exc.reason)
-                    return
-            centre.endpoint.send_stateless(
-                leg.dialog.create_ack(leg.invite, response), self._leg_peer(leg)
-            )
-            if not leg.bye_sent:
-                leg.bye_sent = True
-                bye = leg.dialog.create_request(
-                    "BYE", headers=[("Reason", 'SIP;cause=200;text="call ended"')]
-                )
-                centre.endpoint.request(bye, self._leg_peer(leg), _ignore)
+        # The session settles it: a 2xx that crossed our CANCEL is ACKed and
+        # hung up by the session itself (RFC 3261 §9.1, RFC 6026 §7.2); one
+        # that answers a leg nobody cancelled yet is hung up here.
+        session = leg.session
+        if session is not None:
+            was = session.state
+            events = session.receive(event, self._now())
+            answered = any(isinstance(e, Answered) for e in events)
+            if answered:
+                session.hangup("call ended")
+            if answered or (was is State.CANCELLING and session.state is State.TERMINATING):
                 self.log.info("late_answer_hung_up", to=leg.name)
-            leg.state = "ended"
+                leg.state = "ended"
         if leg.media in self.centre.media.legs:
             leg.media.close()
 
@@ -546,12 +352,14 @@ class EmergencyCall:
             await self._on_ivr_timer()
         elif isinstance(m, CallerRequest):
             await self._on_caller_request(m)
+        elif isinstance(m, CallerEvent):
+            await self._on_caller_event(m)
         elif isinstance(m, CallerAck):
             self._on_caller_ack(m.request)
         elif isinstance(m, CallerCancelled):
             await self._on_caller_cancelled(m)
         elif isinstance(m, CallerAckMissing):
-            await self._on_ack_missing()
+            await self._on_ack_missing(m)
         elif isinstance(m, LegEvent):
             await self._on_leg_event(m.leg, m.event)
         elif isinstance(m, LegRequest):
@@ -573,7 +381,7 @@ class EmergencyCall:
         elif isinstance(m, ProbeExpired):
             await self._on_probe_expired(m)
         elif isinstance(m, Shutdown):
-            await self._end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
         elif isinstance(m, Command):
             await self._on_command(m)
 
@@ -586,15 +394,15 @@ class EmergencyCall:
             offer = SessionDescription.parse(invite.body) if invite.body else None
         except SdpError as exc:
             self._reject_invite(exc.status_hint, f"SDP: {exc.reason}")
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
         try:
             media = await centre.media.open_leg(f"{self.ref}/caller")
         except PortsExhausted:
-            centre.metrics["rejected_no_ports"] += 1
+            centre.metrics[Counted.REJECTED_NO_PORTS] += 1
             self._reject_invite(503, "no RTP ports", retry_after=True)
             centre.spawn_write(centre.record_refused(invite, self.trunk, "no_rtp_ports"))
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
         self.caller.media = media
         try:
@@ -611,25 +419,22 @@ class EmergencyCall:
         except SdpError as exc:
             media.close()
             self._reject_invite(exc.status_hint, exc.reason)
-            self.done = True
+            self.change_phase(Happening.REFUSED, publish=False)
             return
 
         # The incident exists, durably, before the caller is answered.
-        try:
-            self.incident_id = await centre.store.create_incident(
-                caller=self.caller_number,
-                caller_name=self.caller_name,
-                arrived_at=self.arrived_wall,
-                trunk=self.trunk,
-                dialled=self.dialled,
-                call_id=invite.call_id,
-                language=self.language,
-            )
-            self.ref = self.incident_id
-            self.log = self.log.bind(incident_id=self.incident_id)
-        except Exception as exc:  # noqa: BLE001 - answer the caller even without a record
-            centre.metrics["incident_create_failed"] += 1
-            self.log.critical("incident_create_failed", error=str(exc))
+        incident_id = await self.journal.create_incident(
+            caller=self.caller_number,
+            caller_name=self.caller_name,
+            arrived_at=self.arrived_wall,
+            trunk=self.trunk,
+            dialled=self.dialled,
+            call_id=invite.call_id,
+            language=self.language,
+        )
+        if incident_id is not None:
+            self.ref = incident_id
+            self.log = self.journal.log
         centre.call_identified(self)
 
         if negotiated is not None:
@@ -647,48 +452,24 @@ class EmergencyCall:
             )
             self._late_offer = sdp
             body = sdp.serialize()
-        ok = Response.for_request(
-            invite,
-            200,
-            to_tag=self.caller.to_tag,
-            headers=[
-                ("Contact", centre.endpoint.contact("112", self.caller.peer.transport)),
-                ("Allow", ALLOW),
-                ("Supported", "replaces"),
-                ("Server", centre.user_agent),
-                ("Content-Type", SDP),
-            ],
-            body=body,
-        )
-        self.caller.dialog = Dialog.as_uas(
-            invite,
-            ok,
-            via_host=centre.config.sip.advertise,
-            via_port=centre.endpoint.port,
-            transport=self.caller.peer.transport,
-            local_contact=centre.endpoint.contact("112", self.caller.peer.transport),
-        )
-        centre.register_dialog(self.caller.dialog, self, None)
-        if not centre.endpoint.respond(self.caller.server_key, ok):
+        if self.caller_session.answer(body):
             # The caller gave up (CANCEL crossed us): record it, nothing to answer.
-            await self._end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
+            await self.end(Status.ABANDONED, "cancelled_before_answer", bye_caller=False)
             return
+        self.caller.dialog = self.caller_session.dialog
+        assert self.caller.dialog is not None
+        centre.register_dialog(self.caller.dialog, self, None)
         self.caller.answered = True
         answered_wall = self._wall()
         await self._start_recording()
-        if self.incident_id is not None:
-            try:
-                self.caller.leg_id = await centre.store.add_leg(
-                    self.incident_id,
-                    role=LegRole.CALLER,
-                    call_id=invite.call_id,
-                    peer=str(self.caller.peer),
-                    codec=media.codec.name,
-                    started_at=answered_wall,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("leg_write_failed", error=str(exc))
-        await self._stamp(answered_at=answered_wall)
+        self.caller.leg_id = await self.journal.add_leg(
+            role=LegRole.CALLER,
+            call_id=invite.call_id,
+            peer=str(self.caller.peer),
+            codec=media.codec.name,
+            started_at=answered_wall,
+        )
+        await self.journal.stamp(answered_at=answered_wall)
         self._arm("media", self._now() + MEDIA_CHECK_S, MediaCheck())
         await self._start_ivr()
 
@@ -696,10 +477,8 @@ class EmergencyCall:
         headers = [("Warning", f'399 callcenter112 "{why}"')]
         if retry_after:
             headers.append(("Retry-After", str(self.centre.config.sip.retry_after_s)))
-        resp = Response.for_request(
-            self.caller.invite, status, to_tag=self.caller.to_tag, headers=headers
-        )
-        self.centre.endpoint.respond(self.caller.server_key, resp)
+        if self.caller_session.state is State.INCOMING:
+            self.caller_session.reject(status, headers=headers)
         self.log.warning("call_rejected", status=status, why=why)
 
     def _apply_caller_session(self, negotiated: Negotiated) -> None:
@@ -720,52 +499,23 @@ class EmergencyCall:
         media.enable_inband_dtmf(negotiated.dtmf_pt is None)
 
     async def _start_recording(self) -> None:
-        centre = self.centre
         media = self.caller.media
-        if media is None or not centre.config.recordings.enabled:
+        if media is None or not self.centre.config.recordings.enabled:
             return
-        name = self.incident_id or f"unrecorded-{self.caller.invite.call_id}"
-        day = self.incident_id.split("-")[0] if self.incident_id else "unknown"
-        path = centre.recordings_dir / day[:4] / day[4:6] / day[6:8] / f"{name}.wav"
-        n = 2
-        while path.exists():
-            path = path.with_name(f"{name}-{n}.wav")
-            n += 1
-        if self.incident_id is not None:
-            try:
-                self.recording_id = await centre.store.add_recording_open(
-                    self.incident_id,
-                    str(path.relative_to(centre.recordings_dir)),
-                    started_at=self._wall(),
-                    codec=media.codec.name,
-                    channels=2,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("recording_open_write_failed", error=str(exc))
-        try:
-            recorder = centre.media.open_recorder(path, media.codec)
-        except OSError as exc:
-            # The call goes on unrecorded; the open row must not wait for a file
-            # that will never come (recovery would report it as missing).
-            self.log.error("recording_open_failed", path=str(path), error=str(exc))
-            if self.recording_id is not None:
-                with self._guard("recording_lost"):
-                    await centre.store.mark_recording_lost(
-                        self.recording_id, at=self._wall(), reason=f"open failed: {exc}"
-                    )
-            return
-        self.recorder_path = path
-        media.attach_recorder(recorder)
-        self._recorder = recorder
+        self.recording = await self.journal.open_recording(
+            media.codec, unrecorded_name=f"unrecorded-{self.caller.invite.call_id}"
+        )
+        if self.recording is not None:
+            media.attach_recorder(self.recording.recorder)
 
     # -- 3: IVR ----------------------------------------------------------------------
 
     async def _start_ivr(self) -> None:
-        self._set_phase("ivr")
+        self.change_phase(Happening.ANSWERED)
         self.ivr = IvrMenu(self.centre.ivr_settings)
         await self._run_ivr(self.ivr.start(self._now()))
 
-    async def _run_ivr(self, actions: list[Any]) -> None:
+    async def _run_ivr(self, actions: list[IvrAction]) -> None:
         for action in actions:
             if isinstance(action, PlayPrompts):
                 player = self._ensure_player()
@@ -779,7 +529,7 @@ class EmergencyCall:
                 if self.player is not None:
                     self.player.barge_in()
             elif isinstance(action, DigitAccepted | DigitRejected | InputTimedOut):
-                await self._event(_ivr_event_kind(action), _ivr_detail(action))
+                await self.journal.event(_ivr_event_kind(action), _ivr_detail(action))
             elif isinstance(action, IvrFinished):
                 await self._ivr_finished(action)
         if self.ivr is not None and self.ivr.deadline is not None and not self.ivr.finished:
@@ -801,15 +551,15 @@ class EmergencyCall:
 
     async def _on_digit(self, event: DigitReceived) -> None:
         self.log.info("digit", digit=event.digit, source=event.source)
-        if self.ivr is not None and not self.ivr.finished and self.phase == "ivr":
+        if self.ivr is not None and not self.ivr.finished and self.phase is Phase.IVR:
             try:
                 actions = self.ivr.digit(event.digit, self._now())
             except Exception as exc:  # noqa: BLE001 - a digit must never break the call
                 self.log.warning("ivr_digit_refused", digit=event.digit, error=str(exc))
                 return
             await self._run_ivr(actions)
-        elif self.phase in ("queue", "talking"):
-            await self._event("digit", {"digit": event.digit, "source": event.source})
+        elif self.phase in (Phase.QUEUE, Phase.TALKING):
+            await self.journal.event("digit", {"digit": event.digit, "source": event.source})
 
     async def _on_prompt_done(self, sequence: int) -> None:
         playback = self._ivr_playbacks.pop(sequence, None)
@@ -823,31 +573,31 @@ class EmergencyCall:
     async def _ivr_finished(self, done: IvrFinished) -> None:
         self.category = done.category
         self.language = done.language
-        await self._stamp(
+        await self.journal.stamp(
             ivr_done_at=self._wall(),
             category=Category(done.category),
             language=done.language,
             event="ivr_done",
             detail={"category": done.category, "reason": done.reason, "digits": done.digits},
         )
-        if self.done or self.phase != "ivr":
+        if self.phase is not Phase.IVR:
             return
-        self._silent_caller = done.reason == "no_input"
-        self._set_phase("queue")
-        self._queued = True
+        self.ivr_outcome = done
+        self.change_phase(Happening.IVR_FINISHED)
         self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono)
 
     # -- 4: queue ------------------------------------------------------------------------
 
     async def _on_queued(self, position: int, requeued: bool) -> None:
-        self._queued = True
         self.log.info("queued", category=self.category, position=position, requeued=requeued)
-        if self.phase != "talking":
-            self._set_phase("queue")
+        if self.phase is not Phase.TALKING:
+            self.change_phase(Happening.QUEUED)
         if not requeued:
-            await self._stamp(queued_at=self._wall(), event="queued", detail={"position": position})
+            await self.journal.stamp(
+                queued_at=self._wall(), event="queued", detail={"position": position}
+            )
         else:
-            await self._event("requeued", {"position": position})
+            await self.journal.event("requeued", {"position": position})
         if self.caller.media is None:
             return
         lang = self.language
@@ -856,7 +606,7 @@ class EmergencyCall:
         prompts = []
         if requeued:
             prompts.append(self.centre.prompts.get("operator_lost", lang, codec))
-        elif self._silent_caller:
+        elif self.ivr_outcome is not None and self.ivr_outcome.reason == "no_input":
             prompts.append(self.centre.prompts.get("silent", lang, codec))
         if self.centre.desk.operators_free() == 0 and not requeued:
             prompts.append(self.centre.prompts.get("all_busy", lang, codec))
@@ -866,7 +616,7 @@ class EmergencyCall:
         player.play(*prompts)
         player.loop(self.centre.prompts.get("hold_music", lang, codec))
 
-    def _position_prompts(self, position: int) -> list[Any]:
+    def _position_prompts(self, position: int) -> list[Prompt]:
         player = self.player
         assert player is not None
         prompts = self.centre.prompts
@@ -879,19 +629,17 @@ class EmergencyCall:
             return []
 
     def _announce_position(self, position: int) -> None:
-        if self.phase != "queue" or self.player is None:
+        if self.phase is not Phase.QUEUE or self.player is None:
             return
         self.player.play(*self._position_prompts(position))
 
     async def _on_overflow(self) -> None:
-        await self._event("overflow", {"to": self.centre.config.queue.overflow_to})
-        self._queued = False
+        await self.journal.event("overflow", {"to": self.centre.config.queue.overflow_to})
         handoff = self.centre.handoff
         if handoff is not None:
             await handoff.overflow(self)
         else:
             # No overflow destination after all: keep the caller, back in the queue.
-            self._queued = True
             self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono, front=True)
 
     # -- 5: offers to operators ------------------------------------------------------
@@ -907,7 +655,7 @@ class EmergencyCall:
             return
         binding = bindings[0]
         try:
-            leg = await self._open_outbound(
+            leg = await self.open_outbound(
                 role=LegRole.OPERATOR,
                 name=operator,
                 request_uri=binding.contact,
@@ -922,10 +670,12 @@ class EmergencyCall:
             centre.desk.offer_failed(self.ref, operator, acd_mod.OfferFailure.ERROR)
             return
         self.offers[operator] = leg
-        await self._stamp(offered_at=self._wall(), event="offered", detail={"operator": operator})
+        await self.journal.stamp(
+            offered_at=self._wall(), event="offered", detail={"operator": operator}
+        )
         centre.publish("call_offered", operator=operator, incident_id=self.incident_id)
 
-    async def _open_outbound(
+    async def open_outbound(
         self,
         *,
         role: LegRole,
@@ -937,6 +687,7 @@ class EmergencyCall:
         peer: Peer,
         purpose: str,
         extra_headers: list[tuple[str, str]] | None = None,
+        trunk: str | None = None,
     ) -> OutboundLeg:
         centre = self.centre
         advertise = centre.config.sip.advertise
@@ -980,9 +731,17 @@ class EmergencyCall:
             media=media,
             offer=offer,
             purpose=purpose,
+            trunk=trunk,
         )
         self._legs.append(leg)
-        leg.client_key = centre.endpoint.request(invite, peer, self._leg_handler(leg))
+        start_session(
+            leg,
+            centre.endpoint,
+            advertise=advertise,
+            user_agent=centre.user_agent,
+            on_event=self._leg_handler(leg),
+            credentials=trunk_credentials(centre.config, trunk),
+        )
         self.log.info("invite_sent", role=role.value, to=name, purpose=purpose)
         return leg
 
@@ -991,72 +750,65 @@ class EmergencyCall:
         if leg is None:
             return
         leg.cancelled = True
-        if leg.client_key is not None:
-            self.centre.endpoint.cancel(leg.client_key)
+        if leg.session is not None:
+            leg.session.hangup()  # CANCEL (a 2xx crossing it is the session's)
         # A cancelled offer never carries media, even if a 200 crosses the CANCEL.
         if leg.media in self.centre.media.legs:
             leg.media.close()
-        await self._event("offer_cancelled", {"operator": operator, "reason": reason})
+        await self.journal.event("offer_cancelled", {"operator": operator, "reason": reason})
         self.centre.publish("call_offer_cancelled", operator=operator, incident_id=self.incident_id)
 
     async def _on_leg_event(self, leg: OutboundLeg, event: TransactionEvent) -> None:
-        if isinstance(event, ResponseReceived):
-            await self._on_leg_response(leg, event.response)
-        elif isinstance(event, TransactionTimedOut | TransportFailed):
-            if event.request.method == "INVITE" and leg.state in ("calling", "ringing"):
-                await self._leg_failed(leg, 408, "no answer from the phone")
-            elif event.request.method == "OPTIONS":
-                self.post(OptionsResult(leg, alive=False))
-            elif event.request.method == "BYE":
-                self._close_leg_media(leg)
+        session = leg.session
+        if session is None:
+            return
+        was = session.state
+        events = session.receive(event, self._now())
+        if was is State.CANCELLING and session.state is State.TERMINATING:
+            # A 200 crossed our CANCEL: the session ACKs and hangs up. If the
+            # ACD took that answer, the operator is free again.
+            self.log.info("crossed_answer_hung_up", to=leg.name)
+            if leg.role is LegRole.OPERATOR and leg.purpose == "offer" and leg.acd_answer:
+                self.centre.desk.call_ended(leg.name, self.incident_id)
+        for session_event in events:
+            await self._on_leg_session_event(leg, session_event)
 
-    async def _on_leg_response(self, leg: OutboundLeg, response: Response) -> None:
-        method = response.cseq.method
-        if method == "OPTIONS":
-            self.post(OptionsResult(leg, alive=response.status not in (408, 481)))
-            return
-        if method != "INVITE":
-            if method == "BYE" and response.status >= 200:
-                self._close_leg_media(leg)
-            return
-        if response.status < 200:
-            if response.status > 100 and leg.state == "calling":
+    async def _on_leg_session_event(self, leg: OutboundLeg, event: SessionEvent) -> None:
+        if isinstance(event, Ringing):
+            if leg.state == "calling":
                 leg.state = "ringing"
                 if leg.role is LegRole.OPERATOR and not leg.cancelled:
-                    await self._event("ringing", {"operator": leg.name})
-            return
-        if 200 <= response.status < 300:
-            await self._on_leg_answered(leg, response)
-            return
-        if leg.state == "answered":
-            return  # a late error after we already connected: ignore
-        if retry_with_credentials(self.centre, leg, response, self._leg_handler(leg)):
-            return
-        await self._leg_failed(leg, response.status, response.reason)
+                    await self.journal.event("ringing", {"operator": leg.name})
+        elif isinstance(event, Answered):
+            await self._on_leg_answered(leg, event.response)
+        elif isinstance(event, Failed):
+            if leg.state != "answered":
+                reason = event.response.reason if event.response else "no answer from the phone"
+                await self._leg_failed(leg, event.status, reason)
+        elif isinstance(event, ChallengeAnswered):
+            self.log.info("trunk_challenge_answered", trunk=leg.trunk, status=event.status)
+        elif isinstance(event, ProbeAnswered):
+            self.post(OptionsResult(leg, alive=event.status not in (408, 481)))
+        elif isinstance(event, ProbeUnanswered):
+            self.post(OptionsResult(leg, alive=False))
+        elif isinstance(event, HungUp):
+            if event.reason is EndReason.REMOTE_BYE:
+                await self._leg_hung_up(leg, event.request)
+            elif event.reason is EndReason.DIALOG_GONE:
+                self.post(OptionsResult(leg, alive=False))
+            else:  # our BYE answered, or our CANCEL's 487
+                leg.state = "ended"
+                self._close_leg_media(leg)
+        elif isinstance(event, ReinviteReceived):
+            await self._leg_reinvite(leg, event)
+        elif isinstance(event, RequestArrived):
+            await self._leg_request(leg, event)
 
     async def _on_leg_answered(self, leg: OutboundLeg, response: Response) -> None:
         centre = self.centre
-        first = leg.dialog is None
-        dialog = leg.dialog
-        if dialog is None:
-            try:
-                dialog = leg.dialog = Dialog.as_uac(
-                    leg.invite,
-                    response,
-                    via_host=centre.config.sip.advertise,
-                    via_port=centre.endpoint.port,
-                    transport=leg.peer.transport,
-                    local_contact=centre.endpoint.contact("112", leg.peer.transport),
-                )
-            except SipParseError as exc:
-                self.log.warning("bad_2xx", error=exc.reason)
-                return
-            centre.register_dialog(dialog, self, leg)
-        # ACK every 2xx, retransmissions included (RFC 6026 §7.2).
-        ack = dialog.create_ack(leg.invite, response)
-        centre.endpoint.send_stateless(ack, self._leg_peer(leg))
-        if not first:
-            return  # a retransmission: our ACK crossed it, or was lost
+        assert leg.session is not None and leg.session.dialog is not None
+        leg.dialog = leg.session.dialog
+        centre.register_dialog(leg.dialog, self, leg)
         crossed = leg.state == "ended" or leg.cancelled
         leg.state = "answered"
         leg.answered_at = self._now()
@@ -1064,11 +816,11 @@ class EmergencyCall:
         if (
             crossed
             or self.done
-            or (is_offer and (self.phase != "queue" or leg.acd_answer is False))
+            or (is_offer and (self.phase is not Phase.QUEUE or leg.acd_answer is False))
         ):
             # The 200 crossed our CANCEL (RFC 3261 §9.1) or the caller left: hang up.
             self.log.info("crossed_answer_hung_up", to=leg.name)
-            await self._hangup_leg(leg, "crossed_cancel")
+            await self.hangup_leg(leg, "crossed_cancel")
             if is_offer and leg.acd_answer:
                 # The ACD took the answer; the call is gone after all: free the operator.
                 self.centre.desk.call_ended(leg.name, self.incident_id)
@@ -1078,7 +830,7 @@ class EmergencyCall:
             leg.negotiated = accept_answer(leg.offer, answer)
         except SdpError as exc:
             self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
-            await self._hangup_leg(leg, "bad_sdp")
+            await self.hangup_leg(leg, "bad_sdp")
             await self._leg_failed(leg, 488, "bad SDP answer")
             return
         n = leg.negotiated
@@ -1115,11 +867,6 @@ class EmergencyCall:
 
         return handler
 
-    def _leg_peer(self, leg: OutboundLeg) -> Peer:
-        # Send in-dialog requests where the phone's messages come from (NAT),
-        # on its TCP connection when it has one.
-        return leg.peer
-
     async def _operator_answered(self, leg: OutboundLeg) -> None:
         centre = self.centre
         operator = leg.name
@@ -1128,35 +875,29 @@ class EmergencyCall:
             try:
                 centre.desk.offer_answered(self.ref, operator)
             except acd_mod.AcdError:
-                await self._hangup_leg(leg, "offer_over")
+                await self.hangup_leg(leg, "offer_over")
                 return
-        self._queued = False
         self.operator = operator
         self.operator_leg = leg
         caller_media = self.caller.media
         assert caller_media is not None
-        self._set_phase("talking")
+        self.change_phase(Happening.OPERATOR_ANSWERED)
         caller_media.relay_with(leg.media)
         self.player = None
         now_wall = self._wall()
-        await self._stamp(
+        await self.journal.stamp(
             operator_answered_at=now_wall,
             operator=operator,
             event="operator_answered",
             detail={"operator": operator},
         )
-        if self.incident_id is not None:
-            try:
-                leg.leg_id = await centre.store.add_leg(
-                    self.incident_id,
-                    role=LegRole.OPERATOR,
-                    call_id=leg.invite.call_id,
-                    peer=f"{operator} {leg.peer}",
-                    codec=leg.media.codec.name,
-                    started_at=now_wall,
-                )
-            except Exception as exc:  # noqa: BLE001
-                self.log.error("leg_write_failed", error=str(exc))
+        leg.leg_id = await self.journal.add_leg(
+            role=LegRole.OPERATOR,
+            call_id=leg.invite.call_id,
+            peer=f"{operator} {leg.peer}",
+            codec=leg.media.codec.name,
+            started_at=now_wall,
+        )
         centre.publish("call_answered", operator=operator, incident_id=self.incident_id)
         self.log.info("bridged", operator=operator)
 
@@ -1170,7 +911,7 @@ class EmergencyCall:
             if leg.cancelled or not was_offer:
                 return
             failure = _offer_failure(status)
-            await self._event(
+            await self.journal.event(
                 "offer_failed", {"operator": leg.name, "status": status, "reason": reason}
             )
             self.centre.desk.offer_failed(self.ref, leg.name, failure)
@@ -1183,20 +924,14 @@ class EmergencyCall:
         if leg.dialog is not None and leg.state == "ended":
             self.centre.unregister_dialog(leg.dialog)
 
-    async def _hangup_leg(self, leg: OutboundLeg, why: str) -> None:
+    async def hangup_leg(self, leg: OutboundLeg, why: str) -> None:
         """End an outbound leg: BYE if answered, CANCEL if still ringing."""
         if leg.state == "ended":
             return
-        if leg.dialog is not None and leg.state == "answered":
-            if not leg.bye_sent:
-                leg.bye_sent = True
-                bye = leg.dialog.create_request(
-                    "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(why)}"')]
-                )
-                self.centre.endpoint.request(bye, self._leg_peer(leg), self._leg_handler(leg))
-        elif leg.client_key is not None:
+        if leg.state != "answered":
             leg.cancelled = True
-            self.centre.endpoint.cancel(leg.client_key)
+        if leg.session is not None:
+            leg.session.hangup(why)  # BYE when answered, CANCEL while it rings
         leg.state = "ended"
         # Media is released now; late packets go nowhere.
         if leg.media in self.centre.media.legs:
@@ -1206,59 +941,61 @@ class EmergencyCall:
         await self._end_leg_record(leg, why)
 
     async def _end_leg_record(self, leg: OutboundLeg, why: str) -> None:
-        if leg.leg_id is None:
-            return
-        try:
-            await self.centre.store.end_leg(
-                leg.leg_id, ended_at=self._wall(), reason=why, quality=_quality(leg.media)
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("leg_end_write_failed", error=str(exc))
+        await self.journal.end_leg(leg.leg_id, reason=why, quality=quality(leg.media))
 
     # -- requests from the peers ---------------------------------------------------
 
     async def _on_caller_request(self, m: CallerRequest) -> None:
-        req = m.request
-        method = req.method
-        dialog = self.caller.dialog
-        if dialog is not None:
-            status = dialog.receive_request(req)
-            if status is not None:
-                self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
-                return
-        if method == "BYE":
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 200))
-            await self._caller_hung_up()
-        elif method == "INVITE":
-            await self._caller_reinvite(m)
-        elif method == "INFO":
-            await self._caller_info(m)
-        elif method in ("OPTIONS", "UPDATE") and not req.body:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)])
-            )
-        else:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)])
-            )
+        events = self.caller_session.receive_request(m.request, m.server_key, self._now())
+        for event in events:
+            await self._on_caller_session_event(event)
 
-    async def _caller_info(self, m: CallerRequest) -> None:
+    async def _on_caller_event(self, m: CallerEvent) -> None:
+        for event in self.caller_session.receive(m.event, self._now()):
+            await self._on_caller_session_event(event)
+
+    async def _on_caller_session_event(self, event: SessionEvent) -> None:
+        if isinstance(event, HungUp):
+            if event.reason is EndReason.REMOTE_BYE:
+                await self._caller_hung_up()
+            elif event.reason is EndReason.DIALOG_GONE:
+                self.post(OptionsResult(None, alive=False))
+        elif isinstance(event, ReinviteReceived):
+            await self._caller_reinvite(event)
+        elif isinstance(event, RequestArrived):
+            if event.request.method == "INFO":
+                await self._caller_info(event)
+            else:
+                self.caller_session.respond(
+                    event.server_key, event.request, 501, headers=[("Allow", ALLOW)]
+                )
+        elif isinstance(event, ProbeAnswered):
+            self.post(OptionsResult(None, alive=True))
+        elif isinstance(event, ProbeUnanswered):
+            # The system never hangs up on a caller on a guess: only a 481 (the
+            # carrier says the dialog is gone) ends the call. A silent caller whose
+            # phone or trunk does not answer OPTIONS (pyVoIP does not; a loaded SBC
+            # may not) stays on the line and is probed again later.
+            self.log.warning("caller_probe_unanswered")
+            self.post(OptionsResult(None, alive=True))
+
+    async def _caller_info(self, m: RequestArrived) -> None:
         req = m.request
         event = digit_from_info(req.content_type or "", req.body, now=self._now())
         status = 200 if event is not None or not req.body else 415
-        self.centre.endpoint.respond(m.server_key, Response.for_request(req, status))
+        self.caller_session.respond(m.server_key, req, status)
         if event is not None:
             await self._on_digit(event)
 
-    async def _caller_reinvite(self, m: CallerRequest) -> None:
+    async def _caller_reinvite(self, m: ReinviteReceived) -> None:
         """Hold/resume or a media change from the caller's side."""
-        req = m.request
+        session = self.caller_session
         media = self.caller.media
         if media is None:
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, 500))
+            session.reject_reinvite(500)
             return
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(m.offer)
             self.caller.session_version += 1
             n = answer_offer(
                 offer,
@@ -1269,28 +1006,18 @@ class EmergencyCall:
                 current=self.caller.negotiated.codec if self.caller.negotiated else None,
             )
         except SdpError as exc:
-            self.centre.endpoint.respond(
-                m.server_key, Response.for_request(req, exc.status_hint, to_tag=self.caller.to_tag)
-            )
+            session.reject_reinvite(exc.status_hint)
             return
         assert n.answer is not None
         was_hold = self.caller.negotiated is not None and self.caller.negotiated.on_hold
         self._apply_caller_session(n)
-        ok = Response.for_request(
-            req,
-            200,
-            headers=[
-                ("Contact", self.centre.endpoint.contact("112", m.peer.transport)),
-                ("Content-Type", SDP),
-            ],
-            body=n.answer.serialize(),
-        )
-        self.centre.endpoint.respond(m.server_key, ok)
+        session.accept_reinvite(n.answer.serialize())
         if n.on_hold != was_hold:
-            await self._event("caller_hold" if n.on_hold else "caller_resume")
+            await self.journal.event("caller_hold" if n.on_hold else "caller_resume")
 
     def _on_caller_ack(self, ack: Request) -> None:
         self.caller.acked = True
+        self.caller_session.receive_ack(ack)
         if self._late_offer is not None and ack.body:
             media = self.caller.media
             try:
@@ -1306,67 +1033,71 @@ class EmergencyCall:
     async def _on_caller_cancelled(self, m: CallerCancelled) -> None:
         if self.caller.answered:
             return
-        resp = Response.for_request(self.caller.invite, 487, to_tag=m.to_tag)
-        self.centre.endpoint.respond(self.caller.server_key, resp)
-        await self._end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
+        if self.caller_session.receive_cancel(m.event):  # 487 sent, the session is over
+            await self.end(Status.ABANDONED, "caller_cancelled", bye_caller=False)
 
-    async def _on_ack_missing(self) -> None:
+    async def _on_ack_missing(self, m: CallerAckMissing) -> None:
+        if m.event is not None:
+            self.caller_session.receive(m.event, self._now())  # the session is taken as up
         media = self.caller.media
         if media is not None and self._now() - media.last_rx < 5.0:
             self.log.warning("ack_missing_but_media_flows")
             return
-        await self._end(Status.INTERRUPTED, "no_ack", bye_caller=True)
+        await self.end(Status.INTERRUPTED, "no_ack", bye_caller=True)
 
     async def _caller_hung_up(self) -> None:
         self.caller.ended = True
         if self.phase in CONNECTED_PHASES:
-            await self._end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
+            await self.end(Status.COMPLETED, "caller_hung_up", bye_caller=False)
         else:
-            await self._end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)
+            await self.end(Status.ABANDONED, f"caller_hung_up_in_{self.phase}", bye_caller=False)
 
     async def _on_leg_request(self, m: LegRequest) -> None:
         leg = m.leg
-        req = m.request
-        ep = self.centre.endpoint
-        if leg.dialog is not None:
-            status = leg.dialog.receive_request(req)
-            if status is not None:
-                ep.respond(m.server_key, Response.for_request(req, status))
-                return
-        if req.method == "BYE":
-            ep.respond(m.server_key, Response.for_request(req, 200))
-            leg.state = "ended"
-            if leg.media in self.centre.media.legs:
-                leg.media.close()
-            if leg.dialog is not None:
-                self.centre.unregister_dialog(leg.dialog)
-            await self._end_leg_record(leg, "bye")
-            if leg is self.operator_leg:
-                handoff = self.centre.handoff
-                if _abnormal_bye(req):
-                    await self._operator_lost("bye_with_failure_reason")
-                elif handoff is not None and await handoff.operator_left(self):
-                    pass  # a conference or a transfer keeps the caller connected
-                else:
-                    await self._end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
-            elif self.centre.handoff is not None:
-                await self.centre.handoff.leg_hung_up(self, leg)
-        elif req.method == "INVITE":
-            await self._leg_reinvite(leg, m)
-        elif req.method == "REFER" and self.centre.handoff is not None:
-            await self.centre.handoff.refer(self, leg, m)
-        elif req.method == "INFO":
-            ep.respond(m.server_key, Response.for_request(req, 200))
-        elif req.method in ("OPTIONS", "UPDATE", "NOTIFY") and not req.body:
-            ep.respond(m.server_key, Response.for_request(req, 200, headers=[("Allow", ALLOW)]))
-        else:
-            ep.respond(m.server_key, Response.for_request(req, 501, headers=[("Allow", ALLOW)]))
+        if leg.session is None:
+            self.centre.endpoint.respond(m.server_key, no_such_dialog(m.request))
+            return
+        for event in leg.session.receive_request(m.request, m.server_key, self._now()):
+            await self._on_leg_session_event(leg, event)
 
-    async def _leg_reinvite(self, leg: OutboundLeg, m: LegRequest) -> None:
+    async def _leg_request(self, leg: OutboundLeg, event: RequestArrived) -> None:
+        """INFO and REFER from a leg (the session answers keep-alives, BYE, re-INVITE)."""
+        request = event.request
+        handoff = self.centre.handoff
+        if request.method == "REFER" and handoff is not None:
+            await handoff.refer(self, leg, LegRequest(leg, request, event.server_key, leg.peer))
+        elif request.method == "INFO":
+            assert leg.session is not None
+            leg.session.respond(event.server_key, request, 200)
+        else:
+            assert leg.session is not None
+            leg.session.respond(event.server_key, request, 501, headers=[("Allow", ALLOW)])
+
+    async def _leg_hung_up(self, leg: OutboundLeg, bye: Request | None) -> None:
+        """The leg's phone sent BYE (the session answered it 200)."""
+        leg.state = "ended"
+        if leg.media in self.centre.media.legs:
+            leg.media.close()
+        if leg.dialog is not None:
+            self.centre.unregister_dialog(leg.dialog)
+        await self._end_leg_record(leg, "bye")
+        if leg is self.operator_leg:
+            handoff = self.centre.handoff
+            if bye is not None and _abnormal_bye(bye):
+                await self._operator_lost("bye_with_failure_reason")
+            elif handoff is not None and await handoff.operator_left(self):
+                pass  # a conference or a transfer keeps the caller connected
+            else:
+                await self.end(Status.COMPLETED, "operator_hung_up", bye_caller=True)
+        elif self.centre.handoff is not None:
+            await self.centre.handoff.leg_hung_up(self, leg)
+
+    async def _leg_reinvite(self, leg: OutboundLeg, m: ReinviteReceived) -> None:
         """The operator puts the caller on hold (sendonly/inactive) or resumes."""
-        req = m.request
+        session = leg.session
+        assert session is not None
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(m.offer)
             n = answer_offer(
                 offer,
                 local_address=self.centre.config.sip.advertise,
@@ -1376,7 +1107,7 @@ class EmergencyCall:
                 current=leg.negotiated.codec if leg.negotiated else None,
             )
         except SdpError as exc:
-            self.centre.endpoint.respond(m.server_key, Response.for_request(req, exc.status_hint))
+            session.reject_reinvite(exc.status_hint)
             return
         assert n.answer is not None
         leg.negotiated = n
@@ -1386,37 +1117,24 @@ class EmergencyCall:
             dtmf_pt=n.dtmf_pt,
             remote=(n.remote_address, n.remote_port) if n.should_send else None,
         )
-        self.centre.endpoint.respond(
-            m.server_key,
-            Response.for_request(
-                req,
-                200,
-                headers=[
-                    ("Contact", self.centre.endpoint.contact("112", leg.peer.transport)),
-                    ("Content-Type", SDP),
-                ],
-                body=n.answer.serialize(),
-            ),
-        )
+        session.accept_reinvite(n.answer.serialize())
         if leg is not self.operator_leg:
             return
-        if n.on_hold and self.phase == "talking":
-            self._set_phase("hold")
-            self._held_by_operator = True
+        if n.on_hold and self.phase is Phase.TALKING:
+            self.change_phase(Happening.OPERATOR_HELD)
             leg.media.idle()
             player = Player(self.caller.media.codec if self.caller.media else Codec.PCMA)
             player.loop(self.centre.prompts.get("hold_music", self.language, player.codec))
             self.player = player
             if self.caller.media is not None:
                 self.caller.media.play(player)
-            await self._event("hold", {"by": leg.name})
-        elif not n.on_hold and self.phase == "hold":
-            self._set_phase("talking")
-            self._held_by_operator = False
+            await self.journal.event("hold", {"by": leg.name})
+        elif not n.on_hold and self.phase is Phase.HOLD:
+            self.change_phase(Happening.OPERATOR_RESUMED)
             self.player = None
             if self.caller.media is not None:
                 self.caller.media.relay_with(leg.media)
-            await self._event("resume", {"by": leg.name})
+            await self.journal.event("resume", {"by": leg.name})
 
     # -- media liveness ---------------------------------------------------------------
 
@@ -1429,20 +1147,19 @@ class EmergencyCall:
         if (
             leg is not None
             and leg.state == "answered"
-            and leg.dialog is not None
+            and leg.session is not None
             and not leg.options_pending
             and (
-                (self.phase == "talking" and now - leg.media.last_rx > timeout)
+                (self.phase is Phase.TALKING and now - leg.media.last_rx > timeout)
                 # On hold a phone may rightly send no RTP: ask it now and then.
-                or (self.phase == "hold" and now - leg.probed_at > timeout)
+                or (self.phase is Phase.HOLD and now - leg.probed_at > timeout)
             )
-        ):
             # Silence from the operator's phone: is it still there?
+            and leg.session.probe(now)
+        ):
             leg.options_pending = True
             leg.probe += 1
             leg.probed_at = now
-            opts = leg.dialog.create_request("OPTIONS")
-            self.centre.endpoint.request(opts, self._leg_peer(leg), self._leg_handler(leg))
             self._arm("probe", now + PROBE_TIMEOUT_S, ProbeExpired(leg, leg.probe))
         media = self.caller.media
         if (
@@ -1450,27 +1167,12 @@ class EmergencyCall:
             and self.caller.dialog is not None
             and not self.caller.options_pending
             and now - media.last_rx > 2 * timeout
+            and self.caller_session.probe(now)
         ):
             self.caller.options_pending = True
-            opts = self.caller.dialog.create_request("OPTIONS")
-            self.centre.endpoint.request(opts, self.caller.peer, self._caller_options_handler)
         if self.caller.answered and not self.caller.acked and now - self.phase_since > 32:
             self.post(CallerAckMissing())
         self._arm("media", now + MEDIA_CHECK_S, MediaCheck())
-
-    def _caller_options_handler(self, event: TransactionEvent) -> None:
-        # The system never hangs up on a caller on a guess: only a 481 (the
-        # carrier says the dialog is gone) ends the call. A silent caller whose
-        # phone or trunk does not answer OPTIONS (pyVoIP does not; a loaded SBC
-        # may not) stays on the line and is probed again later.
-        if isinstance(event, ResponseReceived):
-            if event.response.status == 481:
-                self.post(OptionsResult(None, alive=False))
-            else:
-                self.post(OptionsResult(None, alive=True))
-        elif isinstance(event, TransactionTimedOut | TransportFailed):
-            self.log.warning("caller_probe_unanswered")
-            self.post(OptionsResult(None, alive=True))
 
     async def _on_options_result(self, m: OptionsResult) -> None:
         timeout = self.centre.config.queue.media_timeout_s
@@ -1483,7 +1185,7 @@ class EmergencyCall:
                 if media is not None:
                     media.last_rx = self._now()
                 return
-            await self._end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
+            await self.end(Status.INTERRUPTED, "caller_leg_lost", bye_caller=True)
             return
         leg = m.leg
         if not leg.options_pending:
@@ -1491,10 +1193,10 @@ class EmergencyCall:
         leg.options_pending = False
         if leg is self.operator_leg:
             self._cancel_timer("probe")
-        if m.alive or (self.phase == "talking" and self._now() - leg.media.last_rx < timeout):
+        if m.alive or (self.phase is Phase.TALKING and self._now() - leg.media.last_rx < timeout):
             leg.media.last_rx = self._now()  # alive but quiet (muted): check again later
             return
-        if leg is self.operator_leg and self.phase in ("talking", "hold"):
+        if leg is self.operator_leg and self.phase in (Phase.TALKING, Phase.HOLD):
             await self._operator_lost("no_rtp_no_options_answer")
 
     async def _on_probe_expired(self, m: ProbeExpired) -> None:
@@ -1510,13 +1212,12 @@ class EmergencyCall:
         operator = self.operator
         self.log.warning("operator_leg_lost", operator=operator, why=why)
         if leg is not None:
-            await self._hangup_leg(leg, why)
+            await self.hangup_leg(leg, why)
         self.operator_leg = None
-        await self._event("operator_lost", {"operator": operator, "why": why})
-        self._set_phase("queue")
+        await self.journal.event("operator_lost", {"operator": operator, "why": why})
+        self.change_phase(Happening.OPERATOR_LOST)
         self.player = None
         self.operator = None
-        self._queued = True
         desk = self.centre.desk
         if operator is None or not desk.operator_leg_lost(self.ref, operator):
             # The ACD no longer had the operator on this call: queue the caller
@@ -1543,7 +1244,7 @@ class EmergencyCall:
 
     # -- 8: the end -------------------------------------------------------------------
 
-    async def _end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
+    async def end(self, status: Status, reason: str, *, bye_caller: bool) -> None:
         """The call is over: every leg hung up, the recording sealed, the incident closed.
 
         In that order (DESIGN §2.8): the other legs are released first so no
@@ -1553,14 +1254,13 @@ class EmergencyCall:
         whatever happened before it: an incident never stays `active` after
         its call.
         """
-        if self.done:
+        if self.phase is Phase.ENDED:
             return
-        self.done = True
         self.status = status
         self.end_reason = reason
         self.log.info("call_ended", status=status.value, reason=reason, phase=self.phase)
         # Off the wallboard and /metrics at once, not after the awaits below.
-        self.phase = "ended"
+        self.change_phase(Happening.ENDED, publish=False)
         for name in list(self._timers):
             self._cancel_timer(name)
         operator = self.operator
@@ -1573,39 +1273,37 @@ class EmergencyCall:
             with self._guard("end_caller_leg"):
                 await self._end_caller_leg(ended_wall, reason)
         finally:
-            await self._close_incident(status, ended_wall, reason)
+            await self.journal.close_incident(status, ended_at=ended_wall, reason=reason)
             self.centre.publish(
                 "call_ended",
                 operator=operator,
                 incident_id=self.incident_id,
                 data={"status": status.value, "reason": reason},
             )
-            self.phase = "ended"
 
     async def _release_legs(self, reason: str, *, bye_caller: bool, status: Status) -> None:
         """Leave the queue, hang up every other leg, BYE (or refuse) the caller;
         one failing step never keeps the next from running."""
         centre = self.centre
         # The queue first: a caller leaving the queue frees any ringing operator.
-        # The ACD is asked, not `_queued`: its CallerQueued may still be in the inbox.
+        # The ACD is asked: its CallerQueued may still be in the inbox.
         with self._guard("leave_queue"):
-            if centre.desk.acd.is_queued(self.ref):
+            if centre.desk.is_queued(self.ref):
                 centre.desk.caller_left(self.ref)
-        self._queued = False
         for name, leg in list(self.offers.items()):
-            await self._event("offer_cancelled", {"operator": name, "reason": "caller_left"})
+            await self.journal.event("offer_cancelled", {"operator": name, "reason": "caller_left"})
             with self._guard("cancel_offer"):
-                await self._hangup_leg(leg, "caller_left")
+                await self.hangup_leg(leg, "caller_left")
         self.offers.clear()
         if self.operator_leg is not None:
             with self._guard("hang_up_operator"):
-                await self._hangup_leg(self.operator_leg, reason)
+                await self.hangup_leg(self.operator_leg, reason)
             if self.operator is not None:
                 with self._guard("operator_wrap_up"):
                     centre.desk.call_ended(self.operator, self.incident_id)
         for leg in list(self.other_legs):
             with self._guard("hang_up_leg"):
-                await self._hangup_leg(leg, reason)
+                await self.hangup_leg(leg, reason)
         for leg in self._legs:
             # Cancelled offers still waiting for their 487, failed hand-offs: no
             # media port may outlive the call.
@@ -1613,12 +1311,7 @@ class EmergencyCall:
                 leg.media.close()
         with self._guard("release_caller"):
             if bye_caller and self.caller.answered and not self.caller.ended:
-                dialog = self.caller.dialog
-                if dialog is not None:
-                    bye = dialog.create_request(
-                        "BYE", headers=[("Reason", f'SIP;cause=200;text="{_quote(reason)}"')]
-                    )
-                    centre.endpoint.request(bye, self.caller.peer, _ignore)
+                self.caller_session.hangup(reason)
             elif not self.caller.answered and not bye_caller and status is Status.INTERRUPTED:
                 self._reject_invite(503, reason, retry_after=True)
         if self.caller.dialog is not None:
@@ -1636,55 +1329,27 @@ class EmergencyCall:
         media = self.caller.media
         if media is None:
             return
-        quality = _quality(media)
+        measured = quality(media)
         if media in self.centre.media.legs:
             media.close()
-        if self.caller.leg_id is None:
-            return
-        try:
-            await self.centre.store.end_leg(
-                self.caller.leg_id, ended_at=ended_wall, reason=reason, quality=quality
-            )
-        except Exception as exc:  # noqa: BLE001
-            self.log.error("leg_end_write_failed", error=str(exc))
-
-    async def _close_incident(self, status: Status, ended_wall: float, reason: str) -> None:
-        if self.incident_id is None:
-            return
-        try:
-            await self.centre.store.close_incident(
-                self.incident_id, status=status, at=self._wall(), ended_at=ended_wall, reason=reason
-            )
-        except Exception as exc:  # noqa: BLE001 - logged with its ids; recovery closes it
-            self.log.error("incident_close_failed", error=str(exc))
+        await self.journal.end_leg(
+            self.caller.leg_id, reason=reason, quality=measured, ended_at=ended_wall
+        )
 
     async def _finish_recording(self) -> None:
-        recorder = self._recorder
-        if recorder is None:
+        recording = self.recording
+        if recording is None:
             return
-        self._recorder = None
+        self.recording = None
         if self.caller.media is not None:
             self.caller.media.attach_recorder(None)
-        await close_and_seal(self.centre, recorder, self.incident_id, self.log)
+        await self.journal.seal_recording(recording)
 
     # -- views -------------------------------------------------------------------------
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "incident_id": self.incident_id,
-            "caller": self.caller_number,
-            "category": self.category,
-            "phase": self.phase,
-            "operator": self.operator,
-        }
-
-
-def _ignore(event: TransactionEvent) -> None:
-    del event
-
 
 def outbound_request(
-    centre: Centre,
+    centre: CallServices,
     method: str,
     *,
     request_uri: str,
@@ -1724,83 +1389,6 @@ def outbound_request(
     return Request(method, request_uri, h, body)
 
 
-async def close_and_seal(
-    centre: Centre, recorder: IncidentRecorder, incident_id: str | None, log: Any
-) -> None:
-    """Close a recording (the rest written, header fixed) and seal it into the
-    incident's hash chain; failures are logged, never raised (the call is over)."""
-    try:
-        info = await centre.media.close_recorder(recorder)
-    except (OSError, ValueError) as exc:
-        log.error("recording_close_failed", error=str(exc))
-        return
-    if incident_id is None:
-        return
-    try:
-        await seal_recording(
-            centre.store,
-            incident_id,
-            info.path,
-            recordings_dir=centre.recordings_dir,
-            channels=info.channels,
-            duration_s=info.duration_s,
-            codec=info.codec,
-        )
-    except Exception as exc:  # noqa: BLE001
-        log.error("recording_seal_failed", error=str(exc))
-
-
-def retry_with_credentials(
-    centre: Centre,
-    leg: OutboundLeg,
-    response: Response,
-    handler: Callable[[TransactionEvent], None],
-) -> bool:
-    """Answer a carrier's 401/407 to one of our INVITEs over a trunk with
-    `[[trunk]] auth_user`/`auth_password` (RFC 3261 §22.2): the same INVITE
-    again, CSeq + 1, a new branch, with the credentials. Once per leg; True
-    when the new INVITE went out (the transaction layer ACKed the 4xx)."""
-    if response.status not in (401, 407) or leg.auth_tried or leg.trunk is None:
-        return False
-    trunk = centre.config.trunk_named(leg.trunk)
-    if trunk is None or not trunk.auth_user:
-        return False
-    challenge_header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-    answer_header = "Authorization" if response.status == 401 else "Proxy-Authorization"
-    try:
-        challenge = select_challenge(response.headers.get_all(challenge_header))
-        credentials = authorization_for(
-            challenge,
-            "INVITE",
-            leg.invite.uri,
-            trunk.auth_user,
-            trunk.auth_password,
-            cnonce=secrets.token_hex(8),
-            nc=1,
-            body=leg.invite.body,
-        )
-    except (SipParseError, ValueError) as exc:
-        log.warning("trunk_challenge_unanswerable", trunk=trunk.name, error=str(exc))
-        return False
-    old = leg.invite
-    h = Headers()
-    for name, value in old.headers:
-        if name in ("Authorization", "Proxy-Authorization"):
-            continue
-        if name == "Via":
-            h.add(name, value.split(";branch=", 1)[0] + f";branch={new_branch()};rport")
-        elif name == "CSeq":
-            h.add(name, f"{old.cseq.sequence + 1} INVITE")
-        else:
-            h.add(name, value)
-    h.add(answer_header, credentials)
-    leg.invite = Request("INVITE", old.uri, h, old.body)
-    leg.auth_tried = True
-    leg.client_key = centre.endpoint.request(leg.invite, leg.peer, handler)
-    log.info("trunk_challenge_answered", trunk=trunk.name, status=response.status)
-    return True
-
-
 def _offer_failure(status: int) -> acd_mod.OfferFailure:
     if status in (486, 600, 603):
         return acd_mod.OfferFailure.BUSY
@@ -1826,7 +1414,7 @@ def _abnormal_bye(request: Request) -> bool:
     return False
 
 
-def _ivr_event_kind(action: Any) -> str:
+def _ivr_event_kind(action: DigitAccepted | DigitRejected | InputTimedOut) -> str:
     if isinstance(action, DigitAccepted):
         return "ivr_digit"
     if isinstance(action, DigitRejected):
@@ -1834,12 +1422,12 @@ def _ivr_event_kind(action: Any) -> str:
     return "ivr_timeout"
 
 
-def _ivr_detail(action: Any) -> dict[str, Any]:
+def _ivr_detail(action: DigitAccepted | DigitRejected | InputTimedOut) -> dict[str, object]:
     if isinstance(action, DigitAccepted):
         return {"digit": action.digit, "meaning": action.meaning}
     if isinstance(action, DigitRejected):
         return {"digit": action.digit, "tries_used": action.tries_used}
-    return {"tries_used": getattr(action, "tries_used", None)}
+    return {"tries_used": action.tries_used}
 
 
 def _quote(text: str) -> str:
