@@ -14,12 +14,14 @@ import pytest
 
 from callcenter112.incidents import IncidentError, Status
 from callcenter112.media.g711 import Codec
-from callcenter112.recordings import (
+from callcenter112.records import (
     GENESIS_HASH,
     ProblemKind,
+    SqliteStore,
     VerifyReport,
     apply_retention,
     audit_entry_hash,
+    open_store,
     recording_entry_hash,
     seal_recording,
     sha256_file,
@@ -27,7 +29,6 @@ from callcenter112.recordings import (
     verify_recordings,
     wav_info,
 )
-from callcenter112.store import SqliteStore, open_store
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 DAY = 86_400.0

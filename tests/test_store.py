@@ -22,7 +22,7 @@ from callcenter112.incidents import (
     LegRole,
     Status,
 )
-from callcenter112.store import SCHEMA_VERSION, SqliteStore, StoreError, open_store
+from callcenter112.records import SCHEMA_VERSION, SqliteStore, StoreError, open_store
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 

@@ -87,7 +87,7 @@ def _command_groups() -> list[
     groups = []
     import importlib
 
-    for name in ("records_cli", "media.prompts_cli", "simulate", "web.users_cli"):
+    for name in ("records.cli", "media.prompts_cli", "simulate", "web.users_cli"):
         try:
             module = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ..incidents import Category, Status
-from ..store import SqliteStore
+from ..records import SqliteStore
 
 __all__ = ["TRANSITIONS_PER_CALL", "bench_store", "bench_store_async"]
 

@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..config import Config
 from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
-from ..store import Store, StoreError
+from ..records import Store, StoreError
 from . import api, audit, console, signin, telecom, wallboard
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing

@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
-from .config import Config, ConfigError, load_config
-from .incidents import (
+from ..config import Config, ConfigError, load_config
+from ..incidents import (
     INCIDENT_CSV_COLUMNS,
     AuditAction,
     Callback,
@@ -57,14 +57,15 @@ from .incidents import (
     incident_to_json,
     parse_timestamp,
 )
-from .recordings import VerifyReport, verify_audit, verify_recordings
-from .store import SqliteStore, StoreError, open_store
+from .evidence import VerifyReport, verify_audit, verify_recordings
+from .protocol import Store, StoreError
+from .sqlite import open_store
 
 __all__ = ["ProgressBar", "add_commands", "cli_actor"]
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
-Command = Callable[[SqliteStore, Config, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
 
 
 def cli_actor() -> str:
@@ -147,7 +148,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-async def _audit(store: SqliteStore, action: str, target: str, detail: dict[str, object]) -> None:
+async def _audit(store: Store, action: str, target: str, detail: dict[str, object]) -> None:
     await store.audit(
         actor=cli_actor(), action=action, target=target, detail=detail, at=time.time()
     )
@@ -249,7 +250,7 @@ def _incident_row(inc: Incident) -> list[str]:
     ]
 
 
-async def _incidents_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     items = await store.list_incidents(_query(args), limit=args.limit, offset=args.offset)
     await _audit(
         store,
@@ -339,7 +340,7 @@ def _show_text(rec: IncidentRecord, out: TextIO) -> None:
         out.write(f"  {format_timestamp(e.at)}  {e.kind:<18} {detail}\n")
 
 
-async def _incidents_show(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_show(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     rec = await store.get_incident(args.id)
     await _audit(store, AuditAction.VIEW, args.id, {"found": rec is not None})
     if rec is None:
@@ -364,7 +365,7 @@ class _HashingWriter(io.TextIOBase):
         return self.target.write(s)
 
 
-async def _incidents_export(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_export(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     query = _query(args)
     total = await store.count_incidents(query)
     bar = ProgressBar("export", sys.stderr, enabled=_progress_enabled(args))
@@ -422,7 +423,7 @@ async def _incidents_export(store: SqliteStore, cfg: Config, args: argparse.Name
     return 0
 
 
-async def _incidents_hold(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_hold(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     on = not args.release
     try:
         changed = await store.set_legal_hold(
@@ -461,7 +462,7 @@ def _report(what: str, report: VerifyReport, out: TextIO) -> None:
         out.write(f"{what}: FAILED, {len(report.problems)} problem(s)\n")
 
 
-async def _recordings_verify(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _recordings_verify(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     bar = ProgressBar("verify", sys.stderr, enabled=_progress_enabled(args))
     try:
         report = await verify_recordings(store, cfg.path(cfg.storage.recordings), progress=bar)
@@ -483,7 +484,7 @@ async def _recordings_verify(store: SqliteStore, cfg: Config, args: argparse.Nam
     return 0 if report.ok else 1
 
 
-async def _audit_verify(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _audit_verify(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     bar = ProgressBar("verify", sys.stderr, enabled=_progress_enabled(args))
     try:
         report = await verify_audit(store, progress=bar)
@@ -505,7 +506,7 @@ async def _audit_verify(store: SqliteStore, cfg: Config, args: argparse.Namespac
     return 0 if report.ok else 1
 
 
-async def _audit_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _audit_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     action: str | None = args.audit_action
     if args.target is None and action is None:
         head = await store.count_audit()
@@ -559,7 +560,7 @@ def _callback_row(cb: Callback) -> list[str]:
     ]
 
 
-async def _callbacks_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _callbacks_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     items = await store.list_callbacks(open_only=not args.all)
     await _audit(store, AuditAction.LIST, "callbacks", {"all": bool(args.all), "count": len(items)})
     if args.json:

@@ -14,16 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from callcenter112 import store as store_module
 from callcenter112.incidents import CallbackResult, LegQuality, LegRole, Status
-from callcenter112.recordings import (
+from callcenter112.records import (
     GENESIS_HASH,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Migration,
     audit_entry_hash,
+    migrate,
+    open_store,
     recording_entry_hash,
     verify_audit,
     verify_recordings,
 )
-from callcenter112.store import MIGRATIONS, SCHEMA_VERSION, Migration, migrate, open_store
+from callcenter112.records.sqlite import schema as store_module
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 IID = "20261128-0001"
