@@ -5,7 +5,7 @@
 * `queries` — `SqliteStore`, every operation of the `Store` protocol as SQL.
 """
 
-from .queries import SqliteStore, open_store
 from .schema import MIGRATIONS, SCHEMA_VERSION, Migration, migrate
+from .store import SqliteStore, open_store
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SqliteStore", "migrate", "open_store"]

@@ -1,20 +1,17 @@
-"""The SQLite store's operations: every `Store` write and read as SQL.
+"""The store's operations: every `Store` write and read, as SQL both engines run.
 
-`SqliteStore` adds the operations to the writer (`writer.SqliteWriter`): each
-write is a function run inside the writer's batch transaction, each read a
-function run on a reader connection in one snapshot.
+The SQL is the dialect SQLite 3.35+ and PostgreSQL 15 share (see `sql`), so
+the rules of each operation (transitions, legs, the recordings and audit
+chains, callbacks) have one home whatever the engine.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from ...incidents import (
+from ..incidents import (
     CALL_FLOW_FIELDS,
     SLA_THRESHOLDS_S,
     TIMESTAMP_FIELDS,
@@ -45,8 +42,8 @@ from ...incidents import (
     normalize_caller,
     validate_disposition_changes,
 )
-from ..chain import GENESIS_HASH, recording_entry_hash
-from ..protocol import OPERATOR_OFFLINE, Store
+from .chain import GENESIS_HASH, recording_entry_hash
+from .protocol import OPERATOR_OFFLINE
 from .rows import (
     _EVERY_INCIDENT,
     _INCIDENT_SELECT,
@@ -69,15 +66,28 @@ from .rows import (
     _recording,
     _relative_path,
 )
-from .writer import SqliteWriter
+from .sql import SqlConnection
 
-__all__ = ["SqliteStore", "open_store"]
+__all__ = ["StoreQueries"]
 
 T = TypeVar("T")
 
 
-class SqliteStore(SqliteWriter):
-    """The embedded `Store`: one SQLite file in WAL mode (see `SqliteWriter` for the options)."""
+class StoreQueries:
+    """Every `Store` operation, once, for both engines (mixed into an engine's writer).
+
+    A write is a function of the connection run by the writer inside the batch
+    transaction (`_write`); a read, one run on a reader connection in one
+    snapshot (`_read`).
+    """
+
+    _id_utc_offset_s: float
+
+    async def _write(self, run: Callable[[SqlConnection], T]) -> T:
+        raise NotImplementedError
+
+    async def _read(self, run: Callable[[SqlConnection], T]) -> T:
+        raise NotImplementedError
 
     # ======================================================================= writes
 
@@ -102,7 +112,7 @@ class SqliteStore(SqliteWriter):
         category = Category(category)
         day = incident_day(arrived_at, utc_offset_s=self._id_utc_offset_s)
 
-        def run(conn: sqlite3.Connection) -> str:
+        def run(conn: SqlConnection) -> str:
             seq = int(
                 conn.execute(
                     "INSERT INTO incident_days (day, last_seq) VALUES (?, 1)"
@@ -181,7 +191,7 @@ class SqliteStore(SqliteWriter):
         if event is not None:
             _check_word("event", event)
 
-        def run(conn: sqlite3.Connection) -> frozenset[str]:
+        def run(conn: SqlConnection) -> frozenset[str]:
             row = _incident_row(conn, incident_id)
             sets = dict(fields)
             stamped = [name for name in stamp_values if row[name] is None]
@@ -239,7 +249,7 @@ class SqliteStore(SqliteWriter):
         """
         status = Status(status)
 
-        def run(conn: sqlite3.Connection) -> int | None:
+        def run(conn: SqlConnection) -> int | None:
             row = _incident_row(conn, incident_id)
             current = Status(row["status"])
             check_transition(current, status)
@@ -289,7 +299,7 @@ class SqliteStore(SqliteWriter):
                 return list(json.loads(cast(str, value)))
             return value
 
-        def run(conn: sqlite3.Connection) -> dict[str, list[object]]:
+        def run(conn: SqlConnection) -> dict[str, list[object]]:
             row = _incident_row(conn, incident_id)
             sets: dict[str, object] = {}
             diff: dict[str, list[object]] = {}
@@ -324,7 +334,7 @@ class SqliteStore(SqliteWriter):
         """Put an incident on (or take it off) legal hold; audit-logged. True if it changed."""
         _check_word("actor", actor)
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: SqlConnection) -> bool:
             row = _incident_row(conn, incident_id)
             if bool(row["legal_hold"]) == on:
                 return False
@@ -356,7 +366,7 @@ class SqliteStore(SqliteWriter):
         """Attach a call leg; returns its id. See `incidents.check_leg_allowed` for the rule."""
         role = LegRole(role)
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             row = _incident_row(conn, incident_id)
             callback_open = (
                 conn.execute(
@@ -369,10 +379,10 @@ class SqliteStore(SqliteWriter):
             check_leg_allowed(Status(row["status"]), role, callback_leg_open=callback_open)
             cur = conn.execute(
                 "INSERT INTO call_legs (incident_id, role, call_id, peer, codec, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (incident_id, role.value, call_id, peer, codec, started_at),
             )
-            leg_id = int(cast(int, cur.lastrowid))
+            leg_id = int(cur.fetchone()[0])
             _insert_event(
                 conn,
                 incident_id,
@@ -393,7 +403,7 @@ class SqliteStore(SqliteWriter):
         reason but still gets missing `ended_at`/`quality` filled in.
         """
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: SqlConnection) -> bool:
             row: Row | None = conn.execute(
                 "SELECT * FROM call_legs WHERE id = ?", (leg_id,)
             ).fetchone()
@@ -430,7 +440,7 @@ class SqliteStore(SqliteWriter):
         Their `ended_at` stays unknown (NULL). Returns how many were closed.
         """
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             cur = conn.execute(
                 "UPDATE call_legs SET end_reason = ? WHERE end_reason IS NULL AND incident_id IN"
                 " (SELECT id FROM incidents WHERE status != 'active')",
@@ -454,17 +464,17 @@ class SqliteStore(SqliteWriter):
         """Note a recording being written (so crash recovery can find it); returns its id."""
         rel = _relative_path(path)
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             _incident_row(conn, incident_id)
-            try:
-                cur = conn.execute(
-                    "INSERT INTO recordings (incident_id, path, status, codec, channels,"
-                    " started_at) VALUES (?, ?, 'open', ?, ?, ?)",
-                    (incident_id, rel, codec, channels, started_at),
-                )
-            except sqlite3.IntegrityError:
-                raise IncidentError(f"recording {rel} already exists", status_hint=409) from None
-            recording_id = int(cast(int, cur.lastrowid))
+            # One writer runs one operation at a time: the check cannot race the insert.
+            if conn.execute("SELECT 1 FROM recordings WHERE path = ?", (rel,)).fetchone():
+                raise IncidentError(f"recording {rel} already exists", status_hint=409)
+            cur = conn.execute(
+                "INSERT INTO recordings (incident_id, path, status, codec, channels,"
+                " started_at) VALUES (?, ?, 'open', ?, ?, ?) RETURNING id",
+                (incident_id, rel, codec, channels, started_at),
+            )
+            recording_id = int(cur.fetchone()[0])
             _insert_event(conn, incident_id, started_at, "recording_started", {"path": rel})
             return recording_id
 
@@ -489,7 +499,7 @@ class SqliteStore(SqliteWriter):
         """
         rel = _relative_path(path)
 
-        def run(conn: sqlite3.Connection) -> Recording:
+        def run(conn: SqlConnection) -> Recording:
             _incident_row(conn, incident_id)
             existing: Row | None = conn.execute(
                 "SELECT * FROM recordings WHERE path = ?", (rel,)
@@ -540,10 +550,10 @@ class SqliteStore(SqliteWriter):
                 cur = conn.execute(
                     "INSERT INTO recordings (incident_id, path, status, started_at, codec,"
                     " channels, duration_s, size, sha256, sealed_at, seq, prev_hash, entry_hash)"
-                    " VALUES (?, ?, 'sealed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, 'sealed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (incident_id, rel, started_at, *values),
                 )
-                recording_id = int(cast(int, cur.lastrowid))
+                recording_id = int(cur.fetchone()[0])
             _insert_event(
                 conn,
                 incident_id,
@@ -560,7 +570,7 @@ class SqliteStore(SqliteWriter):
     async def mark_recording_lost(self, recording_id: int, *, at: float, reason: str) -> bool:
         """An open recording whose file never appeared; True if it was still open."""
 
-        def run(conn: sqlite3.Connection) -> bool:
+        def run(conn: SqlConnection) -> bool:
             row: Row | None = conn.execute(
                 "SELECT * FROM recordings WHERE id = ?", (recording_id,)
             ).fetchone()
@@ -593,7 +603,7 @@ class SqliteStore(SqliteWriter):
         _check_word("actor", actor)
         ids = list(recording_ids)
 
-        def run(conn: sqlite3.Connection) -> list[Recording]:
+        def run(conn: SqlConnection) -> list[Recording]:
             done: list[Recording] = []
             for recording_id in ids:
                 row: Row | None = conn.execute(
@@ -644,7 +654,7 @@ class SqliteStore(SqliteWriter):
         if target == "anonymous":
             target = None
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             _incident_row(conn, incident_id)
             return _insert_callback(conn, incident_id, target, reason, at)
 
@@ -660,7 +670,7 @@ class SqliteStore(SqliteWriter):
         """
         _check_word("actor", actor)
 
-        def run(conn: sqlite3.Connection) -> Callback:
+        def run(conn: SqlConnection) -> Callback:
             row = _callback_row(conn, callback_id)
             status = CallbackStatus(row["status"])
             if status is CallbackStatus.CLOSED:
@@ -705,15 +715,16 @@ class SqliteStore(SqliteWriter):
         result = CallbackResult(result)
         _check_word("actor", actor)
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             row = _callback_row(conn, callback_id)
             if row["status"] == CallbackStatus.CLOSED.value:
                 raise IncidentError(f"callback {callback_id} is closed", status_hint=409)
             cur = conn.execute(
                 "INSERT INTO callback_attempts (callback_id, at, actor, result, note, leg_id)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (callback_id, at, actor, result.value, note, leg_id),
             )
+            attempt_id = int(cur.fetchone()[0])
             _insert_event(
                 conn,
                 row["incident_id"],
@@ -721,7 +732,7 @@ class SqliteStore(SqliteWriter):
                 "callback_attempt",
                 {"callback_id": callback_id, "by": actor, "result": result.value, "note": note},
             )
-            return int(cast(int, cur.lastrowid))
+            return attempt_id
 
         return await self._write(run)
 
@@ -732,7 +743,7 @@ class SqliteStore(SqliteWriter):
         _check_word("actor", actor)
         _check_word("outcome", outcome, limit=200)
 
-        def run(conn: sqlite3.Connection) -> Callback:
+        def run(conn: SqlConnection) -> Callback:
             row = _callback_row(conn, callback_id)
             if row["status"] == CallbackStatus.CLOSED.value:
                 raise IncidentError(f"callback {callback_id} is already closed", status_hint=409)
@@ -764,7 +775,7 @@ class SqliteStore(SqliteWriter):
         _check_word("operator", operator)
         _check_word("state", state)
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: SqlConnection) -> None:
             conn.execute(
                 "INSERT INTO operator_states (operator, state, reason, at) VALUES (?, ?, ?, ?)",
                 (operator, state, reason, at),
@@ -778,11 +789,12 @@ class SqliteStore(SqliteWriter):
         them back and checks each phone with OPTIONS, so operators are not
         offline until their phones happen to re-register."""
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: SqlConnection) -> None:
             conn.execute("DELETE FROM registrations")
             conn.executemany(
-                "INSERT OR REPLACE INTO registrations (operator, binding_key, binding, expires_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO registrations (operator, binding_key, binding, expires_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (operator, binding_key) DO UPDATE"
+                " SET binding = excluded.binding, expires_at = excluded.expires_at",
                 list(rows),
             )
 
@@ -791,7 +803,7 @@ class SqliteStore(SqliteWriter):
     async def load_registrations(self, *, now: float) -> list[tuple[str, str, str, float]]:
         """Saved registrations that have not expired by `now` (wall clock)."""
 
-        def run(conn: sqlite3.Connection) -> list[tuple[str, str, str, float]]:
+        def run(conn: SqlConnection) -> list[tuple[str, str, str, float]]:
             rows = conn.execute(
                 "SELECT operator, binding_key, binding, expires_at FROM registrations"
                 " WHERE expires_at > ? ORDER BY operator, binding_key",
@@ -812,7 +824,7 @@ class SqliteStore(SqliteWriter):
         """
         _check_word("reason", reason)
 
-        def run(conn: sqlite3.Connection) -> tuple[str, ...]:
+        def run(conn: SqlConnection) -> tuple[str, ...]:
             closed: list[str] = []
             operators = [
                 str(r[0])
@@ -848,7 +860,7 @@ class SqliteStore(SqliteWriter):
         _check_word("actor", actor, limit=200)
         _check_word("action", action)
 
-        def run(conn: sqlite3.Connection) -> AuditEntry:
+        def run(conn: SqlConnection) -> AuditEntry:
             return _insert_audit(
                 conn, at=at, actor=actor, action=action, target=target, detail=detail
             )
@@ -860,7 +872,7 @@ class SqliteStore(SqliteWriter):
     async def get_incident(self, incident_id: str) -> IncidentRecord | None:
         """One incident with its legs, timeline, recordings and callbacks; None if unknown."""
 
-        def run(conn: sqlite3.Connection) -> IncidentRecord | None:
+        def run(conn: SqlConnection) -> IncidentRecord | None:
             row = conn.execute(_INCIDENT_SELECT + " WHERE id = ?", (incident_id,)).fetchone()
             if row is None:
                 return None
@@ -917,7 +929,7 @@ class SqliteStore(SqliteWriter):
         sql = f"{_INCIDENT_SELECT}{where} ORDER BY arrived_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [-1 if limit is None else limit, offset]
 
-        def run(conn: sqlite3.Connection) -> list[Incident]:
+        def run(conn: SqlConnection) -> list[Incident]:
             return [_incident(r) for r in conn.execute(sql, params)]
 
         return await self._read(run)
@@ -925,7 +937,7 @@ class SqliteStore(SqliteWriter):
     async def count_incidents(self, query: IncidentQuery = _EVERY_INCIDENT) -> int:
         where, params = _query_where(query)
 
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             return int(conn.execute(f"SELECT COUNT(*) FROM incidents{where}", params).fetchone()[0])
 
         return await self._read(run)
@@ -948,7 +960,7 @@ class SqliteStore(SqliteWriter):
             sql = f"{_INCIDENT_SELECT}{clause} ORDER BY arrived_at DESC, id DESC LIMIT ?"
             extra.append(page)
 
-            def run(conn: sqlite3.Connection, sql: str = sql, args: list[object] = extra) -> Any:
+            def run(conn: SqlConnection, sql: str = sql, args: list[object] = extra) -> Any:
                 return [_incident(r) for r in conn.execute(sql, args)]
 
             rows: list[Incident] = await self._read(run)
@@ -966,7 +978,7 @@ class SqliteStore(SqliteWriter):
         if caller == "anonymous":
             return []
 
-        def run(conn: sqlite3.Connection) -> list[Incident]:
+        def run(conn: SqlConnection) -> list[Incident]:
             return [
                 _incident(r)
                 for r in conn.execute(
@@ -992,7 +1004,7 @@ class SqliteStore(SqliteWriter):
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         params.append(-1 if limit is None else limit)
 
-        def run(conn: sqlite3.Connection) -> list[Callback]:
+        def run(conn: SqlConnection) -> list[Callback]:
             rows = conn.execute(
                 f"SELECT * FROM callbacks{where} ORDER BY created_at, id LIMIT ?", params
             ).fetchall()
@@ -1025,7 +1037,7 @@ class SqliteStore(SqliteWriter):
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         params.append(limit)
 
-        def run(conn: sqlite3.Connection) -> list[OperatorStateChange]:
+        def run(conn: SqlConnection) -> list[OperatorStateChange]:
             return [
                 OperatorStateChange(
                     operator=r["operator"], state=r["state"], reason=r["reason"], at=r["at"]
@@ -1057,19 +1069,19 @@ class SqliteStore(SqliteWriter):
         params.append(-1 if limit is None else limit)
         sql = f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
 
-        def run(conn: sqlite3.Connection) -> list[AuditEntry]:
+        def run(conn: SqlConnection) -> list[AuditEntry]:
             return [_audit_entry(r) for r in conn.execute(sql, params)]
 
         return await self._read(run)
 
     async def count_audit(self) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             return int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
 
         return await self._read(run)
 
     async def list_open_recordings(self) -> list[Recording]:
-        def run(conn: sqlite3.Connection) -> list[Recording]:
+        def run(conn: SqlConnection) -> list[Recording]:
             return [
                 _recording(r)
                 for r in conn.execute(
@@ -1082,7 +1094,7 @@ class SqliteStore(SqliteWriter):
     async def recording_chain(self, *, after_seq: int = 0, limit: int = 1000) -> list[Recording]:
         """Sealed recordings in chain order (seq ascending), tombstones included."""
 
-        def run(conn: sqlite3.Connection) -> list[Recording]:
+        def run(conn: SqlConnection) -> list[Recording]:
             return [
                 _recording(r)
                 for r in conn.execute(
@@ -1095,7 +1107,7 @@ class SqliteStore(SqliteWriter):
         return await self._read(run)
 
     async def count_recording_chain(self) -> int:
-        def run(conn: sqlite3.Connection) -> int:
+        def run(conn: SqlConnection) -> int:
             return int(
                 conn.execute("SELECT COUNT(*) FROM recordings WHERE seq IS NOT NULL").fetchone()[0]
             )
@@ -1105,7 +1117,7 @@ class SqliteStore(SqliteWriter):
     async def recording_paths(self) -> frozenset[str]:
         """Every recording path the store knows, whatever its status."""
 
-        def run(conn: sqlite3.Connection) -> frozenset[str]:
+        def run(conn: SqlConnection) -> frozenset[str]:
             return frozenset(r[0] for r in conn.execute("SELECT path FROM recordings"))
 
         return await self._read(run)
@@ -1115,7 +1127,7 @@ class SqliteStore(SqliteWriter):
     ) -> list[Recording]:
         """Sealed, not yet deleted recordings sealed before `before`, not on legal hold."""
 
-        def run(conn: sqlite3.Connection) -> list[Recording]:
+        def run(conn: SqlConnection) -> list[Recording]:
             return [
                 _recording(r)
                 for r in conn.execute(
@@ -1136,14 +1148,15 @@ class SqliteStore(SqliteWriter):
         )
         sql = (
             "SELECT COUNT(*), COUNT(operator_answered_at),"
-            " COALESCE(SUM(status = 'abandoned'), 0), COALESCE(SUM(status = 'interrupted'), 0),"
-            " COALESCE(SUM(status = 'active'), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'abandoned' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'interrupted' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0),"
             " AVG(operator_answered_at - arrived_at), MAX(operator_answered_at - arrived_at),"
             f" {bands} FROM incidents WHERE arrived_at >= ? AND arrived_at < ?"
         )
         end = float("inf") if until is None else until
 
-        def run(conn: sqlite3.Connection) -> SlaSummary:
+        def run(conn: SqlConnection) -> SlaSummary:
             r = conn.execute(sql, (since, end)).fetchone()
             within = {s: int(r[7 + i]) for i, s in enumerate(SLA_THRESHOLDS_S)}
             return SlaSummary(
@@ -1167,7 +1180,7 @@ class SqliteStore(SqliteWriter):
         """Calls each operator answered in [since, until) (by operator_answered_at)."""
         end = float("inf") if until is None else until
 
-        def run(conn: sqlite3.Connection) -> dict[str, int]:
+        def run(conn: SqlConnection) -> dict[str, int]:
             return {
                 str(r[0]): int(r[1])
                 for r in conn.execute(
@@ -1179,18 +1192,3 @@ class SqliteStore(SqliteWriter):
             }
 
         return await self._read(run)
-
-
-@asynccontextmanager
-async def open_store(path: str | Path, **options: Any) -> AsyncIterator[SqliteStore]:
-    """``async with open_store(path) as store:`` — open, yield, always close."""
-    store = SqliteStore(path, **options)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
-def _conforms(store: SqliteStore) -> Store:
-    return store  # mypy checks here that SqliteStore implements the protocol

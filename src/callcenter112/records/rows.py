@@ -1,4 +1,4 @@
-"""Row mapping and the statements shared by the SQLite store's write operations.
+"""Row mapping and the statements shared by the store's write operations (both engines).
 
 Every function here runs on the writer thread (or a reader thread) with the
 connection it is given; none of them commits.
@@ -7,12 +7,11 @@ connection it is given; none of them commits.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import cast
 
-from ...incidents import (
+from ..incidents import (
     TIMESTAMP_FIELDS,
     AuditEntry,
     Callback,
@@ -33,7 +32,8 @@ from ...incidents import (
     canonical_json,
     normalize_caller,
 )
-from ..chain import GENESIS_HASH, audit_entry_hash
+from .chain import GENESIS_HASH, audit_entry_hash
+from .sql import SqlConnection, SqlRow
 
 __all__: list[str] = []
 
@@ -63,7 +63,7 @@ _INCIDENT_COLUMNS = (
 _EVERY_INCIDENT = IncidentQuery()
 _INCIDENT_SELECT = "SELECT " + ", ".join(_INCIDENT_COLUMNS) + " FROM incidents"
 
-Row = sqlite3.Row
+Row = SqlRow
 
 
 def _opt_float(value: object) -> float | None:
@@ -197,7 +197,7 @@ def _audit_entry(row: Row) -> AuditEntry:
 # --------------------------------------------------------------------------- inside write ops
 
 
-def _incident_row(conn: sqlite3.Connection, incident_id: str) -> Row:
+def _incident_row(conn: SqlConnection, incident_id: str) -> Row:
     row: Row | None = conn.execute(_INCIDENT_SELECT + " WHERE id = ?", (incident_id,)).fetchone()
     if row is None:
         raise IncidentError(f"no incident {incident_id!r}", status_hint=404)
@@ -205,7 +205,7 @@ def _incident_row(conn: sqlite3.Connection, incident_id: str) -> Row:
 
 
 def _insert_event(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     incident_id: str,
     at: float,
     kind: str,
@@ -219,7 +219,7 @@ def _insert_event(
 
 
 def _insert_audit(
-    conn: sqlite3.Connection,
+    conn: SqlConnection,
     *,
     at: float,
     actor: str,
@@ -261,14 +261,14 @@ def _insert_audit(
 
 
 def _insert_callback(
-    conn: sqlite3.Connection, incident_id: str, number: str | None, reason: str, at: float
+    conn: SqlConnection, incident_id: str, number: str | None, reason: str, at: float
 ) -> int:
     cur = conn.execute(
         "INSERT INTO callbacks (incident_id, number, reason, status, created_at)"
-        " VALUES (?, ?, ?, 'open', ?)",
+        " VALUES (?, ?, ?, 'open', ?) RETURNING id",
         (incident_id, number, reason, at),
     )
-    callback_id = int(cast(int, cur.lastrowid))
+    callback_id = int(cur.fetchone()[0])
     _insert_event(
         conn,
         incident_id,
@@ -279,7 +279,7 @@ def _insert_callback(
     return callback_id
 
 
-def _callback_row(conn: sqlite3.Connection, callback_id: int) -> Row:
+def _callback_row(conn: SqlConnection, callback_id: int) -> Row:
     row: Row | None = conn.execute(
         "SELECT * FROM callbacks WHERE id = ?", (callback_id,)
     ).fetchone()
@@ -288,7 +288,7 @@ def _callback_row(conn: sqlite3.Connection, callback_id: int) -> Row:
     return row
 
 
-def _load_callback(conn: sqlite3.Connection, callback_id: int) -> Callback:
+def _load_callback(conn: SqlConnection, callback_id: int) -> Callback:
     row = _callback_row(conn, callback_id)
     attempts = [
         _attempt(r)
