@@ -12,6 +12,7 @@ audit log and sealed recordings append-only, the same hash chains
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..incidents import (
@@ -30,7 +31,7 @@ from ..incidents import (
     Status,
 )
 
-__all__ = ["OPERATOR_OFFLINE", "Store", "StoreError"]
+__all__ = ["OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
 
 # The operator state that ends a session in the history; `acd.OperatorState.OFFLINE`'s value
 # (the store keeps states as text and does not depend on the ACD).
@@ -49,6 +50,23 @@ class StoreError(Exception):
         self.status_hint = status_hint
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreHealth:
+    """The store's view of its database, for the wallboard and /metrics.
+
+    `available` is False while the engine rides out an outage (PostgreSQL
+    unreachable): writes then wait in memory, `queued_writes` of them, since
+    `outage_since` (epoch seconds), and are written when it returns (bounds:
+    docs/deployment.md).
+    """
+
+    engine: str  # "sqlite" | "postgresql"
+    available: bool
+    outage_since: float | None = None
+    reason: str | None = None
+    queued_writes: int = 0
+
+
 # --------------------------------------------------------------------------- the interface
 
 
@@ -59,6 +77,13 @@ class Store(Protocol):
     seconds passed in by the caller. Unknown ids and rule violations raise
     `IncidentError`; database failures raise `StoreError`.
     """
+
+    # -- lifecycle and health
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def health(self) -> StoreHealth: ...
 
     # -- incidents
     async def create_incident(
@@ -266,5 +291,3 @@ class Store(Protocol):
     async def operator_call_counts(
         self, since: float, until: float | None = None
     ) -> dict[str, int]: ...
-
-    async def close(self) -> None: ...

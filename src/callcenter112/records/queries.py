@@ -71,6 +71,7 @@ from .sql import SqlConnection
 __all__ = ["StoreQueries"]
 
 T = TypeVar("T")
+_NO_LIMIT = 1 << 62  # "no LIMIT" for both engines (PostgreSQL refuses SQLite's -1)
 
 
 class StoreQueries:
@@ -116,7 +117,7 @@ class StoreQueries:
             seq = int(
                 conn.execute(
                     "INSERT INTO incident_days (day, last_seq) VALUES (?, 1)"
-                    " ON CONFLICT(day) DO UPDATE SET last_seq = last_seq + 1"
+                    " ON CONFLICT(day) DO UPDATE SET last_seq = incident_days.last_seq + 1"
                     " RETURNING last_seq",
                     (day,),
                 ).fetchone()[0]
@@ -927,7 +928,7 @@ class StoreQueries:
         """Incidents matching `query`, newest arrival first."""
         where, params = _query_where(query)
         sql = f"{_INCIDENT_SELECT}{where} ORDER BY arrived_at DESC, id DESC LIMIT ? OFFSET ?"
-        params += [-1 if limit is None else limit, offset]
+        params += [_NO_LIMIT if limit is None else limit, offset]
 
         def run(conn: SqlConnection) -> list[Incident]:
             return [_incident(r) for r in conn.execute(sql, params)]
@@ -1002,7 +1003,7 @@ class StoreQueries:
             clauses.append("incident_id = ?")
             params.append(incident_id)
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-        params.append(-1 if limit is None else limit)
+        params.append(_NO_LIMIT if limit is None else limit)
 
         def run(conn: SqlConnection) -> list[Callback]:
             rows = conn.execute(
@@ -1066,7 +1067,7 @@ class StoreQueries:
         if action is not None:
             clauses.append("action = ?")
             params.append(action)
-        params.append(-1 if limit is None else limit)
+        params.append(_NO_LIMIT if limit is None else limit)
         sql = f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
 
         def run(conn: SqlConnection) -> list[AuditEntry]:

@@ -26,7 +26,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Self, TypeVar, cast
 
-from .protocol import StoreError
+from .protocol import StoreError, StoreHealth
 from .sql import SqlConnection
 
 __all__ = ["GroupCommitWriter", "WriterOptions"]
@@ -89,6 +89,19 @@ class GroupCommitWriter:
         self.commits = 0
         self.write_ops = 0
         self.largest_batch = 0
+        # Set while the engine rides out a database outage (`_ride_out`).
+        self._outage_since: float | None = None
+        self._outage_reason: str | None = None
+
+    def health(self) -> StoreHealth:
+        """Is the database reachable, and how many writes wait (cheap: for the wallboard)."""
+        return StoreHealth(
+            engine=self.engine,
+            available=self._outage_since is None,
+            outage_since=self._outage_since,
+            reason=self._outage_reason,
+            queued_writes=self.queued_writes,
+        )
 
     # -- lifecycle
 
