@@ -27,7 +27,7 @@ import pytest
 from callcenter112.records import open_store
 from callcenter112.records.postgres import open_pg_store
 
-__all__ = ["ENGINES", "RawDatabase", "StoreFactory", "engine", "store", "stores"]
+__all__ = ["ENGINES", "RawDatabase", "StoreFactory", "engine", "raw_for", "store", "stores"]
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -95,3 +95,10 @@ def stores(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store
 async def store(stores: StoreFactory) -> AsyncIterator[Any]:
     async with stores.open() as s:
         yield s
+
+
+def raw_for(store: Any) -> RawDatabase:
+    """A `RawDatabase` beside an open store of either engine."""
+    if hasattr(store, "dsn"):
+        return RawDatabase("postgresql", store.dsn)
+    return RawDatabase("sqlite", str(store.path))

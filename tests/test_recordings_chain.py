@@ -9,13 +9,12 @@ recording, and that the page shows the first of them.
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
 from callcenter112.incidents import Recording, RecordingStatus
-from callcenter112.records import SqliteStore, open_store, verify_recordings
+from callcenter112.records import SqliteStore, verify_recordings
 from callcenter112.records.chain import (
     GENESIS_HASH,
     FileSeen,
@@ -26,7 +25,10 @@ from callcenter112.records.chain import (
 from callcenter112.records.evidence import check_sealed_recording
 from callcenter112.web.audit import check_recording
 from callcenter112.web.context import WebContext
+from store_engines import StoreFactory, raw_for
 from test_recordings import T0, _call_with_recording
+
+pytest_plugins = ("pg_support", "store_engines")  # every test runs on both engines
 
 
 @dataclass
@@ -46,21 +48,21 @@ async def _every_recording(store: SqliteStore) -> list[Recording]:
     return await store.recording_chain(after_seq=-100, limit=1000)
 
 
-async def test_walk_and_page_agree_on_tampered_data(tmp_path: Path) -> None:
+async def test_walk_and_page_agree_on_tampered_data(tmp_path: Path, stores: StoreFactory) -> None:
     recdir = tmp_path / "recordings"
     recdir.mkdir()
-    async with open_store(tmp_path / "db.sqlite3") as store:
+    async with stores.open() as store:
         paths = [(await _call_with_recording(store, recdir, n))[1] for n in range(9)]
         # A changed file and a missing file.
         paths[0].chmod(0o644)
         paths[0].write_bytes(paths[0].read_bytes()[:-1] + b"\x00")
         paths[1].chmod(0o644)
         paths[1].unlink()
-        raw = sqlite3.connect(store.path, isolation_level=None)
-        raw.execute("DROP TRIGGER recordings_chain_immutable")
-        raw.execute("DROP TRIGGER recordings_chain_no_delete")
+        raw = raw_for(store)
+        raw.drop_trigger("recordings_chain_immutable", "recordings")
+        raw.drop_trigger("recordings_chain_no_delete", "recordings")
         # An edited entry, a removed entry, two swapped entries, an unaudited tombstone.
-        raw.execute("UPDATE recordings SET incident_id = '20261128-0099' WHERE seq = 3")
+        raw.execute("UPDATE recordings SET sealed_at = sealed_at + 1 WHERE seq = 3")
         raw.execute("DELETE FROM recordings WHERE seq = 5")
         raw.execute("UPDATE recordings SET seq = -1 WHERE seq = 7")
         raw.execute("UPDATE recordings SET seq = 7 WHERE seq = 8")
@@ -101,10 +103,12 @@ async def test_walk_and_page_agree_on_tampered_data(tmp_path: Path) -> None:
         assert statuses[rel[8]] == "broken_link"
 
 
-async def test_a_tombstone_with_its_audit_entry_passes_both(tmp_path: Path) -> None:
+async def test_a_tombstone_with_its_audit_entry_passes_both(
+    tmp_path: Path, stores: StoreFactory
+) -> None:
     recdir = tmp_path / "recordings"
     recdir.mkdir()
-    async with open_store(tmp_path / "db.sqlite3") as store:
+    async with stores.open() as store:
         _, path = await _call_with_recording(store, recdir, 1)
         [rec] = await _every_recording(store)
         await store.tombstone_recordings([rec.id], actor="retention", at=T0 + 9)
