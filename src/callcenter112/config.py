@@ -229,8 +229,24 @@ class CentreConfig(_Section):
 
 
 class StorageConfig(_Section):
+    # A SQLite file (default; ``sqlite:PATH`` also accepted) or a PostgreSQL DSN
+    # ``postgresql://user@host1:5432,host2:5432/db?target_session_attrs=read-write``.
     database: str = "data/callcenter112.sqlite3"
     recordings: str = "data/recordings"
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty: give a SQLite file path or a postgresql:// DSN")
+        if "://" in v and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{v.split('://')[0]}:// is not a database this server knows: give a SQLite "
+                "file path or a postgresql:// DSN"
+            )
+        if v.startswith(("postgresql://", "postgres://")) and not v.split("://", 1)[1].strip("/"):
+            raise ValueError("the postgresql:// DSN names no host")
+        return v
 
 
 class RecordingsConfig(_Section):

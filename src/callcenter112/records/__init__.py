@@ -1,7 +1,8 @@
 """The records: incidents, the audit log and the recordings, and their integrity.
 
 * `protocol` — the `Store` protocol every engine implements (and `StoreError`);
-* `sqlite/` — the embedded engine (default);
+* `sqlite/` — the embedded engine (default); `postgres/` — PostgreSQL 15;
+* `engines` — which engine ``[storage] database`` names;
 * `chain` — the hash-chain rules, pure, used by every checker;
 * `evidence` — sealing and verifying recordings and the audit chain;
 * `retention` — deleting old recordings (tombstones, audit-logged);
@@ -16,6 +17,7 @@ from .chain import (
     audit_entry_hash,
     recording_entry_hash,
 )
+from .engines import is_postgresql, new_store, open_database
 from .evidence import (
     READ_ONLY_MODE,
     VerifyReport,
@@ -26,7 +28,7 @@ from .evidence import (
     verify_recordings,
     wav_info,
 )
-from .protocol import OPERATOR_OFFLINE, Store, StoreError
+from .protocol import OPERATOR_OFFLINE, Store, StoreError, StoreHealth
 from .recovery import RecoveryReport, recover_after_crash
 from .retention import RetentionReport, apply_retention
 from .sqlite import MIGRATIONS, SCHEMA_VERSION, Migration, SqliteStore, migrate, open_store
@@ -45,11 +47,15 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreHealth",
     "VerifyReport",
     "WavInfo",
     "apply_retention",
     "audit_entry_hash",
+    "is_postgresql",
     "migrate",
+    "new_store",
+    "open_database",
     "open_store",
     "recording_entry_hash",
     "recover_after_crash",

@@ -57,9 +57,9 @@ from ..incidents import (
     incident_to_json,
     parse_timestamp,
 )
+from .engines import open_database
 from .evidence import VerifyReport, verify_audit, verify_recordings
 from .protocol import Store, StoreError
-from .sqlite import open_store
 
 __all__ = ["ProgressBar", "add_commands", "cli_actor"]
 
@@ -129,7 +129,7 @@ def _run(args: argparse.Namespace, command: Command) -> int:
         return 2
 
     async def go() -> int:
-        async with open_store(cfg.path(cfg.storage.database)) as store:
+        async with open_database(cfg.storage.database, resolve=cfg.path) as store:
             return await command(store, cfg, args)
 
     try:
