@@ -241,8 +241,8 @@ class StorageConfig(_Section):
             raise ValueError("empty: give a SQLite file path or a postgresql:// DSN")
         if "://" in v and not v.startswith(("postgresql://", "postgres://")):
             raise ValueError(
-                f"{v.split('://', maxsplit=1)[0]}:// is not a database this server knows: give a SQLite "
-                "file path or a postgresql:// DSN"
+                f"{v.split('://', maxsplit=1)[0]}:// is not a database this server knows: "
+                "give a SQLite file path or a postgresql:// DSN"
             )
         if v.startswith(("postgresql://", "postgres://")) and not v.split("://", 1)[1].strip("/"):
             raise ValueError("the postgresql:// DSN names no host")
