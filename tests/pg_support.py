@@ -204,7 +204,10 @@ class PgServer:
             ]
         )
         standby = PgServer(data=data, port=free_port())
+        # The copy carries the primary's settings: once promoted, a standby that still
+        # waited for a synchronous standby of its own would block every COMMIT.
         standby.configure(
+            synchronous_standby_names="''",
             unix_socket_directories=f"'{data}'",
             primary_conninfo=f"'host=127.0.0.1 port={self.port} user=postgres "
             f"application_name={name}'",

@@ -321,16 +321,21 @@ class GroupCommitWriter:
         return conn
 
     def _run_read(self, run: Callable[[SqlConnection], T]) -> T:
-        try:
-            conn = self._reader()
-            self._begin_read(conn)  # one snapshot for every query of this read
+        for attempt in (1, 2):
+            conn: SqlConnection | None = None
             try:
-                return run(conn)
-            finally:
-                if self._in_transaction(conn):
-                    conn.execute("COMMIT")
-        except self._db_errors() as exc:
-            raise StoreError(f"database read failed: {exc}") from exc
+                conn = self._reader()
+                self._begin_read(conn)  # one snapshot for every query of this read
+                try:
+                    return run(conn)
+                finally:
+                    if self._in_transaction(conn) and not self._lost(conn):
+                        conn.execute("COMMIT")
+            except self._db_errors() as exc:
+                if attempt == 1 and conn is not None and self._lost(conn):
+                    continue  # the server went away (a failover): once more on a new connection
+                raise StoreError(f"database read failed: {exc}") from exc
+        raise AssertionError("unreachable")
 
     # -- engine hooks
 
