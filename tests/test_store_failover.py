@@ -81,3 +81,39 @@ async def test_no_acknowledged_write_is_lost_across_a_promotion(pg_pair: PgPair)
         report = await verify_audit(store)
         assert report.ok, report.problems
         assert report.entries >= len(acknowledged)
+
+
+@pytest.mark.slow
+async def test_writes_wait_in_memory_while_the_database_is_down(tmp_path: object) -> None:
+    from pg_support import PgServer, _owned_tempdir
+
+    root = _owned_tempdir("cc112-outage-")
+    server = PgServer.initdb(root)
+    server.start()
+    loop = asyncio.get_running_loop()
+    try:
+        async with open_pg_store(server.dsn(), outage_limit_s=60) as store:
+            first = await store.create_incident(caller="081200000001", arrived_at=T0)
+            assert store.health().available
+            await loop.run_in_executor(None, server.crash)
+            pending = [
+                asyncio.create_task(store.create_incident(caller=f"0812{n:08d}", arrived_at=T0 + n))
+                for n in range(2, 22)
+            ]
+            for _ in range(500):
+                if not store.health().available:
+                    break
+                await asyncio.sleep(0.01)
+            health = store.health()
+            assert not health.available and health.outage_since is not None
+            assert not any(t.done() for t in pending)  # waiting, not failed, not dropped
+            await loop.run_in_executor(None, server.start)
+            ids = await asyncio.wait_for(asyncio.gather(*pending), timeout=60)
+            assert store.health().available
+            assert len(set(ids)) == 20 and first not in ids
+            assert await store.count_incidents() == 21
+    finally:
+        server.stop()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
