@@ -46,6 +46,7 @@ __all__ = [
     "WavInfo",
     "check_sealed_recording",
     "look_at_file",
+    "partial_wav",
     "seal_recording",
     "sha256_file",
     "verify_audit",
@@ -339,3 +340,33 @@ async def verify_audit(store: Store, *, progress: Progress | None = None) -> Ver
         head_hash=prev_hash,
         problems=tuple(problems),
     )
+
+
+def partial_wav(data: bytes) -> bytes:
+    """A recording cut short (its chunks in the store), made a readable WAV (pure).
+
+    The recorder writes the RIFF and data sizes only when it closes the file, so a
+    recording whose node died has placeholders there: this sets both to what is
+    present, dropping a torn last frame. Bytes of audio are never changed, so each
+    chunk still matches the hash stored with it. Returns `data` unchanged if it does
+    not start like a WAV.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data
+    out = bytearray(data)
+    offset, align = 12, 1
+    while offset + 8 <= len(out):
+        chunk_id = bytes(out[offset : offset + 4])
+        (size,) = struct.unpack_from("<I", out, offset + 4)
+        body = offset + 8
+        if chunk_id == b"fmt " and body + 14 <= len(out):
+            (align,) = struct.unpack_from("<H", out, body + 12)
+        if chunk_id == b"data":
+            present = len(out) - body
+            present -= present % max(align, 1)
+            del out[body + present :]
+            struct.pack_into("<I", out, offset + 4, present)
+            struct.pack_into("<I", out, 4, len(out) - 8)
+            return bytes(out)
+        offset = body + size + (size & 1)
+    return data

@@ -7,6 +7,7 @@ chains, callbacks) have one home whatever the engine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -43,7 +44,7 @@ from ..incidents import (
     validate_disposition_changes,
 )
 from .chain import GENESIS_HASH, recording_entry_hash
-from .protocol import OPERATOR_OFFLINE
+from .protocol import OPERATOR_OFFLINE, StoreError
 from .rows import (
     _EVERY_INCIDENT,
     _INCIDENT_SELECT,
@@ -68,7 +69,11 @@ from .rows import (
 )
 from .sql import SqlConnection
 
-__all__ = ["StoreQueries"]
+__all__ = ["MAX_CHUNK_BYTES", "StoreQueries"]
+
+# 2 s of the largest recording this server writes (stereo G.711: 2 x 8000 B/s), plus room
+# for the WAV header in the first chunk and a flush that ran late.
+MAX_CHUNK_BYTES = 64 * 1024
 
 T = TypeVar("T")
 _NO_LIMIT = 1 << 62  # "no LIMIT" for both engines (PostgreSQL refuses SQLite's -1)
@@ -1078,6 +1083,80 @@ class StoreQueries:
     async def count_audit(self) -> int:
         def run(conn: SqlConnection) -> int:
             return int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+
+        return await self._read(run)
+
+    async def append_recording_chunk(
+        self, recording_id: int, seq: int, data: bytes, *, at: float
+    ) -> None:
+        """Store the next bytes of an open recording's file (chunk `seq`, from 0, in order).
+
+        Called by the recorder's periodic flush (at most `MAX_CHUNK_BYTES`, ≤ 2 s of
+        audio), so a node lost mid-call loses at most the last chunk. Sending the same
+        chunk again (a retried flush) is accepted; a different one under the same seq,
+        a gap, or a chunk for a sealed recording is refused (409).
+        """
+        if not 0 < len(data) <= MAX_CHUNK_BYTES:
+            raise IncidentError(
+                f"a recording chunk is 1..{MAX_CHUNK_BYTES} bytes, not {len(data)}",
+                status_hint=422,
+            )
+        digest = hashlib.sha256(data).hexdigest()
+
+        def run(conn: SqlConnection) -> None:
+            rec = conn.execute(
+                "SELECT status FROM recordings WHERE id = ?", (recording_id,)
+            ).fetchone()
+            if rec is None:
+                raise IncidentError(f"no recording {recording_id}", status_hint=404)
+            same = conn.execute(
+                "SELECT sha256 FROM recording_chunks WHERE recording_id = ? AND seq = ?",
+                (recording_id, seq),
+            ).fetchone()
+            if same is not None:
+                if same[0] == digest:
+                    return  # the same flush, sent again
+                raise IncidentError(
+                    f"recording {recording_id} already has a different chunk {seq}",
+                    status_hint=409,
+                )
+            if rec[0] != "open":
+                raise IncidentError(f"recording {recording_id} is {rec[0]}", status_hint=409)
+            last = conn.execute(
+                "SELECT MAX(seq) FROM recording_chunks WHERE recording_id = ?", (recording_id,)
+            ).fetchone()[0]
+            expected = 0 if last is None else int(last) + 1
+            if seq != expected:
+                raise IncidentError(
+                    f"recording {recording_id}: chunk {seq} out of order (next is {expected})",
+                    status_hint=409,
+                )
+            conn.execute(
+                "INSERT INTO recording_chunks (recording_id, seq, at, sha256, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (recording_id, seq, at, digest, data),
+            )
+
+        await self._write(run)
+
+    async def recording_bytes(self, recording_id: int) -> bytes:
+        """The recording's file as far as it reached the database (its chunks, in order).
+
+        Raises `StoreError` if a stored chunk no longer matches its hash.
+        """
+
+        def run(conn: SqlConnection) -> bytes:
+            parts: list[bytes] = []
+            for row in conn.execute(
+                "SELECT seq, sha256, data FROM recording_chunks WHERE recording_id = ?"
+                " ORDER BY seq",
+                (recording_id,),
+            ):
+                data = bytes(row[2])
+                if hashlib.sha256(data).hexdigest() != row[1] or int(row[0]) != len(parts):
+                    raise StoreError(f"recording {recording_id}: chunk {row[0]} is damaged")
+                parts.append(data)
+            return b"".join(parts)
 
         return await self._read(run)
 

@@ -53,6 +53,15 @@ _RECORDING_TRIGGERS = (
        BEGIN SELECT RAISE(ABORT, 'sealed recording entries are never deleted'); END""",
 )
 
+# Audio that reached the database stays as it arrived.
+_CHUNK_TRIGGERS = (
+    """CREATE TRIGGER recording_chunks_no_update BEFORE UPDATE ON recording_chunks
+       BEGIN SELECT RAISE(ABORT, 'recording chunks are append-only'); END""",
+    """CREATE TRIGGER recording_chunks_no_delete BEFORE DELETE ON recording_chunks
+       WHEN (SELECT deleted_at FROM recordings WHERE id = OLD.recording_id) IS NULL
+       BEGIN SELECT RAISE(ABORT, 'recording chunks are append-only'); END""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -226,6 +235,20 @@ MIGRATIONS: tuple[Migration, ...] = (
                  expires_at REAL NOT NULL,       -- wall clock
                  PRIMARY KEY (operator, binding_key)
                )""",
+        ),
+    ),
+    Migration(
+        version=8,
+        summary="recording audio in the database, in chunks of at most 2 s, while recording",
+        statements=(
+            """CREATE TABLE recording_chunks (
+                 recording_id INTEGER NOT NULL REFERENCES recordings(id),
+                 seq INTEGER NOT NULL,          -- 0, 1, 2, … in file order
+                 at REAL NOT NULL,
+                 sha256 TEXT NOT NULL,          -- of data
+                 data BLOB NOT NULL,            -- the next bytes of the recording's file
+                 PRIMARY KEY (recording_id, seq))""",
+            *_CHUNK_TRIGGERS,
         ),
     ),
 )
