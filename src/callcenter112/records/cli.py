@@ -105,6 +105,11 @@ class ProgressBar:
         self.stream.flush()
         self._drawn = True
 
+    def restart(self, label: str) -> None:
+        """End this bar's line and start a new bar under it."""
+        self.finish()
+        self.label, self._last, self._drawn = label, None, False
+
     def finish(self) -> None:
         if self.enabled and self._drawn:
             self.stream.write("\n")
@@ -589,8 +594,48 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _store_migrate(args: argparse.Namespace) -> int:
+    from .engines import is_postgresql, sqlite_path
+    from .transfer import copy_sqlite_to_postgresql
+
+    source, target = str(args.source), str(args.target)
+    if is_postgresql(source) or not is_postgresql(target):
+        print("error: --from takes sqlite:PATH, --to a postgresql:// DSN", file=sys.stderr)
+        return 2
+    bar = ProgressBar("copy", sys.stderr, enabled=_progress_enabled(args))
+
+    def progress(table: str, done: int, total: int) -> None:
+        if table != bar.label:
+            bar.restart(table)
+        bar(done, total)
+
+    try:
+        report = asyncio.run(
+            copy_sqlite_to_postgresql(sqlite_path(source), target, progress=progress)
+        )
+    except (StoreError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar.finish()
+    for table, rows in report.rows.items():
+        print(f"{table}: {rows} rows")
+    print("done: run `recordings verify` and `audit verify` against the target")
+    return 0
+
+
 def add_commands(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     """Register the records command groups on the `callcenter112` parser."""
+    st = sub.add_parser("store", help="the incident store itself")
+    st_sub = st.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = st_sub.add_parser(
+        "migrate",
+        help="copy a SQLite store into PostgreSQL (re-runnable; same chain heads)",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
+    p.add_argument("--to", dest="target", required=True, metavar="postgresql://…")
+    _progress_flags(p)
+    p.set_defaults(handler=_store_migrate)
+
     inc = sub.add_parser("incidents", help="list, show and export incidents")
     inc_sub = inc.add_subparsers(dest="action", required=True, metavar="ACTION")
 
