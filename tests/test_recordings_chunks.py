@@ -129,3 +129,37 @@ async def test_stored_chunks_are_append_only_and_damage_is_noticed(
         raw.close()
         with pytest.raises(StoreError, match="damaged"):
             await store.recording_bytes(rid)
+
+
+async def test_sealed_copy_in_the_database_refills_the_recordings_folder(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    from callcenter112.records import verify_recordings
+    from test_recordings import _call_with_recording
+
+    recdir = tmp_path / "recordings"
+    recdir.mkdir()
+    async with stores.open() as store:
+        _, path = await _call_with_recording(store, recdir, 1)
+        [rec] = await store.recording_chain(limit=5)
+        data = path.read_bytes()
+        if not store.keeps_recording_copies:  # SQLite keeps none by itself; the contract holds
+            await store.keep_recording_copy(rec.id, data)
+        assert await store.recording_copy(rec.id) == data
+        await store.keep_recording_copy(rec.id, data)  # again: accepted
+        with pytest.raises(IncidentError, match="not what was sealed"):
+            await store.keep_recording_copy(rec.id, data[:-1] + b"\x00")
+        raw = raw_for(store)
+        with pytest.raises(raw.integrity_error, match="immutable"):
+            raw.execute("UPDATE recording_copies SET data = ?", (b"evil",))
+        with pytest.raises(raw.integrity_error, match="immutable"):
+            raw.execute("DELETE FROM recording_copies")
+        raw.close()
+        path.chmod(0o644)
+        path.unlink()  # the disk of this node is gone
+        report = await verify_recordings(store, recdir)
+        if store.keeps_recording_copies:
+            assert report.ok, report.problems
+            assert path.read_bytes() == data  # refilled from the database
+        else:
+            assert [p.kind.value for p in report.problems] == ["missing_file"]

@@ -47,6 +47,7 @@ __all__ = [
     "check_sealed_recording",
     "look_at_file",
     "partial_wav",
+    "restore_recording_file",
     "seal_recording",
     "sha256_file",
     "verify_audit",
@@ -176,7 +177,7 @@ async def seal_recording(
     """
     rel = _relative(path, recordings_dir)
     digest, size = await asyncio.to_thread(_protect_and_hash, path)
-    return await store.add_recording(
+    entry = await store.add_recording(
         incident_id,
         rel,
         sha256=digest,
@@ -186,6 +187,10 @@ async def seal_recording(
         codec=_codec_name(codec),
         sealed_at=time.time() if sealed_at is None else sealed_at,
     )
+    if store.keeps_recording_copies:
+        data = await asyncio.to_thread(path.read_bytes)
+        await store.keep_recording_copy(entry.id, data)
+    return entry
 
 
 # --------------------------------------------------------------------------- verification
@@ -213,6 +218,31 @@ def _walk_files(root: Path) -> list[str]:
         for name in files:
             found.append((Path(dirpath) / name).relative_to(root).as_posix())
     return sorted(found)
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".restoring")
+    tmp.write_bytes(data)
+    os.chmod(tmp, READ_ONLY_MODE)
+    tmp.replace(path)
+
+
+async def restore_recording_file(store: Store, recordings_dir: Path, rec: Recording) -> bool:
+    """Refill the recordings folder (a cache) from the database's copy if the file is gone.
+
+    True if the file is there afterwards. A tombstoned recording is not restored.
+    """
+    path = recordings_dir / rec.path
+    if await asyncio.to_thread(path.is_file):
+        return True
+    if rec.deleted_at is not None or not store.keeps_recording_copies:
+        return False
+    data = await store.recording_copy(rec.id)
+    if data is None:
+        return False
+    await asyncio.to_thread(_write_cache, path, data)
+    return True
 
 
 def look_at_file(path: Path) -> FileSeen:
@@ -248,6 +278,7 @@ async def verify_recordings(
             break
         for rec in page:
             assert rec.seq is not None
+            await restore_recording_file(store, recordings_dir, rec)
             seen = await asyncio.to_thread(look_at_file, recordings_dir / rec.path)
             problems.extend(
                 check_recording_entry(
@@ -310,6 +341,7 @@ async def check_sealed_recording(
     if rec.deleted_at is not None:
         entries = await store.list_audit(target=rec.incident_id, action="retention_delete")
         audited = any(e.detail.get("seq") == rec.seq for e in entries)
+    await restore_recording_file(store, recordings_dir, rec)
     seen = await asyncio.to_thread(look_at_file, recordings_dir / rec.path)
     return check_recording_entry(
         rec, prev_seq=prev_seq, prev_hash=prev_hash, deletion_audited=audited, file=seen

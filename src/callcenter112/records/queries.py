@@ -1160,6 +1160,46 @@ class StoreQueries:
 
         return await self._read(run)
 
+    async def keep_recording_copy(self, recording_id: int, data: bytes) -> None:
+        """Keep the sealed recording's bytes in the database (replicated with it).
+
+        `data` must be what was sealed (its SHA-256 and size are the chain entry's);
+        keeping the same copy again is accepted.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+
+        def run(conn: SqlConnection) -> None:
+            rec = conn.execute(
+                "SELECT sha256, size, seq FROM recordings WHERE id = ?", (recording_id,)
+            ).fetchone()
+            if rec is None:
+                raise IncidentError(f"no recording {recording_id}", status_hint=404)
+            if rec["seq"] is None:
+                raise IncidentError(f"recording {recording_id} is not sealed", status_hint=409)
+            if rec["sha256"] != digest or rec["size"] != len(data):
+                raise IncidentError(
+                    f"recording {recording_id}: these bytes are not what was sealed",
+                    status_hint=409,
+                )
+            conn.execute(
+                "INSERT INTO recording_copies (recording_id, sha256, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (recording_id) DO NOTHING",
+                (recording_id, digest, data),
+            )
+
+        await self._write(run)
+
+    async def recording_copy(self, recording_id: int) -> bytes | None:
+        """The sealed recording's bytes kept in the database, or None if none are."""
+
+        def run(conn: SqlConnection) -> bytes | None:
+            row = conn.execute(
+                "SELECT data FROM recording_copies WHERE recording_id = ?", (recording_id,)
+            ).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(run)
+
     async def list_open_recordings(self) -> list[Recording]:
         def run(conn: SqlConnection) -> list[Recording]:
             return [

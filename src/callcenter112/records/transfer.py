@@ -46,6 +46,7 @@ TABLES: tuple[_Table, ...] = (
     _Table(name="call_legs", key=("id",), mutable=True, identity="id"),
     _Table(name="recordings", key=("id",), mutable=True, identity="id"),
     _Table(name="recording_chunks", key=("recording_id", "seq"), mutable=False),
+    _Table(name="recording_copies", key=("recording_id",), mutable=False),
     _Table(name="callbacks", key=("id",), mutable=True, identity="id"),
     _Table(name="callback_attempts", key=("id",), mutable=False, identity="id"),
     _Table(name="operator_states", key=("id",), mutable=False, identity="id"),

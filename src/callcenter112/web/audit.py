@@ -42,7 +42,7 @@ from ..incidents import (
 )
 from ..media.recorder import WavError
 from ..records.chain import ProblemKind
-from ..records.evidence import check_sealed_recording
+from ..records.evidence import check_sealed_recording, restore_recording_file
 from .audio import (
     PcmPlan,
     RangeNotSatisfiable,
@@ -280,7 +280,8 @@ async def _playable(call: Call) -> tuple[IncidentRecord, Recording, Path]:
     if rec.deleted_at is not None:
         raise WebError(410, f"recording {rec.id} was deleted by retention")
     path = recording_path(call.ctx, rec)
-    if not await asyncio.to_thread(path.is_file):
+    # The recordings folder is a cache of the database's copy where the store keeps one.
+    if not await restore_recording_file(call.ctx.store, call.ctx.recordings_dir, rec):
         raise WebError(404, f"recording file {rec.path} is missing")
     return record, rec, path
 

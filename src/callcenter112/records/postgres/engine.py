@@ -156,6 +156,7 @@ class PgWriter(GroupCommitWriter):
     """
 
     engine = "postgresql"
+    keeps_recording_copies = True  # the standby must have the evidence too
 
     def __init__(
         self,

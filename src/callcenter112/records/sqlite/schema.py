@@ -62,6 +62,15 @@ _CHUNK_TRIGGERS = (
        BEGIN SELECT RAISE(ABORT, 'recording chunks are append-only'); END""",
 )
 
+# A sealed copy is never changed; it goes only with its recording's retention tombstone.
+_COPY_TRIGGERS = (
+    """CREATE TRIGGER recording_copies_no_update BEFORE UPDATE ON recording_copies
+       BEGIN SELECT RAISE(ABORT, 'recording copies are immutable'); END""",
+    """CREATE TRIGGER recording_copies_no_delete BEFORE DELETE ON recording_copies
+       WHEN (SELECT deleted_at FROM recordings WHERE id = OLD.recording_id) IS NULL
+       BEGIN SELECT RAISE(ABORT, 'recording copies are immutable'); END""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
@@ -249,6 +258,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                  data BLOB NOT NULL,            -- the next bytes of the recording's file
                  PRIMARY KEY (recording_id, seq))""",
             *_CHUNK_TRIGGERS,
+        ),
+    ),
+    Migration(
+        version=9,
+        summary="a copy of each sealed recording in the database (replicated with it)",
+        statements=(
+            """CREATE TABLE recording_copies (
+                 recording_id INTEGER PRIMARY KEY REFERENCES recordings(id),
+                 sha256 TEXT NOT NULL,          -- equal to the chain entry's
+                 data BLOB NOT NULL)""",
+            *_COPY_TRIGGERS,
         ),
     ),
 )

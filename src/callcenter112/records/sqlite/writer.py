@@ -32,6 +32,7 @@ class SqliteWriter(GroupCommitWriter):
     """
 
     engine = "sqlite"
+    keeps_recording_copies = False  # one machine: the file is the evidence
 
     def __init__(
         self,
