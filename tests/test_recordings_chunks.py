@@ -17,7 +17,7 @@ import pytest
 from callcenter112.incidents import IncidentError
 from callcenter112.records import StoreError, wav_info
 from callcenter112.records.evidence import partial_wav
-from callcenter112.records.queries import MAX_CHUNK_BYTES
+from callcenter112.records.protocol import MAX_CHUNK_BYTES
 from store_engines import StoreFactory, raw_for
 from test_recordings import T0, g711_wav
 
@@ -163,3 +163,31 @@ async def test_sealed_copy_in_the_database_refills_the_recordings_folder(
             assert path.read_bytes() == data  # refilled from the database
         else:
             assert [p.kind.value for p in report.problems] == ["missing_file"]
+
+
+async def test_the_shipper_sends_what_the_real_recorder_flushed(
+    stores: StoreFactory, tmp_path: Path
+) -> None:
+    from callcenter112.media.g711 import Codec
+    from callcenter112.media.recorder import RecordingFile
+    from callcenter112.records.evidence import RecordingShipper
+
+    path = tmp_path / "live.wav"
+    recorder = RecordingFile(path, codec=Codec.PCMU, channels=2, fsync=False)
+    async with stores.open() as store:
+        iid = await store.create_incident(caller="081234567890", arrived_at=T0)
+        rid = await store.add_recording_open(iid, "live.wav", started_at=T0, codec="PCMU")
+        shipper = RecordingShipper(recording_id=rid, path=path)
+        assert await shipper.ship(store, at=T0) > 0  # the header
+        for second in range(5):  # five flushes of one second each, then the node dies
+            recorder.append(bytes((second * 7 + i) % 256 for i in range(16_000)))
+            assert await shipper.ship(store, at=T0 + second + 1) == 16_000
+        recorder.append(b"\x55" * 3_000)  # flushed to disk, never shipped: lost with the node
+        assert shipper.seq == 6
+        stored = await store.recording_bytes(rid)
+    readable = tmp_path / "readable.wav"
+    readable.write_bytes(partial_wav(stored))
+    info = wav_info(readable)
+    assert info is not None and info.data_bytes == 5 * 16_000 and info.channels == 2
+    on_disk = path.read_bytes()
+    assert readable.read_bytes()[-80_000:] == on_disk[-83_000:-3_000]

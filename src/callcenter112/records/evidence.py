@@ -38,10 +38,11 @@ from .chain import (
     check_audit_entry,
     check_recording_entry,
 )
-from .protocol import Store
+from .protocol import MAX_CHUNK_BYTES, Store
 
 __all__ = [
     "READ_ONLY_MODE",
+    "RecordingShipper",
     "VerifyReport",
     "WavInfo",
     "check_sealed_recording",
@@ -402,3 +403,39 @@ def partial_wav(data: bytes) -> bytes:
             return bytes(out)
         offset = body + size + (size & 1)
     return data
+
+
+@dataclass(slots=True, kw_only=True)
+class RecordingShipper:
+    """Sends what a recorder appended to its file since the last time to the store, in chunks.
+
+    The media engine flushes each recording about once a second; right after a flush,
+    `ship(store, at=…)` reads the bytes beyond `shipped` and stores them with
+    `Store.append_recording_chunk` (each ≤ `MAX_CHUNK_BYTES`, so ≤ 2 s of audio), so a
+    node lost mid-call loses at most what it had not flushed and shipped. The header
+    bytes the recorder rewrites later are not sent again: `partial_wav` sets the sizes
+    when the recording is read back. A failed send is retried by the next `ship`
+    (a chunk sent twice is accepted by the store).
+    """
+
+    recording_id: int
+    path: Path
+    shipped: int = 0  # bytes of the file already in the store
+    seq: int = 0  # the next chunk's number
+
+    def pending(self, limit: int) -> list[bytes]:
+        """The bytes appended since the last ship, cut into chunks of ≤ `limit` (blocking)."""
+        with self.path.open("rb") as f:
+            f.seek(self.shipped)
+            data = f.read()
+        return [data[i : i + limit] for i in range(0, len(data), limit)]
+
+    async def ship(self, store: Store, *, at: float) -> int:
+        """Store every pending chunk in order; returns the bytes shipped now."""
+        sent = 0
+        for chunk in await asyncio.to_thread(self.pending, MAX_CHUNK_BYTES):
+            await store.append_recording_chunk(self.recording_id, self.seq, chunk, at=at)
+            self.seq += 1
+            self.shipped += len(chunk)
+            sent += len(chunk)
+        return sent

@@ -31,7 +31,7 @@ from ..incidents import (
     Status,
 )
 
-__all__ = ["OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
+__all__ = ["MAX_CHUNK_BYTES", "OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
 
 # The operator state that ends a session in the history; `acd.OperatorState.OFFLINE`'s value
 # (the store keeps states as text and does not depend on the ACD).
@@ -48,6 +48,12 @@ class StoreError(Exception):
     def __init__(self, message: str, *, status_hint: int = 503) -> None:
         super().__init__(message)
         self.status_hint = status_hint
+
+
+# Most bytes in one `append_recording_chunk`: 2 s of the largest recording this server
+# writes (stereo G.711, 2 x 8000 B/s = 32 000 B) with room for the WAV header in the first
+# chunk and a flush that ran late (issue 14: audio reaches the store in chunks of <= 2 s).
+MAX_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -44,7 +44,7 @@ from ..incidents import (
     validate_disposition_changes,
 )
 from .chain import GENESIS_HASH, recording_entry_hash
-from .protocol import OPERATOR_OFFLINE, StoreError
+from .protocol import MAX_CHUNK_BYTES, OPERATOR_OFFLINE, StoreError
 from .rows import (
     _EVERY_INCIDENT,
     _INCIDENT_SELECT,
@@ -69,11 +69,7 @@ from .rows import (
 )
 from .sql import SqlConnection
 
-__all__ = ["MAX_CHUNK_BYTES", "StoreQueries"]
-
-# 2 s of the largest recording this server writes (stereo G.711: 2 x 8000 B/s), plus room
-# for the WAV header in the first chunk and a flush that ran late.
-MAX_CHUNK_BYTES = 64 * 1024
+__all__ = ["StoreQueries"]
 
 T = TypeVar("T")
 _NO_LIMIT = 1 << 62  # "no LIMIT" for both engines (PostgreSQL refuses SQLite's -1)
