@@ -61,6 +61,12 @@ class RawDatabase:
         else:
             self.execute(f"DROP TRIGGER {name} ON {table}")
 
+    def forget_recording_copies(self) -> None:
+        """Delete the database's copies of sealed recordings (triggers dropped), as an
+        attacker would before tampering with the files: the folder is then all there is."""
+        self.drop_trigger("recording_copies_no_delete", "recording_copies")
+        self.execute("DELETE FROM recording_copies")
+
     def close(self) -> None:
         self._conn.close()
 

@@ -208,8 +208,10 @@ async def test_tamper_flip_delete_and_edit_are_each_named(store: SqliteStore, re
     # 2. delete another recording
     deleted.chmod(0o644)
     deleted.unlink()
-    # 3. edit a chain row, as an attacker would: drop the trigger first
+    # 3. edit a chain row, as an attacker would: drop the trigger first (and the
+    #    database's copies of the files, which would otherwise refill the folder)
     raw = raw_for(store)
+    raw.forget_recording_copies()
     raw.drop_trigger("recordings_chain_immutable", "recordings")
     raw.execute("UPDATE recordings SET sealed_at = sealed_at + 1 WHERE incident_id = ?", (iid3,))
     raw.close()
@@ -236,6 +238,7 @@ async def test_tamper_flip_delete_and_edit_are_each_named(store: SqliteStore, re
 async def test_removed_and_reordered_chain_entries(store: SqliteStore, recdir: Path) -> None:
     paths = [(await _call_with_recording(store, recdir, n))[1] for n in range(5)]
     raw = raw_for(store)
+    raw.forget_recording_copies()
     raw.drop_trigger("recordings_chain_no_delete", "recordings")
     raw.drop_trigger("recordings_chain_immutable", "recordings")
     raw.execute("DELETE FROM recordings WHERE seq = 2")
