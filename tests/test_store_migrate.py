@@ -20,7 +20,7 @@ from test_recordings import T0, _call_with_recording
 pytest_plugins = ("pg_support",)
 
 
-def _migrate(db: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+def _migrate(db: Path, dsn: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -33,6 +33,7 @@ def _migrate(db: Path, dsn: str) -> subprocess.CompletedProcess[str]:
             "--to",
             dsn,
             "--progress",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -73,9 +74,10 @@ async def test_copy_keeps_every_row_and_the_chain_heads(tmp_path: Path, pg_dsn: 
         src_heads = await _heads(src, recdir)
         src_count = await src.count_incidents()
 
-    done = _migrate(db, pg_dsn)
+    done = _migrate(db, pg_dsn, "--recordings", str(recdir))
     assert done.returncode == 0, done.stderr
     assert "incidents: 5 rows" in done.stdout and "audit_log:" in done.stdout
+    assert "recording files: 3 copied" in done.stdout  # 4 sealed, one of them tombstoned
     assert "incidents [" in done.stderr  # progress, per table
     async with open_pg_store(pg_dsn) as dst:
         assert await _heads(dst, recdir) == src_heads
@@ -83,6 +85,11 @@ async def test_copy_keeps_every_row_and_the_chain_heads(tmp_path: Path, pg_dsn: 
         assert await dst.recording_bytes(rid) == b"RIFF0000WAVE"
         rec = await dst.get_incident(iid)
         assert rec is not None and rec.incident.legal_hold and rec.callbacks
+        # The target has the files too: a fresh folder is refilled from it.
+        fresh = tmp_path / "fresh-node-recordings"
+        fresh.mkdir()
+        report = await verify_recordings(dst, fresh)
+        assert report.ok and (report.head_seq, report.head_hash) == src_heads[0]
 
     # More happens on the source; the copy runs again and brings it over.
     async with open_store(db) as src:

@@ -611,14 +611,25 @@ def _store_migrate(args: argparse.Namespace) -> int:
 
     try:
         report = asyncio.run(
-            copy_sqlite_to_postgresql(sqlite_path(source), target, progress=progress)
+            copy_sqlite_to_postgresql(
+                sqlite_path(source),
+                target,
+                recordings_dir=args.recordings,
+                progress=progress,
+            )
         )
-    except (StoreError, OSError) as exc:
+    except (StoreError, IncidentError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     bar.finish()
     for table, rows in report.rows.items():
         print(f"{table}: {rows} rows")
+    if args.recordings is not None:
+        print(f"recording files: {report.files} copied into the database")
+        for rel in report.missing_files:
+            print(f"missing recording file: {rel}", file=sys.stderr)
+        if report.missing_files:
+            return 1
     print("done: run `recordings verify` and `audit verify` against the target")
     return 0
 
@@ -633,6 +644,12 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
     p.add_argument("--to", dest="target", required=True, metavar="postgresql://…")
+    p.add_argument(
+        "--recordings",
+        type=Path,
+        metavar="DIR",
+        help="the recordings folder: copy each sealed recording into the database too",
+    )
     _progress_flags(p)
     p.set_defaults(handler=_store_migrate)
 

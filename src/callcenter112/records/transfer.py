@@ -58,6 +58,8 @@ TABLES: tuple[_Table, ...] = (
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransferReport:
     rows: dict[str, int]  # rows read from the source, per table
+    files: int = 0  # sealed recording files copied into the database
+    missing_files: tuple[str, ...] = ()  # sealed, not deleted, but not in the folder
 
 
 def _upsert(table: _Table, columns: list[str]) -> str:
@@ -113,9 +115,18 @@ def _copy_rows(source: Path, target: str, progress: Progress | None) -> Transfer
 
 
 async def copy_sqlite_to_postgresql(
-    source: Path, target: str, *, progress: Progress | None = None
+    source: Path,
+    target: str,
+    *,
+    recordings_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> TransferReport:
-    """Copy the SQLite store at `source` (an existing file) into the PostgreSQL `target`."""
+    """Copy the SQLite store at `source` (an existing file) into the PostgreSQL `target`.
+
+    With `recordings_dir`, the sealed recordings' files are also copied into the
+    database (`Store.keep_recording_copy`), so the standby has them: each must hash to
+    its chain entry, or it is refused.
+    """
     import asyncio
 
     if not await asyncio.to_thread(source.is_file):
@@ -124,4 +135,22 @@ async def copy_sqlite_to_postgresql(
         pass  # brings the source to the current schema version
     async with open_pg_store(target):
         pass  # creates or upgrades the target's schema
-    return await asyncio.to_thread(_copy_rows, source, target, progress)
+    report = await asyncio.to_thread(_copy_rows, source, target, progress)
+    if recordings_dir is None:
+        return report
+    files, missing = 0, []
+    async with open_pg_store(target) as store:
+        chain = await store.recording_chain(after_seq=0, limit=1 << 30)
+        for done, rec in enumerate(chain, 1):
+            path = recordings_dir / rec.path
+            if rec.deleted_at is None and await store.recording_copy(rec.id) is None:
+                if await asyncio.to_thread(path.is_file):
+                    await store.keep_recording_copy(
+                        rec.id, await asyncio.to_thread(path.read_bytes)
+                    )
+                    files += 1
+                else:
+                    missing.append(rec.path)
+            if progress is not None:
+                progress("recording files", done, len(chain))
+    return TransferReport(rows=report.rows, files=files, missing_files=tuple(missing))
