@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from callcenter112.config import AmlConfig, MapConfig
-from callcenter112.store import open_store
+from callcenter112.records import open_store
 from callcenter112.web import create_app
 from callcenter112.web.auth import ApiToken
 from test_web_support import (

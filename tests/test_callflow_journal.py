@@ -22,7 +22,7 @@ from callcenter112.incidents import LegQuality, LegRole, RecordingStatus, Status
 from callcenter112.logs import get_logger
 from callcenter112.media.g711 import Codec
 from callcenter112.media.recorder import IncidentRecorder, RecordingInfo
-from callcenter112.store import SqliteStore, open_store
+from callcenter112.records import SqliteStore, open_store
 
 T0 = time.time()
 

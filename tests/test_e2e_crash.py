@@ -26,8 +26,12 @@ import pytest
 
 from callcenter112.acd import OperatorState
 from callcenter112.media.recorder import read_wav
-from callcenter112.recordings import recover_after_crash, verify_recordings
-from callcenter112.store import OPERATOR_OFFLINE, open_store
+from callcenter112.records import (
+    OPERATOR_OFFLINE,
+    open_store,
+    recover_after_crash,
+    verify_recordings,
+)
 from harness import (
     Baresip,
     Server,

@@ -37,8 +37,7 @@ from callcenter112.cli import main
 from callcenter112.incidents import INCIDENT_CSV_COLUMNS
 from callcenter112.media.g711 import Codec, silence
 from callcenter112.media.recorder import read_wav
-from callcenter112.recordings import apply_retention
-from callcenter112.store import open_store
+from callcenter112.records import apply_retention, open_store
 from harness import (
     Baresip,
     Server,

@@ -45,8 +45,6 @@ KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
                 "callcenter112.centre",
             }
         ),
-        # recordings.py ↔ store.py: chain hashes vs the store (records branch).
-        frozenset({"callcenter112.recordings", "callcenter112.store"}),
         # sip/events.py ↔ sip/transaction.py: events name TransactionKey (type-only);
         # not named in issue 10, found by this test; the callflow branch owns sip/ sessions.
         frozenset({"callcenter112.sip.events", "callcenter112.sip.transaction"}),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import stat
 import struct
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +12,10 @@ import pytest
 
 from callcenter112.incidents import IncidentError, Status
 from callcenter112.media.g711 import Codec
-from callcenter112.recordings import (
+from callcenter112.records import (
     GENESIS_HASH,
     ProblemKind,
+    SqliteStore,
     VerifyReport,
     apply_retention,
     audit_entry_hash,
@@ -27,7 +26,9 @@ from callcenter112.recordings import (
     verify_recordings,
     wav_info,
 )
-from callcenter112.store import SqliteStore, open_store
+from store_engines import raw_for
+
+pytest_plugins = ("pg_support", "store_engines")  # every test runs on both engines
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 DAY = 86_400.0
@@ -51,12 +52,6 @@ def g711_wav(frames: int, *, channels: int = 2, tag: int = 7, seed: int = 0) -> 
         + data
     )
     return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with open_store(tmp_path / "db.sqlite3") as s:
-        yield s
 
 
 @pytest.fixture
@@ -213,12 +208,12 @@ async def test_tamper_flip_delete_and_edit_are_each_named(store: SqliteStore, re
     # 2. delete another recording
     deleted.chmod(0o644)
     deleted.unlink()
-    # 3. edit a chain row, as an attacker would: drop the trigger first
-    raw = sqlite3.connect(store.path, isolation_level=None)
-    raw.execute("DROP TRIGGER recordings_chain_immutable")
-    raw.execute(
-        "UPDATE recordings SET incident_id = '20261128-0099' WHERE incident_id = ?", (iid3,)
-    )
+    # 3. edit a chain row, as an attacker would: drop the trigger first (and the
+    #    database's copies of the files, which would otherwise refill the folder)
+    raw = raw_for(store)
+    raw.forget_recording_copies()
+    raw.drop_trigger("recordings_chain_immutable", "recordings")
+    raw.execute("UPDATE recordings SET sealed_at = sealed_at + 1 WHERE incident_id = ?", (iid3,))
     raw.close()
 
     report = await verify_recordings(store, recdir)
@@ -242,9 +237,10 @@ async def test_tamper_flip_delete_and_edit_are_each_named(store: SqliteStore, re
 
 async def test_removed_and_reordered_chain_entries(store: SqliteStore, recdir: Path) -> None:
     paths = [(await _call_with_recording(store, recdir, n))[1] for n in range(5)]
-    raw = sqlite3.connect(store.path, isolation_level=None)
-    raw.execute("DROP TRIGGER recordings_chain_no_delete")
-    raw.execute("DROP TRIGGER recordings_chain_immutable")
+    raw = raw_for(store)
+    raw.forget_recording_copies()
+    raw.drop_trigger("recordings_chain_no_delete", "recordings")
+    raw.drop_trigger("recordings_chain_immutable", "recordings")
     raw.execute("DELETE FROM recordings WHERE seq = 2")
     # swap the order of entries 4 and 5
     raw.execute("UPDATE recordings SET seq = -1 WHERE seq = 4")
@@ -297,9 +293,9 @@ async def test_audit_chain_verifies_and_tampering_is_named(store: SqliteStore) -
         detail={"path": "0.wav", "ms": 1.5},
     )
 
-    raw = sqlite3.connect(store.path, isolation_level=None)
-    raw.execute("DROP TRIGGER audit_log_no_update")
-    raw.execute("DROP TRIGGER audit_log_no_delete")
+    raw = raw_for(store)
+    raw.drop_trigger("audit_log_no_update", "audit_log")
+    raw.drop_trigger("audit_log_no_delete", "audit_log")
     raw.execute("UPDATE audit_log SET actor = 'someone_else' WHERE seq = 2")
     raw.execute("DELETE FROM audit_log WHERE seq = 4")
     raw.close()
@@ -312,8 +308,8 @@ async def test_audit_chain_verifies_and_tampering_is_named(store: SqliteStore) -
 
 async def test_audit_detail_edit_is_caught(store: SqliteStore) -> None:
     await store.audit(actor="op1", action="download", target="x", detail={"path": "a.wav"}, at=T0)
-    raw = sqlite3.connect(store.path, isolation_level=None)
-    raw.execute("DROP TRIGGER audit_log_no_update")
+    raw = raw_for(store)
+    raw.drop_trigger("audit_log_no_update", "audit_log")
     raw.execute("""UPDATE audit_log SET detail = '{"path":"b.wav"}'""")
     raw.close()
     assert [p.kind for p in (await verify_audit(store)).problems] == [ProblemKind.EDITED_ENTRY]
@@ -370,7 +366,7 @@ async def test_a_hold_set_at_the_last_moment_wins(store: SqliteStore, recdir: Pa
 
 async def test_tombstone_without_audit_entry_is_named(store: SqliteStore, recdir: Path) -> None:
     _, path = await _call_with_recording(store, recdir, 1)
-    raw = sqlite3.connect(store.path, isolation_level=None)
+    raw = raw_for(store)
     raw.execute("UPDATE recordings SET deleted_at = 1, deleted_by = 'mallory'")  # allowed once
     raw.close()
     path.chmod(0o644)

@@ -18,16 +18,21 @@ import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from callcenter112.incidents import (
     CallbackStatus,
     LegRole,
     RecordingStatus,
     Status,
 )
-from callcenter112.recordings import recover_after_crash, verify_audit, verify_recordings, wav_info
-from callcenter112.store import SqliteStore, open_store
+from callcenter112.media.recorder import repair_wav
+from callcenter112.records import (
+    SqliteStore,
+    open_store,
+    recover_after_crash,
+    verify_audit,
+    verify_recordings,
+    wav_info,
+)
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 NOW = T0 + 3600
@@ -219,7 +224,7 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from callcenter112.incidents import LegRole
-    from callcenter112.store import open_store
+    from callcenter112.records import open_store
 
     async def main(db, recdir, header_hex):
         async with open_store(db) as store:
@@ -278,11 +283,7 @@ async def test_recovery_after_sigkill_of_a_real_writer_process(tmp_path: Path) -
 
 
 async def test_recovery_with_the_recorders_own_repair(tmp_path: Path) -> None:
-    """Integration with media.recorder.repair_wav, once that module is in the tree."""
-    recorder = pytest.importorskip("callcenter112.media.recorder")
-    repair_wav = getattr(recorder, "repair_wav", None)
-    if repair_wav is None:
-        pytest.skip("media.recorder.repair_wav not written yet")
+    """Recovery with the recorder's own repair (the one app.py passes) seals a torn file."""
     db, recdir = tmp_path / "db.sqlite3", tmp_path / "recordings"
     async with open_store(db) as store:
         iid = await _crashed_call(store, recdir, "0812", 0)

@@ -18,9 +18,8 @@ import pytest
 
 from callcenter112.cli import main
 from callcenter112.incidents import Category, LegQuality, LegRole, Status
-from callcenter112.recordings import seal_recording
-from callcenter112.records_cli import ProgressBar, cli_actor
-from callcenter112.store import SqliteStore, open_store
+from callcenter112.records import SqliteStore, open_store, seal_recording
+from callcenter112.records.cli import ProgressBar, cli_actor
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 CLI = Path(sys.executable).parent / "callcenter112"

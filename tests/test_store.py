@@ -1,10 +1,13 @@
-"""The SQLite incident store on real files: durability, group commit, rules, queries."""
+"""The store contract: durability, group commit, rules, queries — on SQLite and PostgreSQL.
+
+Every test taking `store` or `stores` runs on both engines (tests/store_engines.py);
+the few that check one engine's own mechanics (WAL, PRAGMAs, a full disk) say so.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +25,12 @@ from callcenter112.incidents import (
     LegRole,
     Status,
 )
-from callcenter112.store import SCHEMA_VERSION, SqliteStore, StoreError, open_store
+from callcenter112.records import SCHEMA_VERSION, SqliteStore, StoreError, open_store
+from store_engines import StoreFactory
+
+pytest_plugins = ("pg_support", "store_engines")  # the engine fixtures
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with open_store(tmp_path / "db.sqlite3") as s:
-        yield s
 
 
 async def _new(
@@ -78,7 +78,12 @@ async def test_incident_survives_reopen(tmp_path: Path) -> None:
         }
 
 
-async def test_writer_runs_with_full_sync_and_foreign_keys(store: SqliteStore) -> None:
+async def test_sqlite_writer_runs_with_full_sync_and_foreign_keys(tmp_path: Path) -> None:
+    async with open_store(tmp_path / "db.sqlite3") as store:
+        await _writer_checks(store)
+
+
+async def _writer_checks(store: SqliteStore) -> None:
     conn = store._writer
     assert conn is not None
     # synchronous=FULL is 2; it is per connection, so it must be read on the writer.
@@ -95,25 +100,37 @@ async def test_writer_runs_with_full_sync_and_foreign_keys(store: SqliteStore) -
     assert err.value.status_hint == 404
 
 
-async def test_a_write_returns_only_after_commit(store: SqliteStore) -> None:
+async def test_a_write_returns_only_after_commit(store: SqliteStore, stores: StoreFactory) -> None:
     before = store.commits
     iid = await _new(store)
     assert store.commits == before + 1
     # A fresh connection (another reader) sees it at once.
-    raw = sqlite3.connect(store.path)
-    assert raw.execute("SELECT id FROM incidents").fetchall() == [(iid,)]
+    raw = stores.raw()
+    assert raw.execute("SELECT id FROM incidents") == [(iid,)]
     raw.close()
 
 
-async def test_writes_after_close_fail_loudly(tmp_path: Path) -> None:
-    s = SqliteStore(tmp_path / "db.sqlite3")
-    await s.open()
-    await s.close()
+async def test_writes_after_close_fail_loudly(stores: StoreFactory) -> None:
+    async with stores.open() as s:
+        pass
     with pytest.raises(StoreError, match="closed"):
         await _new(s)
     with pytest.raises(StoreError, match="closed"):
         await s.get_incident("x")
     await s.close()  # idempotent
+
+
+async def test_pg_database_newer_than_the_program_is_refused(pg_dsn: str) -> None:
+    from callcenter112.records.postgres import open_pg_store
+
+    async with open_pg_store(pg_dsn):
+        pass
+    raw = StoreFactory("postgresql", pg_dsn).raw()
+    raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
+    with pytest.raises(StoreError, match="newer than this program"):
+        async with open_pg_store(pg_dsn):
+            pass
 
 
 async def test_database_newer_than_the_program_is_refused(tmp_path: Path) -> None:
@@ -139,8 +156,8 @@ async def test_group_commit_batches_concurrent_arrivals(store: SqliteStore) -> N
     assert await store.count_incidents() == 200
 
 
-async def test_one_commit_per_write_without_group_commit(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db.sqlite3", max_batch=1) as s:
+async def test_one_commit_per_write_without_group_commit(stores: StoreFactory) -> None:
+    async with stores.open(max_batch=1) as s:
         await asyncio.gather(*(_new(s, T0 + i) for i in range(30)))
         assert s.commits == 30
         assert s.largest_batch == 1
@@ -159,7 +176,7 @@ async def test_one_failing_write_does_not_fail_its_batch(store: SqliteStore) -> 
     assert await store.count_incidents() == 2
 
 
-async def test_full_disk_errors_reach_every_caller_and_lose_nothing_committed(
+async def test_sqlite_full_disk_errors_reach_every_caller_and_lose_nothing_committed(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "db.sqlite3"
@@ -188,8 +205,8 @@ async def test_full_disk_errors_reach_every_caller_and_lose_nothing_committed(
         assert await s.get_incident(kept) is not None
 
 
-async def test_bounded_queue_applies_backpressure(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db.sqlite3", queue_size=4) as s:
+async def test_bounded_queue_applies_backpressure(stores: StoreFactory) -> None:
+    async with stores.open(queue_size=4) as s:
         ids = await asyncio.gather(*(_new(s, T0 + i) for i in range(50)))
         assert len(set(ids)) == 50
         assert s.largest_batch <= 5
@@ -205,8 +222,8 @@ async def test_ids_restart_each_day(store: SqliteStore) -> None:
     assert (a, b, c) == ("20261128-0001", "20261128-0002", "20261129-0001")
 
 
-async def test_ids_use_the_configured_local_day(tmp_path: Path) -> None:
-    async with open_store(tmp_path / "db.sqlite3", id_utc_offset_s=9 * 3600) as s:
+async def test_ids_use_the_configured_local_day(stores: StoreFactory) -> None:
+    async with stores.open(id_utc_offset_s=9 * 3600) as s:
         late = datetime(2026, 11, 28, 16, 0, tzinfo=UTC).timestamp()  # 01:00 WIT next day
         assert await _new(s, late) == "20261129-0001"
 
@@ -538,17 +555,24 @@ async def test_sla_summary_and_operator_counts(store: SqliteStore) -> None:
 # --------------------------------------------------------------------------- immutability triggers
 
 
-async def test_audit_rows_cannot_be_changed_or_deleted(store: SqliteStore) -> None:
+async def test_audit_rows_cannot_be_changed_or_deleted(
+    store: SqliteStore, stores: StoreFactory
+) -> None:
     await store.audit(actor="auditor", action="replay", target="x", detail={"path": "a.wav"}, at=T0)
-    raw = sqlite3.connect(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    raw = stores.raw()
+    with pytest.raises(raw.integrity_error, match="append-only"):
         raw.execute("UPDATE audit_log SET actor = 'nobody'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(raw.integrity_error, match="append-only"):
         raw.execute("DELETE FROM audit_log")
+    if stores.engine == "postgresql":
+        with pytest.raises(raw.integrity_error, match="append-only"):
+            raw.execute("TRUNCATE audit_log")
     raw.close()
 
 
-async def test_sealed_recording_rows_are_immutable(store: SqliteStore) -> None:
+async def test_sealed_recording_rows_are_immutable(
+    store: SqliteStore, stores: StoreFactory
+) -> None:
     iid = await _new(store)
     await store.add_recording(
         iid,
@@ -560,7 +584,7 @@ async def test_sealed_recording_rows_are_immutable(store: SqliteStore) -> None:
         codec="PCMA",
         sealed_at=T0,
     )
-    raw = sqlite3.connect(store.path, isolation_level=None)
+    raw = stores.raw()
     for sql in (
         "UPDATE recordings SET sha256 = 'ff'",
         "UPDATE recordings SET path = 'b.wav'",
@@ -568,12 +592,12 @@ async def test_sealed_recording_rows_are_immutable(store: SqliteStore) -> None:
         "UPDATE recordings SET entry_hash = 'x'",
         "DELETE FROM recordings",
     ):
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(raw.integrity_error):
             raw.execute(sql)
     raw.execute(
         "UPDATE recordings SET deleted_at = 1, deleted_by = 'retention'"
     )  # a tombstone, once
-    with pytest.raises(sqlite3.IntegrityError, match="final"):
+    with pytest.raises(raw.integrity_error, match="final"):
         raw.execute("UPDATE recordings SET deleted_at = 2")
     raw.close()
 

@@ -36,9 +36,9 @@ from callcenter112.admin import (
 )
 from callcenter112.config import Config, ConfigProblem, parse_config
 from callcenter112.config_diff import ConfigDiff
+from callcenter112.records import open_store
 from callcenter112.runtime_config import LiveConfig
 from callcenter112.sip.capture import CapturedMessage, mask_secrets, read_pcap
-from callcenter112.store import open_store
 from callcenter112.web import create_app
 from callcenter112.web.telecom_admin import WebConfigFollower
 from test_web_support import PASSWORDS, FakeClock, FakeLiveCenter, WebEnv, make_config

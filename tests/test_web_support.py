@@ -43,8 +43,7 @@ from callcenter112.live import (
 )
 from callcenter112.media.g711 import Codec, encode
 from callcenter112.media.recorder import write_wav
-from callcenter112.recordings import seal_recording
-from callcenter112.store import SqliteStore, open_store
+from callcenter112.records import SqliteStore, open_store, seal_recording
 from callcenter112.web import create_app
 from callcenter112.web.auth import ApiToken
 

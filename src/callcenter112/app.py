@@ -30,8 +30,7 @@ from .media.prompts import PromptError, PromptLibrary
 from .media.recorder import repair_wav
 from .net.media import MediaEngine
 from .net.rtp_transport import RtpSocketPool
-from .recordings import apply_retention, recover_after_crash
-from .store import SqliteStore
+from .records import Store, apply_retention, new_store, recover_after_crash
 
 __all__ = ["run_server", "serve"]
 
@@ -73,12 +72,11 @@ async def run_server(
         print(f"callcenter112: prompts: {exc}", file=sys.stderr)
         return 2
 
-    db_path = config.path(config.storage.database)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     recordings_dir = config.path(config.storage.recordings)
     recordings_dir.mkdir(parents=True, exist_ok=True)
     tz_offset = _utc_offset(config.centre.timezone)
-    store = SqliteStore(db_path, id_utc_offset_s=tz_offset)
+    # [storage] database: a SQLite file (the default) or a postgresql:// DSN.
+    store = new_store(config.storage.database, resolve=config.path, id_utc_offset_s=tz_offset)
     await store.open()
     try:
         # Issue 11: a disk error here must not stop the centre (faults.start_step).
@@ -110,7 +108,7 @@ async def run_server(
         await store.close()
 
 
-async def _audit_configuration(store: SqliteStore, config_path: str) -> None:
+async def _audit_configuration(store: Store, config_path: str) -> None:
     """Every start names the configuration it runs with (SHA-256 of the file);
     a file that differs from the last start's is a `config_reload` in the audit
     log, so auditors can tell when trunks, operators or the IVR changed."""
@@ -176,7 +174,7 @@ def _utc_offset(tz: str) -> float:
 
 async def _run(  # noqa: PLR0917 - private, called once
     config: Config,
-    store: SqliteStore,
+    store: Store,
     prompts: PromptLibrary,
     pool: RtpSocketPool,
     stop: asyncio.Event,
@@ -231,7 +229,7 @@ async def _run(  # noqa: PLR0917 - private, called once
 
 
 async def _start_web(
-    config: Config, store: SqliteStore, centre: Any, tg: asyncio.TaskGroup
+    config: Config, store: Store, centre: Any, tg: asyncio.TaskGroup
 ) -> asyncio.Task[None] | None:
     if not config.web.enabled:
         return None
@@ -265,7 +263,7 @@ async def _start_web(
 
 
 async def _retention_loop(
-    config: Config, store: SqliteStore, recordings_dir: Any, stop: asyncio.Event
+    config: Config, store: Store, recordings_dir: Any, stop: asyncio.Event
 ) -> None:
     every = config.recordings.sweep_every_s
     while not stop.is_set():

@@ -65,6 +65,7 @@ from .logs import get_logger
 from .media.prompts import PromptLibrary
 from .net.media import MediaEngine
 from .net.sip_endpoint import SipEndpoint
+from .records import Store
 from .sip.auth import DigestAuthenticator
 from .sip.dialog import Dialog, DialogId, DialogTable, no_such_dialog
 from .sip.events import (
@@ -90,7 +91,6 @@ from .sip.registrar import (
     binding_from_dict,
     binding_to_dict,
 )
-from .store import Store
 
 if TYPE_CHECKING:
     from .callflow.handoff import Handoff

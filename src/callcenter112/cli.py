@@ -60,16 +60,17 @@ def _serve(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
     from .faults import secure_files
+    from .records import is_postgresql
 
-    database = cfg.path(cfg.storage.database)
+    # A PostgreSQL database is the server's to protect; a SQLite file is ours.
+    local_db = None if is_postgresql(cfg.storage.database) else cfg.path(cfg.storage.database)
+    folders = [cfg.path(cfg.storage.recordings)] + ([local_db.parent] if local_db else [])
     for problem in secure_files(
         # Never the checkout or the working folder itself (a bare file name).
         folders=[
-            f
-            for f in (database.parent, cfg.path(cfg.storage.recordings))
-            if f.resolve() not in (cfg.base_dir.resolve(), Path.cwd().resolve())
+            f for f in folders if f.resolve() not in (cfg.base_dir.resolve(), Path.cwd().resolve())
         ],
-        private_files=[database, Path(args.config)],
+        private_files=[*([local_db] if local_db else []), Path(args.config)],
     ):
         print(f"callcenter112: cannot tighten the mode of {problem}", file=sys.stderr)
     status: int = serve(cfg, config_path=args.config)
@@ -110,8 +111,9 @@ def _command_groups() -> list[
 ]:
     # Imported here so `serve` and `check-config` start without loading every group.
     # A group that fails to import is a bug: the error surfaces, never a missing command.
-    from . import records_cli, report_cli, simulate
+    from . import control_cli, report_cli, simulate
     from .media import prompts_cli
+    from .records import cli as records_cli
     from .web import users_cli
 
     return [
@@ -120,6 +122,7 @@ def _command_groups() -> list[
         simulate.add_commands,
         users_cli.add_commands,
         report_cli.add_commands,
+        control_cli.add_commands,
     ]
 
 

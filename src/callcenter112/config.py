@@ -322,11 +322,27 @@ class CentreConfig(_Section):
 
 
 class StorageConfig(_Section):
+    # A SQLite file (default; ``sqlite:PATH`` also accepted) or a PostgreSQL DSN
+    # ``postgresql://user@host1:5432,host2:5432/db?target_session_attrs=read-write``.
     database: str = "data/callcenter112.sqlite3"
     recordings: str = "data/recordings"
     # Low-disk alarm: free space under this in the database or recordings
     # folder (an hour of one stereo G.711 recording is ~58 MB).
     low_disk_mb: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("empty: give a SQLite file path or a postgresql:// DSN")
+        if "://" in v and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                f"{v.split('://', maxsplit=1)[0]}:// is not a database this server knows: "
+                "give a SQLite file path or a postgresql:// DSN"
+            )
+        if v.startswith(("postgresql://", "postgres://")) and not v.split("://", 1)[1].strip("/"):
+            raise ValueError("the postgresql:// DSN names no host")
+        return v
 
 
 class ControlConfig(_Section):

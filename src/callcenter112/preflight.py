@@ -106,10 +106,12 @@ def preflight(cfg: Config) -> list[ConfigProblem]:
             cfg.path(cfg.sip.tls_certificate), cfg.path(cfg.sip.tls_key)
         ):
             problems.append(ConfigProblem("sip.tls_certificate", reason))
-    for key, folder in (
-        ("storage.database", cfg.path(cfg.storage.database).parent),
-        ("storage.recordings", cfg.path(cfg.storage.recordings)),
-    ):
+    from .records import is_postgresql
+
+    folders = [("storage.recordings", cfg.path(cfg.storage.recordings))]
+    if not is_postgresql(cfg.storage.database):
+        folders.insert(0, ("storage.database", cfg.path(cfg.storage.database).parent))
+    for key, folder in folders:
         why = writable_folder_problem(folder)
         if why is not None:
             problems.append(ConfigProblem(key, why))

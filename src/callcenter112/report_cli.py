@@ -23,9 +23,9 @@ from .config import Config, ConfigError, load_config
 from .incidents import Callback, Incident, IncidentQuery
 from .net.loop import run as run_on_server_loop
 from .progress import ProgressBar, ProgressLine
+from .records import Store, StoreError, open_database
 from .report_output import category_labels, report_csv, report_pdf
 from .reports import PeriodKind, Report, ReportPeriod, compute_report, period_of
-from .store import Store, StoreError, open_store
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -101,7 +101,7 @@ def _report(args: argparse.Namespace) -> int:
         bar.update(done)
 
     async def read() -> Report:
-        async with open_store(cfg.path(cfg.storage.database)) as store:
+        async with open_database(cfg.storage.database, resolve=cfg.path) as store:
             return await load_report(store, period, categories, on_progress=progress)
 
     try:

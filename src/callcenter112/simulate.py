@@ -326,8 +326,8 @@ async def _simulate_and_check(
     *,
     read_store: bool,
 ) -> Summary | None:
+    from .records import StoreError
     from .simclient import read_incidents, summarize
-    from .store import StoreError
 
     await simulation.run(
         on_progress=lambda p: printer.show(p.line()), progress_every_s=printer.every_s

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .. import acd as acd_mod
 from ..acd import Acd, AcdAction
 from ..logs import get_logger
+from ..records import Store
 from ..sip.registrar import (
     ContactReachabilityChanged,
     OperatorRegistered,
@@ -23,7 +24,6 @@ from ..sip.registrar import (
     Registrar,
     RegistrarEvent,
 )
-from ..store import Store
 from .inbox import AcdAnnounce, AcdCancel, AcdOffer, AcdOverflow, AcdQueued, Message
 
 __all__ = ["Desk", "DeskHost"]

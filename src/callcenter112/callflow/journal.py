@@ -37,8 +37,7 @@ from ..counters import CoreCounters, Counted
 from ..incidents import LegQuality, LegRole, Status
 from ..media.g711 import Codec
 from ..media.recorder import IncidentRecorder, RecordingInfo
-from ..recordings import seal_recording
-from ..store import Store
+from ..records import Store, seal_recording
 
 __all__ = [
     "Journal",

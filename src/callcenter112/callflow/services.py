@@ -24,10 +24,10 @@ from ..ivr import IvrSettings
 from ..media.prompts import PromptLibrary
 from ..net.media import MediaEngine
 from ..net.sip_endpoint import SipEndpoint
+from ..records import Store
 from ..sip.dialog import Dialog
 from ..sip.message import Request
 from ..sip.registrar import Registrar
-from ..store import Store
 from .desk import Desk
 from .inbox import Mailbox
 from .legs import OutboundLeg

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..incidents import AuditAction, IncidentQuery
-from ..store import open_store
+from ..records import open_store
 from .records import CallRecord, Outcome, percentile
 
 __all__ = [

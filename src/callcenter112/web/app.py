@@ -39,7 +39,7 @@ from ..admin import TelecomServices
 from ..config import Config
 from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
-from ..store import Store, StoreError
+from ..records import Store, StoreError
 from . import api, audit, console, reports, signin, telecom, telecom_admin, wallboard
 from . import location as location_web
 from .areas import load_city_areas

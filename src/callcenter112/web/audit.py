@@ -42,7 +42,8 @@ from ..incidents import (
 )
 from ..media.recorder import WavError
 from ..numerals import is_ascii_digits
-from ..recordings import GENESIS_HASH, recording_entry_hash, sha256_file
+from ..records.chain import ProblemKind
+from ..records.evidence import check_sealed_recording, restore_recording_file
 from .audio import (
     PcmPlan,
     RangeNotSatisfiable,
@@ -97,47 +98,38 @@ def recording_path(ctx: WebContext, rec: Recording) -> Path:
     return path
 
 
+# How each problem of `records.chain` reads on the page (status, Indonesian, English).
+_PROBLEM_LABELS: dict[ProblemKind, tuple[str, str, str]] = {
+    ProblemKind.EDITED_ENTRY: ("edited_entry", "Entri rantai diubah", "Chain entry edited"),
+    ProblemKind.REMOVED_ENTRY: ("removed_entry", "Entri rantai dihapus", "Chain entry removed"),
+    ProblemKind.BROKEN_LINK: ("broken_link", "Rantai terputus", "Chain link broken"),
+    ProblemKind.UNAUDITED_DELETION: (
+        "unaudited_deletion",
+        "Dihapus tanpa catatan audit",
+        "Deleted without audit entry",
+    ),
+    ProblemKind.MISSING_FILE: ("missing", "File hilang", "File missing"),
+    ProblemKind.UNREADABLE_FILE: ("unreadable", "Tidak terbaca", "Unreadable"),
+    ProblemKind.CHANGED_FILE: ("changed", "File berubah", "File changed"),
+    ProblemKind.UNKNOWN_FILE: ("unknown_file", "File tak dikenal", "File unknown to the chain"),
+}
+
+
 async def check_recording(ctx: WebContext, rec: Recording) -> Integrity:
-    """Re-hash one recording and check its chain entry and link (blocking parts in a thread)."""
+    """The chain check of one recording (`records.evidence.check_sealed_recording`), labelled.
+
+    The same rules as `callcenter112 recordings verify`: the first problem found is shown.
+    """
     if rec.status is RecordingStatus.OPEN:
         return _integrity("open", False, "Sedang direkam", "Still recording", "not sealed yet")
     if rec.status is RecordingStatus.LOST:
         return _integrity("lost", False, "Hilang", "Lost", "the file never appeared")
-    assert rec.seq is not None
-    expected = recording_entry_hash(
-        prev_hash=rec.prev_hash or "",
-        seq=rec.seq,
-        incident_id=rec.incident_id,
-        path=rec.path,
-        sha256=rec.sha256 or "",
-        size=rec.size or 0,
-        sealed_at=rec.sealed_at or 0.0,
-    )
-    if expected != rec.entry_hash:
-        return _integrity(
-            "edited_entry",
-            False,
-            "Entri rantai diubah",
-            "Chain entry edited",
-            f"entry #{rec.seq} no longer matches its hash",
-        )
-    if rec.seq == 1:
-        linked = rec.prev_hash == GENESIS_HASH
-    else:
-        before = await ctx.store.recording_chain(after_seq=rec.seq - 2, limit=1)
-        linked = (
-            bool(before)
-            and before[0].seq == rec.seq - 1
-            and (before[0].entry_hash == rec.prev_hash)
-        )
-    if not linked:
-        return _integrity(
-            "broken_link",
-            False,
-            "Rantai terputus",
-            "Chain link broken",
-            f"entry #{rec.seq} does not follow entry #{rec.seq - 1}",
-        )
+    recording_path(ctx, rec)  # refuses a path outside the recordings directory
+    problems = await check_sealed_recording(ctx.store, ctx.recordings_dir, rec)
+    if problems:
+        first = problems[0]
+        status, label_id, label_en = _PROBLEM_LABELS[first.kind]
+        return _integrity(status, False, label_id, label_en, first.detail)
     if rec.deleted_at is not None:
         return _integrity(
             "deleted",
@@ -146,24 +138,8 @@ async def check_recording(ctx: WebContext, rec: Recording) -> Integrity:
             "Deleted by retention",
             f"by {rec.deleted_by}; the chain entry remains",
         )
-    path = recording_path(ctx, rec)
-    if not await asyncio.to_thread(path.is_file):
-        return _integrity("missing", False, "File hilang", "File missing", rec.path)
-    try:
-        digest, size = await asyncio.to_thread(sha256_file, path)
-    except OSError as exc:
-        return _integrity("unreadable", False, "Tidak terbaca", "Unreadable", str(exc))
-    if digest != rec.sha256 or size != rec.size:
-        return _integrity(
-            "changed",
-            False,
-            "File berubah",
-            "File changed",
-            f"sha256 {digest[:16]}… ({size} bytes), sealed as {(rec.sha256 or '')[:16]}… "
-            f"({rec.size} bytes)",
-        )
     return _integrity(
-        "intact", True, "Utuh", "Intact", f"sha256 {digest} matches chain entry #{rec.seq}"
+        "intact", True, "Utuh", "Intact", f"sha256 {rec.sha256} matches chain entry #{rec.seq}"
     )
 
 
@@ -306,7 +282,8 @@ async def _playable(call: Call) -> tuple[IncidentRecord, Recording, Path]:
     if rec.deleted_at is not None:
         raise WebError(410, f"recording {rec.id} was deleted by retention")
     path = recording_path(call.ctx, rec)
-    if not await asyncio.to_thread(path.is_file):
+    # The recordings folder is a cache of the database's copy where the store keeps one.
+    if not await restore_recording_file(call.ctx.store, call.ctx.recordings_dir, rec):
         raise WebError(404, f"recording file {rec.path} is missing")
     return record, rec, path
 

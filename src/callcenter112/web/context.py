@@ -44,7 +44,7 @@ from ..config import Config
 from ..incidents import IncidentError, format_timestamp
 from ..live import ControlError, LiveCenter
 from ..logs import get_logger
-from ..store import Store, StoreError
+from ..records import Store, StoreError
 from .areas import CityAreas
 from .auth import (
     Directory,

@@ -27,7 +27,7 @@ from starlette.responses import StreamingResponse
 
 from ..live import LiveEvent
 from ..logs import get_logger
-from ..store import StoreError
+from ..records import StoreError
 from .auth import Session
 from .context import CLOSE_STREAM, WebContext
 

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from ..incidents import SLA_THRESHOLDS_S, IncidentQuery, Status, format_timestamp
 from ..live import LiveSnapshot
 from ..logs import get_logger
-from ..store import StoreError
+from ..records import StoreError
 from .context import WebContext
 
 __all__ = [

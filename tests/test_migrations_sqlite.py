@@ -11,19 +11,24 @@ import hashlib
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from callcenter112 import store as store_module
 from callcenter112.incidents import CallbackResult, LegQuality, LegRole, Status
-from callcenter112.recordings import (
+from callcenter112.records import (
     GENESIS_HASH,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Migration,
     audit_entry_hash,
+    migrate,
+    open_store,
     recording_entry_hash,
     verify_audit,
     verify_recordings,
 )
-from callcenter112.store import MIGRATIONS, SCHEMA_VERSION, Migration, migrate, open_store
+from callcenter112.records.sqlite import schema as store_module
 
 T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 IID = "20261128-0001"
@@ -34,7 +39,7 @@ def _version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _insert_rows_for(conn: sqlite3.Connection, version: int, recordings: Path) -> None:
+def _insert_rows_for(conn: Any, version: int, recordings: Path) -> None:
     """Rows a program at `version` would have written (only tables it knew)."""
     conn.execute("BEGIN")
     if version >= 1:
@@ -122,45 +127,50 @@ async def test_upgrade_from_every_earlier_version(tmp_path: Path, start: int) ->
     conn.close()
 
     async with open_store(db) as store:
-        assert store.schema_version == SCHEMA_VERSION
-        rec = await store.get_incident(IID)
-        if start == 0:
-            assert rec is None
-            assert await store.create_incident(caller="0812", arrived_at=T0) == IID
-            return
-        assert rec is not None
-        inc = rec.incident
-        assert (inc.caller, inc.status, inc.operator, inc.location_text) == (
-            "081234567890",
-            Status.COMPLETED,
-            "op1",
-            "Jl. Sultan Hairun",
-        )
-        assert inc.sla_s == pytest.approx(11.5)
-        assert inc.legal_hold is False and inc.agencies_notified == ()  # added by version 6
-        assert rec.events[0].detail == {"trunk": "telkom"}
-        if start >= 2:
-            [leg] = rec.legs
-            assert leg.role is LegRole.CALLER
-            assert leg.quality == LegQuality(packets=4000, lost=7, jitter_ms=3.25)
-        if start >= 3:
-            [recording] = rec.recordings
-            assert recording.seq == 1 and recording.duration_s == 80.0
-        if start >= 4:
-            [cb] = rec.callbacks
-            assert [a.result for a in cb.attempts] == [CallbackResult.NO_ANSWER]
-        if start >= 5:
-            [entry] = await store.list_audit()
-            assert entry.detail == {"path": "r1.wav"}
-            assert (await store.operator_state_history())[0].reason == "break"
+        await check_upgraded(store, start, recordings)
 
-        # Chains written by the old version still verify, and new writes continue them.
-        assert (await verify_recordings(store, recordings)).ok
-        assert (await verify_audit(store)).ok
-        assert await store.create_incident(caller="0812", arrived_at=T0 + 5) == "20261128-0002"
-        assert await store.set_legal_hold(IID, on=True, actor="auditor", at=T0 + 200)
-        report = await verify_audit(store)
-        assert report.ok and report.head_seq == (2 if start >= 5 else 1)
+
+async def check_upgraded(store: Any, start: int, recordings: Path) -> None:
+    """What a store opened on a database of version `start` (rows from `_insert_rows_for`) holds."""
+    assert store.schema_version == SCHEMA_VERSION
+    rec = await store.get_incident(IID)
+    if start == 0:
+        assert rec is None
+        assert await store.create_incident(caller="0812", arrived_at=T0) == IID
+        return
+    assert rec is not None
+    inc = rec.incident
+    assert (inc.caller, inc.status, inc.operator, inc.location_text) == (
+        "081234567890",
+        Status.COMPLETED,
+        "op1",
+        "Jl. Sultan Hairun",
+    )
+    assert inc.sla_s == pytest.approx(11.5)
+    assert inc.legal_hold is False and inc.agencies_notified == ()  # added by version 6
+    assert rec.events[0].detail == {"trunk": "telkom"}
+    if start >= 2:
+        [leg] = rec.legs
+        assert leg.role is LegRole.CALLER
+        assert leg.quality == LegQuality(packets=4000, lost=7, jitter_ms=3.25)
+    if start >= 3:
+        [recording] = rec.recordings
+        assert recording.seq == 1 and recording.duration_s == 80.0
+    if start >= 4:
+        [cb] = rec.callbacks
+        assert [a.result for a in cb.attempts] == [CallbackResult.NO_ANSWER]
+    if start >= 5:
+        [entry] = await store.list_audit()
+        assert entry.detail == {"path": "r1.wav"}
+        assert (await store.operator_state_history())[0].reason == "break"
+
+    # Chains written by the old version still verify, and new writes continue them.
+    assert (await verify_recordings(store, recordings)).ok
+    assert (await verify_audit(store)).ok
+    assert await store.create_incident(caller="0812", arrived_at=T0 + 5) == "20261128-0002"
+    assert await store.set_legal_hold(IID, on=True, actor="auditor", at=T0 + 200)
+    report = await verify_audit(store)
+    assert report.ok and report.head_seq == (2 if start >= 5 else 1)
 
 
 def _schema(db: Path) -> dict[str, object]:

@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TextIO
 
-from .config import Config, ConfigError, load_config
-from .incidents import (
+from ..config import Config, ConfigError, load_config
+from ..incidents import (
     INCIDENT_CSV_COLUMNS,
     AuditAction,
     Callback,
@@ -57,14 +57,15 @@ from .incidents import (
     incident_to_json,
     parse_timestamp,
 )
-from .recordings import VerifyReport, verify_audit, verify_recordings
-from .store import SqliteStore, StoreError, open_store
+from .engines import open_database
+from .evidence import VerifyReport, verify_audit, verify_recordings
+from .protocol import Store, StoreError
 
 __all__ = ["ProgressBar", "add_commands", "cli_actor"]
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
-Command = Callable[[SqliteStore, Config, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Store, Config, argparse.Namespace], Awaitable[int]]
 
 
 def cli_actor() -> str:
@@ -104,6 +105,11 @@ class ProgressBar:
         self.stream.flush()
         self._drawn = True
 
+    def restart(self, label: str) -> None:
+        """End this bar's line and start a new bar under it."""
+        self.finish()
+        self.label, self._last, self._drawn = label, None, False
+
     def finish(self) -> None:
         if self.enabled and self._drawn:
             self.stream.write("\n")
@@ -128,7 +134,7 @@ def _run(args: argparse.Namespace, command: Command) -> int:
         return 2
 
     async def go() -> int:
-        async with open_store(cfg.path(cfg.storage.database)) as store:
+        async with open_database(cfg.storage.database, resolve=cfg.path) as store:
             return await command(store, cfg, args)
 
     try:
@@ -147,7 +153,7 @@ def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-async def _audit(store: SqliteStore, action: str, target: str, detail: dict[str, object]) -> None:
+async def _audit(store: Store, action: str, target: str, detail: dict[str, object]) -> None:
     await store.audit(
         actor=cli_actor(), action=action, target=target, detail=detail, at=time.time()
     )
@@ -249,7 +255,7 @@ def _incident_row(inc: Incident) -> list[str]:
     ]
 
 
-async def _incidents_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     items = await store.list_incidents(_query(args), limit=args.limit, offset=args.offset)
     await _audit(
         store,
@@ -339,7 +345,7 @@ def _show_text(rec: IncidentRecord, out: TextIO) -> None:
         out.write(f"  {format_timestamp(e.at)}  {e.kind:<18} {detail}\n")
 
 
-async def _incidents_show(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_show(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     rec = await store.get_incident(args.id)
     await _audit(store, AuditAction.VIEW, args.id, {"found": rec is not None})
     if rec is None:
@@ -364,7 +370,7 @@ class _HashingWriter(io.TextIOBase):
         return self.target.write(s)
 
 
-async def _incidents_export(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_export(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     query = _query(args)
     total = await store.count_incidents(query)
     bar = ProgressBar("export", sys.stderr, enabled=_progress_enabled(args))
@@ -422,7 +428,7 @@ async def _incidents_export(store: SqliteStore, cfg: Config, args: argparse.Name
     return 0
 
 
-async def _incidents_hold(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _incidents_hold(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     on = not args.release
     try:
         changed = await store.set_legal_hold(
@@ -461,7 +467,7 @@ def _report(what: str, report: VerifyReport, out: TextIO) -> None:
         out.write(f"{what}: FAILED, {len(report.problems)} problem(s)\n")
 
 
-async def _recordings_verify(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _recordings_verify(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     bar = ProgressBar("verify", sys.stderr, enabled=_progress_enabled(args))
     try:
         report = await verify_recordings(store, cfg.path(cfg.storage.recordings), progress=bar)
@@ -483,7 +489,7 @@ async def _recordings_verify(store: SqliteStore, cfg: Config, args: argparse.Nam
     return 0 if report.ok else 1
 
 
-async def _audit_verify(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _audit_verify(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     bar = ProgressBar("verify", sys.stderr, enabled=_progress_enabled(args))
     try:
         report = await verify_audit(store, progress=bar)
@@ -505,7 +511,7 @@ async def _audit_verify(store: SqliteStore, cfg: Config, args: argparse.Namespac
     return 0 if report.ok else 1
 
 
-async def _audit_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _audit_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     action: str | None = args.audit_action
     if args.target is None and action is None:
         head = await store.count_audit()
@@ -559,7 +565,7 @@ def _callback_row(cb: Callback) -> list[str]:
     ]
 
 
-async def _callbacks_list(store: SqliteStore, cfg: Config, args: argparse.Namespace) -> int:
+async def _callbacks_list(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     items = await store.list_callbacks(open_only=not args.all)
     await _audit(store, AuditAction.LIST, "callbacks", {"all": bool(args.all), "count": len(items)})
     if args.json:
@@ -588,8 +594,65 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _store_migrate(args: argparse.Namespace) -> int:
+    from .engines import is_postgresql, sqlite_path
+    from .transfer import copy_sqlite_to_postgresql
+
+    source, target = str(args.source), str(args.target)
+    if is_postgresql(source) or not is_postgresql(target):
+        print("error: --from takes sqlite:PATH, --to a postgresql:// DSN", file=sys.stderr)
+        return 2
+    bar = ProgressBar("copy", sys.stderr, enabled=_progress_enabled(args))
+
+    def progress(table: str, done: int, total: int) -> None:
+        if table != bar.label:
+            bar.restart(table)
+        bar(done, total)
+
+    try:
+        report = asyncio.run(
+            copy_sqlite_to_postgresql(
+                sqlite_path(source),
+                target,
+                recordings_dir=args.recordings,
+                progress=progress,
+            )
+        )
+    except (StoreError, IncidentError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bar.finish()
+    for table, rows in report.rows.items():
+        print(f"{table}: {rows} rows")
+    if args.recordings is not None:
+        print(f"recording files: {report.files} copied into the database")
+        for rel in report.missing_files:
+            print(f"missing recording file: {rel}", file=sys.stderr)
+        if report.missing_files:
+            return 1
+    print("done: run `recordings verify` and `audit verify` against the target")
+    return 0
+
+
 def add_commands(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     """Register the records command groups on the `callcenter112` parser."""
+    st = sub.add_parser("store", help="the incident store itself")
+    st_sub = st.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = st_sub.add_parser(
+        "migrate",
+        help="copy a SQLite store into PostgreSQL (re-runnable; same chain heads)",
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
+    p.add_argument("--to", dest="target", required=True, metavar="postgresql://…")
+    p.add_argument(
+        "--recordings",
+        type=Path,
+        metavar="DIR",
+        help="the recordings folder: copy each sealed recording into the database too",
+    )
+    _progress_flags(p)
+    p.set_defaults(handler=_store_migrate)
+
     inc = sub.add_parser("incidents", help="list, show and export incidents")
     inc_sub = inc.add_subparsers(dest="action", required=True, metavar="ACTION")
 
