@@ -152,6 +152,19 @@ def _ip_literal(host: str) -> bool:
     return True
 
 
+def _cidr_list(v: list[str]) -> list[str]:
+    """Each entry an IP address or network; every bad one named by its index."""
+    bad = []
+    for i, item in enumerate(v):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
+    if bad:
+        raise ValueError("; ".join(bad))
+    return v
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -213,15 +226,7 @@ class SipConfig(_Section):
     @field_validator("path_proxies")
     @classmethod
     def _path_proxies(cls, v: list[str]) -> list[str]:
-        bad = []
-        for i, item in enumerate(v):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
-        if bad:
-            raise ValueError("; ".join(bad))
-        return v
+        return _cidr_list(v)
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -544,15 +549,7 @@ class TrunkConfig(_Section):
     def _cidrs(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("at least one source address or network is needed")
-        bad = []
-        for i, item in enumerate(v):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
-        if bad:
-            raise ValueError("; ".join(bad))
-        return v
+        return _cidr_list(v)
 
     @field_validator("numbers")
     @classmethod
@@ -659,15 +656,7 @@ class AmlConfig(_Section):
     @field_validator("allow")
     @classmethod
     def _allow(cls, v: list[str]) -> list[str]:
-        bad = []
-        for i, item in enumerate(v):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                bad.append(f"[{i}] {item!r} is not an IP address or network (CIDR)")
-        if bad:
-            raise ValueError("; ".join(bad))
-        return v
+        return _cidr_list(v)
 
     @property
     def networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
