@@ -26,7 +26,9 @@ import pytest
 from harness import (
     SCENARIOS,
     Server,
+    dtmf_pcap,
     events_of,
+    free_range,
     incident_of,
     need,
     running_server,
@@ -38,9 +40,10 @@ from location_samples import AMBON, HOSTILE, SHAPES, pidf
 
 pytestmark = pytest.mark.slow
 
+MEDIA_PORT = free_range(4)[0]  # SIPp's -mp: the SDP in the -key body names it literally
 SDP = (
     "v=0\r\no=citizen 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 40000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+    f"m=audio {MEDIA_PORT} RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
 )
 BOUNDARY = "loc-boundary-7f3a"
@@ -58,6 +61,16 @@ def multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
     return out + f"--{BOUNDARY}--\r\n".encode()
 
 
+def press(key: str) -> str:
+    if not key:
+        return ""
+    return (
+        '  <pause milliseconds="300"/>\n'
+        f'  <nop><action><exec play_pcap_audio="{dtmf_pcap(key)}"/></action></nop>\n'
+        '  <pause milliseconds="600"/>'
+    )
+
+
 def location_call(
     server: Server,
     directory: Path,
@@ -67,8 +80,10 @@ def location_call(
     body: bytes,
     content_type: str = f'multipart/mixed;boundary="{BOUNDARY}"',
     talk_ms: int = 2500,
+    key: str = "",
 ) -> Any:
-    """One SIPp citizen: the INVITE with `headers` and `body`, answered, hangs up later."""
+    """One SIPp citizen: the INVITE with `headers` and `body`, answered, presses `key`
+    (RFC 4733) if given, hangs up after `talk_ms`."""
     need("sipp")
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"      Content-Type: {content_type}", *(f"      {h}" for h in headers)]
@@ -78,6 +93,7 @@ def location_call(
         .replace("@CALLER@", caller)
         .replace("@HEADERS@", "\n".join(lines))
         .replace("@TALK_MS@", str(talk_ms))
+        .replace("@MEDIA@", press(key))
     )
     scenario = directory / "caller_location.xml"
     scenario.write_text(text)
@@ -85,6 +101,7 @@ def location_call(
         server.sip_port,
         scenario=str(scenario),
         timeout_s=60,
+        media_port=MEDIA_PORT if key else None,
         extra=["-aa", "-key", "body", body.decode("latin-1")],
     )
     return start_sipp_in(directory, cmd, name=f"caller {caller}")
@@ -107,7 +124,13 @@ def sdp_call(
 
 
 def pidf_calls(
-    server: Server, directory: Path, documents: dict[str, bytes], prefix: str
+    server: Server,
+    directory: Path,
+    documents: dict[str, bytes],
+    prefix: str,
+    *,
+    talk_ms: int = 2500,
+    key: str = "",
 ) -> dict[str, tuple[str, Any]]:
     """One SIPp call per PIDF-LO document (by value, ``cid:``), all at once:
     name → (caller number, the run)."""
@@ -126,6 +149,8 @@ def pidf_calls(
                     ("application/sdp", None, SDP.encode()),
                     ("application/pidf+xml", cid, document),
                 ),
+                talk_ms=talk_ms,
+                key=key,
             ),
         )
     return runs
@@ -344,3 +369,46 @@ def test_aml_https_and_sms_are_matched_to_the_live_sipp_call(tmp_path: Path) -> 
         assert ours is not None
         assert [f["source"] for f in ours["location"]["fixes"]] == ["aml-sms", "aml-sms"]
         assert (ours["location"]["lat"], ours["location"]["lon"]) == (-3.6959, 128.1815)
+
+
+# ------------------------------------------------------------------ transfer to an agency
+
+
+def test_agency_receives_the_pidf_lo_on_transfer(tmp_path: Path) -> None:
+    """A caller with a PIDF-LO, answered by baresip, blind-transferred from the console:
+    the agency's SIPp (`agency_location.xml`) fails unless the INVITE carries the
+    caller's position by value with Geolocation and Geolocation-Routing: no."""
+    from harness import WebSession, baresip_operator, operator_online, talking_to
+    from test_e2e_handoff import agency_server, start_agency
+
+    need("sipp", "baresip")
+    server, agency_port = agency_server(tmp_path)
+    server.start()
+    try:
+        agency = start_agency(tmp_path / "agency", agency_port, "agency_location.xml")
+        with baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ):
+            wait_until(lambda: operator_online(server, "op1"), 20, what="op1 registered")
+            documents = {"circle": pidf(SHAPES["Circle"])}
+            caller, run = pidf_calls(
+                server, tmp_path, documents, "0812347", talk_ms=15000, key="1"
+            )["circle"]
+            wait_until(lambda: talking_to(server, caller, "op1"), 40, what="bridged to op1")
+            incident = incident_of(server, caller)
+            assert incident is not None and incident["location"]["valid"], incident
+            web = WebSession(server, "op1", "secret1")
+            r = web.post(
+                f"/console/incidents/{incident['id']}/transfer",
+                {"agency": "ambulans", "mode": "blind"},
+            )
+            assert r.status_code < 400, r.text
+            web.close()
+            assert agency.wait(60) == 0, agency.logs()  # the caller hung up: BYE reached it
+            assert run.wait(30) == 0, run.logs()
+        log = next((tmp_path / "agency").glob("*_logs.log")).read_text()
+        assert "pos=<gml:pos>-3.6954 128.1814</gml:pos>" in log, log
+        assert f"geo=<cid:{incident['id']}@127.0.0.1>" in log, log
+    finally:
+        server.stop()
+        server.kill()
