@@ -156,6 +156,11 @@ def pidf_calls(
     return runs
 
 
+def located(server: Server, caller: str) -> bool:
+    incident = incident_of(server, caller)
+    return bool(incident and incident["location"]["fixes"])
+
+
 def answered_location(server: Server, run: Any, caller: str) -> dict[str, Any]:
     """Wait for the SIPp call to end well (200 received, hung up); the incident's JSON."""
     assert run.wait(60) == 0, run.logs()
@@ -338,7 +343,7 @@ def post(server: Server, path: str, body: str) -> int:
         return int(answer.status)
 
 
-def test_aml_https_and_sms_are_matched_to_the_live_sipp_call(tmp_path: Path) -> None:
+def test_aml_https_and_sms_are_matched_to_sipp_calls(tmp_path: Path) -> None:
     from urllib.parse import urlencode
 
     extra = '[aml]\nkey = "AML"\nallow = ["127.0.0.0/8"]\n'
@@ -369,6 +374,20 @@ def test_aml_https_and_sms_are_matched_to_the_live_sipp_call(tmp_path: Path) -> 
         assert ours is not None
         assert [f["source"] for f in ours["location"]["fixes"]] == ["aml-sms", "aml-sms"]
         assert (ours["location"]["lat"], ours["location"]["lon"]) == (-3.6959, 128.1815)
+
+        # An AML SMS that beats the call: kept pending, claimed by the caller's call.
+        early = "081234590002"
+        text = 'A"ML=1;lt=-3.70000;lg=+128.17000;rd=30;pm=G'
+        assert post(server, "/api/v1/aml/sms", urlencode({"from": "+6281234590002", "body": text}))
+        assert server.sql("SELECT count(*) FROM fixes WHERE incident_id IS NULL") == [(1,)]
+        run = sdp_call(server, tmp_path / "early", early)
+        assert run.wait(60) == 0, run.logs()
+        wait_until(lambda: located(server, early), what="the pending fix claimed")
+        claimed = incident_of(server, early)
+        assert claimed is not None
+        assert (claimed["location"]["lat"], claimed["location"]["radius_m"]) == (-3.7, 30.0)
+        assert events_of(claimed, "location_received")[0]["detail"]["claimed_aml"] == 1
+        assert server.sql("SELECT count(*) FROM fixes WHERE incident_id IS NULL") == [(0,)]
 
 
 # ------------------------------------------------------------------ transfer to an agency
