@@ -54,6 +54,7 @@ __all__ = [
 
 log = get_logger("location")
 
+_RUNNING: set[asyncio.Task[None]] = set()  # fix writes and dereferences under way
 LOCATION_CHANGED = "location_changed"  # the live event the console's map listens for
 
 
@@ -79,7 +80,9 @@ class StoreLocationSink:
         self.store = store
         self.publish = publish
         self.window_s = window_s
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Tasks live here until done (the loop keeps only weak references); the set is
+        # the module's, so a fix being written outlives the call that received it.
+        self._tasks = _RUNNING
 
     def fix_received(
         self, fix: Fix, *, caller: str | None, incident_id: str | None, received_at: float
@@ -124,11 +127,6 @@ class StoreLocationSink:
         if taken:
             self.changed(incident_id)
         return taken
-
-    async def drain(self) -> None:
-        """Wait for the writes under way (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
 def read_location(invite: Request, *, now: float) -> tuple[bytes | None, LocationReport]:
@@ -218,6 +216,8 @@ class CallLocation:
                 self._fetch(uri, incident_id=incident_id, sink=sink, config=config)
             )
             self.fetches.append(task)
+            _RUNNING.add(task)
+            task.add_done_callback(_RUNNING.discard)
 
     async def _fetch(
         self, uri: str, *, incident_id: str, sink: StoreLocationSink, config: Config
