@@ -431,3 +431,21 @@ def test_agency_receives_the_pidf_lo_on_transfer(tmp_path: Path) -> None:
     finally:
         server.stop()
         server.kill()
+
+
+def test_a_body_without_sdp_is_answered_with_our_offer(tmp_path: Path) -> None:
+    """Multipart with the PIDF-LO only (a gateway that lost the SDP): no 415 — the
+    centre offers in its 200 (RFC 3261 §13.2.1) and keeps the position."""
+    with running_server(tmp_path / "server") as server:
+        caller = "081234610001"
+        run = location_call(
+            server,
+            tmp_path / "sipp",
+            caller=caller,
+            headers=["Geolocation: <cid:only@carrier.example>"],
+            body=multipart(("application/pidf+xml", "only@carrier.example", pidf(SHAPES["Point"]))),
+        )
+        incident = answered_location(server, run, caller)
+        assert incident["location"]["valid"] is True
+        answer = run.logs().split("SIP/2.0 200 OK", 1)[1]
+        assert "m=audio " in answer.split("ACK ", 1)[0], answer[:2000]  # our offer
