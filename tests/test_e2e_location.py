@@ -38,7 +38,7 @@ from harness import (
 )
 from location_samples import AMBON, HOSTILE, SHAPES, pidf
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.peers]
 
 MEDIA_PORT = free_range(4)[0]  # SIPp's -mp: the SDP in the -key body names it literally
 SDP = (
