@@ -93,9 +93,11 @@ async def test_unmatched_fix_waits_and_is_claimed(env: WebEnv) -> None:
         "/api/v1/aml/sms", data={"from": "+6281299999999", "body": 'A"ML=1;lt=-3.7;lg=128.17;rd=9'}
     )
     assert r.status_code == 200
-    board = env.app.state.location.board
-    assert len(board.pending) == 1
-    assert board.claim("20261128-0099", "+6281299999999", now=T0 + 1)[0].lat == -3.7
+    # Pending in the store (no incident yet), claimed by the caller's next incident.
+    seeded = await seed_incident(env.store, env.recordings, at=T0, caller="081299999999")
+    sink = env.app.state.location.sink
+    assert await sink.claim(seeded.incident_id, "+6281299999999", now=T0 + 1) == 1
+    assert [f.lat for f in await env.store.fixes_for(seeded.incident_id)] == [-3.7]
 
 
 async def test_operator_pin_is_an_operator_fix_and_audited(env: WebEnv) -> None:

@@ -431,9 +431,7 @@ class Centre:
             if not self.stopping:
                 self.spawn_write(self.record_refused(req, trunk.name, "capacity"))
             return
-        if req.body and (req.content_type or "application/sdp") != "application/sdp":
-            self._respond(ev, 415, headers=[("Accept", "application/sdp")])
-            return
+        # Issue 13: any body is accepted (multipart SDP + PIDF-LO); callflow/location.py reads it.
         stats["calls"] += 1
         call = EmergencyCall(
             self,

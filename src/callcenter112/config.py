@@ -663,6 +663,14 @@ class AmlConfig(_Section):
         return tuple(ipaddress.ip_network(a, strict=False) for a in self.allow)
 
 
+class LocationConfig(_Section):
+    """`[location]`: dereferencing ``Geolocation: <https:…>`` (RFC 6753) on a call."""
+
+    # PEM file of CA certificates trusted for the carrier's LIS, in addition to
+    # the system's (a carrier with its own CA; tests with a local one). Empty: system only.
+    ca_file: str = ""
+
+
 class MapConfig(_Section):
     """`[map]`: the console's map (Leaflet): tiles, attribution, shipped vector data."""
 
@@ -866,6 +874,7 @@ class Config(_Section):
     api_token: list[ApiTokenConfig] = Field(default_factory=list)
     aml: AmlConfig = AmlConfig()
     map: MapConfig = MapConfig()
+    location: LocationConfig = LocationConfig()  # issue 13
     category: list[CategoryConfig] = Field(default_factory=lambda: list(_AMBON_CATEGORIES))
     dispositions: DispositionsConfig = DispositionsConfig()
     callers: CallersConfig = CallersConfig()

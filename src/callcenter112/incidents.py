@@ -51,6 +51,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import ClassVar, TypeVar
 
+from .location.fix import Fix, location_json
+
 __all__ = [
     "ANONYMOUS",
     "CALL_FLOW_FIELDS",
@@ -616,6 +618,7 @@ class IncidentRecord:
     events: tuple[TimelineEntry, ...] = ()
     recordings: tuple[Recording, ...] = ()
     callbacks: tuple[Callback, ...] = ()
+    fixes: tuple[Fix, ...] = ()  # caller location reports, oldest first (issue 13)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -912,6 +915,7 @@ def incident_to_json(item: Incident | IncidentRecord) -> dict[str, object]:
         ]
         out["recordings"] = [recording_to_json(r) for r in item.recordings]
         out["callbacks"] = [callback_to_json(c) for c in item.callbacks]
+        out["location"] = location_json(item.fixes)  # issue 13
     return out
 
 

@@ -122,7 +122,7 @@ async def test_operator_places_the_pin_and_takes_the_suggested_area(
     await page.wait_for_selector(f"{the_map}.leaflet-container[data-tiles=none]", timeout=10_000)
     await page.click(the_map, position={"x": 200, "y": 140})
     await page.wait_for_selector("[data-testid=map-pin]", state="visible", timeout=5_000)
-    fixes = env.app.state.location.board.fixes(iid)
+    fixes = await env.store.fixes_for(iid)  # the store keeps the pin (issue 13)
     assert [f.source for f in fixes] == ["operator"]
     assert await page.get_attribute(the_map, "data-source") == "operator"
     assert await page.is_visible("[data-testid=map-use-suggestion]")

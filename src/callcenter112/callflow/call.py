@@ -139,6 +139,7 @@ from .legs import (
     start_session,
     trunk_credentials,
 )
+from .location import CallLocation  # issue 13
 from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
 from .services import CallServices
 
@@ -228,6 +229,7 @@ class EmergencyCall:
         self.handoff = HandoffState()  # transfers, conference, supervision
         self._late_offer: SessionDescription | None = None
         self.ivr_outcome: IvrFinished | None = None
+        self.location: CallLocation | None = None  # issue 13
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -390,8 +392,10 @@ class EmergencyCall:
     async def _arrive(self) -> None:
         centre = self.centre
         invite = self.caller.invite
+        # Issue 13: the SDP out of a multipart body (PIDF-LO beside it); never a 415.
+        sdp_body, self.location = CallLocation.arrive(invite, self.caller_number, centre)
         try:
-            offer = SessionDescription.parse(invite.body) if invite.body else None
+            offer = SessionDescription.parse(sdp_body) if sdp_body else None
         except SdpError as exc:
             self._reject_invite(exc.status_hint, f"SDP: {exc.reason}")
             self.change_phase(Happening.REFUSED, publish=False)
@@ -461,6 +465,8 @@ class EmergencyCall:
         centre.register_dialog(self.caller.dialog, self, None)
         self.caller.answered = True
         answered_wall = self._wall()
+        if incident_id is not None and self.location is not None:  # issue 13: fixes, references
+            centre.spawn_write(self.location.attach(incident_id, self.journal, now=answered_wall))
         await self._start_recording()
         self.caller.leg_id = await self.journal.add_leg(
             role=LegRole.CALLER,
@@ -711,6 +717,9 @@ class EmergencyCall:
                 ),
             ]
         headers.append(("Subject", f"112 {self.category}"))
+        body, content_type = offer.serialize(), SDP
+        if role is LegRole.AGENCY and self.location is not None:  # issue 13: PIDF-LO by value
+            body, content_type = await self.location.agency_body(body, headers, self.incident_id)
         invite = outbound_request(
             centre,
             "INVITE",
@@ -720,8 +729,8 @@ class EmergencyCall:
             display=display,
             peer=peer,
             headers=headers,
-            body=offer.serialize(),
-            content_type=SDP,
+            body=body,
+            content_type=content_type,
         )
         leg = OutboundLeg(
             role=role,

@@ -30,6 +30,7 @@ from ..incidents import (
     SlaSummary,
     Status,
 )
+from ..location.fix import Fix
 
 __all__ = ["MAX_CHUNK_BYTES", "OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
 
@@ -224,6 +225,13 @@ class Store(Protocol):
     async def recordings_due_for_retention(
         self, *, before: float, limit: int = 1000
     ) -> list[Recording]: ...
+
+    # -- caller location (issue 13)
+    async def add_fix(self, fix: Fix, *, incident_id: str | None, received_at: float) -> int: ...
+
+    async def fixes_for(self, incident_id: str) -> list[Fix]: ...
+
+    async def claim_fixes(self, caller: str | None, incident_id: str, *, since: float) -> int: ...
 
     # -- callbacks
     async def create_callback(

@@ -43,6 +43,7 @@ from ..incidents import (
     normalize_caller,
     validate_disposition_changes,
 )
+from ..location.fix import FIX_SOURCES, MAX_RAW, Fix, FixSource
 from .chain import GENESIS_HASH, recording_entry_hash
 from .protocol import MAX_CHUNK_BYTES, OPERATOR_OFFLINE, StoreError
 from .rows import (
@@ -70,6 +71,36 @@ from .rows import (
 from .sql import SqlConnection
 
 __all__ = ["StoreQueries"]
+
+
+def _check_fix_source(source: str) -> FixSource:
+    for known in FIX_SOURCES:
+        if source == known:
+            return known
+    raise IncidentError(f"fix source {source!r} unknown", status_hint=422)
+
+
+def _fixes_of(conn: SqlConnection, incident_id: str) -> tuple[Fix, ...]:
+    return tuple(
+        Fix(
+            lat=_opt_float(r["lat"]),
+            lon=_opt_float(r["lon"]),
+            radius_m=_opt_float(r["radius_m"]),
+            source=_check_fix_source(str(r["source"])),
+            at=float(r["at"]),
+            confidence=None if r["confidence"] is None else int(r["confidence"]),
+            valid=bool(r["valid"]),
+            reason=r["reason"],
+            shape=r["shape"],
+            altitude_m=_opt_float(r["altitude_m"]),
+            caller=r["caller"],
+            raw=str(r["raw"]),
+        )
+        for r in conn.execute(
+            "SELECT * FROM fixes WHERE incident_id = ? ORDER BY at, id", (incident_id,)
+        )
+    )
+
 
 T = TypeVar("T")
 _NO_LIMIT = 1 << 62  # "no LIMIT" for both engines (PostgreSQL refuses SQLite's -1)
@@ -648,6 +679,59 @@ class StoreQueries:
 
     # -- callbacks
 
+    # -- caller location (issue 13) ------------------------------------------------
+
+    async def add_fix(self, fix: Fix, *, incident_id: str | None, received_at: float) -> int:
+        """Keep one position report (valid or not); `incident_id` None: pending for
+        `fix.caller` until `claim_fixes`. Returns the row id."""
+        source = _check_fix_source(fix.source)
+
+        def run(conn: SqlConnection) -> int:
+            return int(
+                conn.execute(
+                    "INSERT INTO fixes (incident_id, caller, received_at, at, lat, lon, radius_m,"
+                    " source, confidence, valid, reason, shape, altitude_m, raw)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        incident_id,
+                        fix.caller,
+                        received_at,
+                        fix.at,
+                        fix.lat,
+                        fix.lon,
+                        fix.radius_m,
+                        source,
+                        fix.confidence,
+                        1 if fix.valid else 0,
+                        fix.reason,
+                        fix.shape,
+                        fix.altitude_m,
+                        fix.raw[:MAX_RAW],
+                    ),
+                ).fetchone()[0]
+            )
+
+        return await self._write(run)
+
+    async def fixes_for(self, incident_id: str) -> list[Fix]:
+        """The incident's fixes, oldest (`at`) first."""
+        return list(await self._read(lambda conn: _fixes_of(conn, incident_id)))
+
+    async def claim_fixes(self, caller: str | None, incident_id: str, *, since: float) -> int:
+        """Attach `caller`'s pending fixes received at or after `since` to the incident
+        (an AML message that beat the call). Returns how many were attached."""
+        if not caller:
+            return 0
+
+        def run(conn: SqlConnection) -> int:
+            return conn.execute(
+                "UPDATE fixes SET incident_id = ?"
+                " WHERE incident_id IS NULL AND caller = ? AND received_at >= ?",
+                (incident_id, caller, since),
+            ).rowcount
+
+        return await self._write(run)
+
     async def create_callback(
         self, incident_id: str, *, number: str | None, reason: str, at: float
     ) -> int:
@@ -919,6 +1003,7 @@ class StoreQueries:
                 events=events,
                 recordings=recordings,
                 callbacks=callbacks,
+                fixes=_fixes_of(conn, incident_id),
             )
 
         return await self._read(run)

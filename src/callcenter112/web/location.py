@@ -17,10 +17,13 @@ Routes (registered by `routes()`; `install()` puts a `LocationWeb` on
 - ``GET /api/v1/map`` — the map's settings (tiles, attribution) and the
   city's shipped vector data, for ``static/map.js``.
 
-Every fix goes to one `LocationSink` (`location.sink`). Until the call flow
-and the store take fixes, that sink is an in-memory `FixBoard`; AML fixes
-are matched here to the caller's live call (`LiveCenter.snapshot()`) or a
-recent incident (`Store.list_incidents`) within ``[aml] match_window_s``.
+Every fix goes to one `LocationSink` (`location.sink`): the store's
+(`callflow.location.StoreLocationSink`, table ``fixes``), the same the call
+flow writes the INVITE's PIDF-LO through; an in-memory `FixBoard` only when
+no store is given. AML fixes are matched here to the caller's live call
+(`LiveCenter.snapshot()`) or a recent incident (`Store.list_incidents`)
+within ``[aml] match_window_s``; unmatched ones wait in the store (incident
+NULL) for the caller's call to claim them.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..callflow.location import StoreLocationSink
 from ..config import Config
 from ..incidents import IncidentQuery, IncidentRecord, incident_to_json
 from ..location.aml import MAX_AML_BODY, AmlResult, parse_aml_form, parse_aml_sms
@@ -104,17 +108,36 @@ def content_security_policy(config: Config, base: str) -> str:
 class LocationWeb:
     config: Config
     sink: LocationSink
-    board: FixBoard | None  # the in-memory sink when nothing else is wired
+    board: FixBoard | None  # the in-memory sink when there is no store
     areas: AreaMap | None
     areas_json: dict[str, Any] | None
 
-    def fixes(self, incident_id: str) -> list[Fix]:
+    async def fixes(self, incident_id: str) -> list[Fix]:
+        if isinstance(self.sink, StoreLocationSink):
+            return await self.sink.store.fixes_for(incident_id)
         return self.board.fixes(incident_id) if self.board is not None else []
+
+    async def deliver(
+        self, fix: Fix, *, caller: str | None, incident_id: str | None, received_at: float
+    ) -> None:
+        """Hand a fix to the sink; with the store's, answer only after it is kept."""
+        if isinstance(self.sink, StoreLocationSink):
+            await self.sink.save(
+                fix, caller=caller, incident_id=incident_id, received_at=received_at
+            )
+        else:
+            self.sink.fix_received(
+                fix, caller=caller, incident_id=incident_id, received_at=received_at
+            )
 
 
 def install(app_state: Any, config: Config, *, sink: LocationSink | None = None) -> LocationWeb:
-    """Create the location web state on ``app.state.location``."""
+    """Create the location web state on ``app.state.location``: fixes go to the
+    store of ``app.state.web`` when it is set, else to an in-memory board."""
     board: FixBoard | None = None
+    web_ctx = getattr(app_state, "web", None)
+    if sink is None and web_ctx is not None:
+        sink = StoreLocationSink(web_ctx.store, window_s=config.aml.match_window_s)
     if sink is None:
         board = FixBoard(window_s=config.aml.match_window_s)
         sink = board
@@ -197,9 +220,7 @@ async def _deliver(request: Request, result: AmlResult, kind: str) -> Response:
         valid=result.fix.valid,
         reason=result.fix.reason,
     )
-    loc.sink.fix_received(
-        result.fix, caller=result.caller, incident_id=incident_id, received_at=now
-    )
+    await loc.deliver(result.fix, caller=result.caller, incident_id=incident_id, received_at=now)
     return Response(status_code=200)
 
 
@@ -269,8 +290,8 @@ async def _incident_for(call: Call, incident_id: str) -> IncidentRecord:
     return record
 
 
-def _location_answer(loc: LocationWeb, incident_id: str) -> dict[str, object]:
-    body = location_json(loc.fixes(incident_id))
+async def _location_answer(loc: LocationWeb, incident_id: str) -> dict[str, object]:
+    body = location_json(await loc.fixes(incident_id))
     suggestion = None
     lat, lon = body.get("lat"), body.get("lon")
     if loc.areas is not None and isinstance(lat, float) and isinstance(lon, float):
@@ -292,7 +313,7 @@ def _location_answer(loc: LocationWeb, incident_id: str) -> dict[str, object]:
 async def get_location(call: Call) -> Response:
     incident_id = call.param("incident_id")
     await _incident_for(call, incident_id)
-    return JSONResponse(_location_answer(call.request.app.state.location, incident_id))
+    return JSONResponse(await _location_answer(call.request.app.state.location, incident_id))
 
 
 def _required(value: float | None, name: str) -> float:
@@ -331,11 +352,11 @@ async def place_pin(call: Call) -> Response:
         shape="pin",
         caller=normalise_number(record.incident.caller, region=call.ctx.config.aml.region),
     )
-    loc.sink.fix_received(fix, caller=fix.caller, incident_id=incident_id, received_at=fix.at)
+    await loc.deliver(fix, caller=fix.caller, incident_id=incident_id, received_at=fix.at)
     await call.ctx.audit(
         call.who, "location_pin", incident_id, {"lat": lat, "lon": lon, "radius_m": radius}
     )
-    return JSONResponse(_location_answer(loc, incident_id), status_code=201)
+    return JSONResponse(await _location_answer(loc, incident_id), status_code=201)
 
 
 @documented(
@@ -354,7 +375,7 @@ async def get_eido(call: Call) -> Response:
     record = await _incident_for(call, incident_id)
     loc: LocationWeb = call.request.app.state.location
     incident = incident_to_json(record)
-    incident.setdefault("location", location_json(loc.fixes(incident_id)))
+    incident.setdefault("location", location_json(await loc.fixes(incident_id)))
     host = call.request.url.hostname or "localhost"
     return JSONResponse(incident_to_eido(incident, centre=host), media_type=EIDO_MEDIA_TYPE)
 

@@ -196,6 +196,9 @@ class Incident(_Doc):
         default_factory=list,
         description="Words from the timeline's flag events (full incident only).",
     )
+    location: Location | None = Field(  # issue 13
+        None, description="Where the caller is: the newest valid fix, every fix (full incident)."
+    )
 
 
 class IncidentList(_Doc):

@@ -55,6 +55,7 @@ _SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "incident_updated": ("calls",),
     "callback_changed": ("callbacks",),
     "supervision_changed": ("calls",),
+    "location_changed": (),  # issue 13: for the map; nothing on the wallboard changes
 }
 CALLBACK_OUTCOMES: dict[str, tuple[str, str]] = {
     "handled": ("Sudah ditangani", "Handled"),

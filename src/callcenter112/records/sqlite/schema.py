@@ -271,6 +271,32 @@ MIGRATIONS: tuple[Migration, ...] = (
             *_COPY_TRIGGERS,
         ),
     ),
+    # Issue 13 (caller location): every position report, valid or not, kept for the auditor.
+    Migration(
+        version=10,
+        summary="caller location fixes (PIDF-LO, AML, operator pin); pending ones by caller",
+        statements=(
+            """CREATE TABLE fixes (
+                 id INTEGER PRIMARY KEY,
+                 incident_id TEXT REFERENCES incidents(id),  -- NULL: pending for its caller
+                 caller TEXT,                    -- E.164 the report speaks for
+                 received_at REAL NOT NULL,      -- wall clock when it reached us
+                 at REAL NOT NULL,               -- when measured, if the report says
+                 lat REAL,
+                 lon REAL,
+                 radius_m REAL,
+                 source TEXT NOT NULL,           -- pidf, aml-https, aml-sms, operator
+                 confidence INTEGER,
+                 valid INTEGER NOT NULL,         -- 0/1
+                 reason TEXT,
+                 shape TEXT,
+                 altitude_m REAL,
+                 raw TEXT NOT NULL               -- <= 4 KiB of what arrived
+               )""",
+            "CREATE INDEX fixes_incident ON fixes (incident_id, at)",
+            "CREATE INDEX fixes_pending ON fixes (caller, received_at) WHERE incident_id IS NULL",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,12 +6,12 @@
  * A map is any element with data-cc112-map and data-incident; data-editable="1"
  * lets the operator place the pin. Maps inside fragments swapped in later (the
  * console's incident card) are found by a MutationObserver. Each map polls its
- * incident's location once a second while it is on the page.
+ * incident's location every 0.4 s while it is on the page (a fix shows within 1 s).
  */
 "use strict";
 (function () {
   const AMBON = [-3.6954, 128.1814];
-  const POLL_MS = 1000;
+  const POLL_MS = 400; // DESIGN §7: a fix is on the map within 1 s (poll + fetch + draw)
   let settings = null;
 
   function loadSettings() {
