@@ -27,7 +27,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ..config import Config
 from ..location.fix import Fix
@@ -38,8 +38,17 @@ from ..net.geoloc_fetch import fetch_location
 from ..records import Store
 from ..sip.message import Request
 
-if TYPE_CHECKING:
-    from .services import CallServices
+
+class LocationServices(Protocol):
+    """What the location work needs of the centre (a narrow slice of CallServices)."""
+
+    config: Config
+    store: Store
+
+    def wall(self) -> float: ...
+
+    def publish(self, kind: str, *, incident_id: str | None = ...) -> None: ...
+
 
 __all__ = [
     "CallLocation",
@@ -167,7 +176,7 @@ class CallLocation:
 
     @classmethod
     def arrive(
-        cls, invite: Request, caller_number: str | None, centre: CallServices
+        cls, invite: Request, caller_number: str | None, centre: LocationServices
     ) -> tuple[bytes | None, CallLocation]:
         """On a new INVITE: (the SDP offer or None, this call's location work)."""
         config = centre.config
