@@ -25,16 +25,46 @@ def control_socket_path(config_path: str) -> Path:
     return cfg.path(cfg.control.socket)
 
 
+def _socket_of_invalid_file(config_path: str) -> Path | None:
+    """The socket named by a file that does not validate (so the running
+    server can refuse it and audit who tried); None if even that is unreadable."""
+    import tomllib
+
+    from .config import ControlConfig
+
+    p = Path(config_path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        control = data.get("control", {})
+        socket = str(control.get("socket", ControlConfig().socket))
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = Path(socket)
+    parent = p.resolve().parent
+    base = parent.parent if parent.name == "config" else parent  # as load_config
+    return path if path.is_absolute() else base / path
+
+
+def _print_refused(problems: list[str]) -> None:
+    print("reload refused, nothing changed:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
 def _reload(args: argparse.Namespace) -> int:
     from .net.control import control_request
 
     try:
         path = control_socket_path(args.config)
     except ConfigError as exc:
-        print(f"{exc.source}: invalid configuration, nothing changed", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
+        # Still tell the server: it refuses the file itself, names the key and audits it.
+        local = [str(p) for p in exc.problems]
+        found = _socket_of_invalid_file(args.config)
+        if found is None:
+            print(f"{exc.source}: invalid configuration, nothing changed", file=sys.stderr)
+            _print_refused(local)
+            return 2
+        path = found
     request = {"command": "reload", "actor": f"cli:{getpass.getuser()}"}
     try:
         answer = asyncio.run(control_request(path, request))
@@ -42,9 +72,7 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"callcenter112: no server answers on {path}: {exc}", file=sys.stderr)
         return 1
     if not answer.get("ok"):
-        print("reload refused, nothing changed:", file=sys.stderr)
-        for problem in answer.get("problems") or [answer.get("error", "?")]:
-            print(f"  {problem}", file=sys.stderr)
+        _print_refused(list(answer.get("problems") or [answer.get("error", "?")]))
         return 2
     changes = answer.get("changes") or []
     if not changes:
