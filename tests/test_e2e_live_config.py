@@ -191,3 +191,71 @@ def test_operator_added_and_removed_live_sighup(tmp_path: Path) -> None:
             if e.get("user") == "op2" and e.get("kind") == "OperatorRegistered"
         ]
         assert not registered
+
+
+def test_web_operator_survives_restart_then_file_conflict_and_import(tmp_path: Path) -> None:
+    """An operator added on the people page registers and takes a call with no
+    restart; the web's version is in the store and runs after a restart; a
+    hand-edited file then conflicts (reload names it, exit 2, nothing changes)
+    until `config import` lets the file win; `config export` prints what runs."""
+    need("sipp", "baresip")
+    from harness import WebSession
+
+    server = Server(tmp_path, extra=TALK)
+    server.start()
+    try:
+        web = WebSession(server, "supervisor", "super-secret")
+        added = web.client.post(
+            "/people/operators",
+            json={"user": "op7", "skills": ["medical"]},
+            headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+        )
+        assert added.status_code == 200, added.text
+        password = added.json()["password"]
+        web.close()
+        number = "0821600020"
+        with baresip_operator(
+            tmp_path / "op7", user="op7", password=password, server_port=server.sip_port
+        ):
+            wait_until(lambda: operator_online(server, "op7"), 20, what="op7 registered")
+            call = _caller(
+                server, tmp_path / "caller", number, source="127.0.0.1", talk_ms=2000, audio=False
+            )
+            wait_until(lambda: talking_to(server, number, "op7"), 40, what="bridged to op7")
+            assert call.wait(90) == 0, call.logs()  # type: ignore[attr-defined]
+        origins = [r[0] for r in server.sql("SELECT origin FROM config_versions ORDER BY version")]
+        assert origins == ["file", "web"]
+
+        # After a restart the stored (web) version runs: op7 still exists.
+        server.stop()
+        server.proc = None
+        text = server.config_path.read_text()
+        server.start()  # writes the same file again: unchanged since version 1
+        exported = server.cli("config", "export")
+        assert exported.returncode == 0, exported.stderr
+        assert 'user = "op7"' in exported.stdout
+        assert server.config_path.read_text() == text
+
+        # A hand edit now conflicts: refused, named, nothing changes.
+        _edit(server, 'name = "t"', 'name = "t"\ncaller_id = "0911"')
+        refused = server.cli("reload")
+        assert refused.returncode == 2
+        assert "conflict" in refused.stderr and "config import" in refused.stderr
+        assert 'user = "op7"' in server.cli("config", "export").stdout
+
+        # The file wins on import: op7 is gone, the file's edit runs.
+        imported = server.cli("config", "import", str(server.config_path))
+        assert imported.returncode == 0, imported.stderr
+        now = server.cli("config", "export").stdout
+        assert 'user = "op7"' not in now and 'caller_id = "0911"' in now
+        (origin,) = server.sql("SELECT origin FROM config_versions ORDER BY version DESC LIMIT 1")
+        assert origin[0] == "cli"
+        assert _audits(server, "config_import")
+        # …and a reload of that same file is no conflict any more.
+        again = server.cli("reload")
+        assert again.returncode == 0, again.stderr
+    finally:
+        try:
+            server.stop()
+        finally:
+            server.kill()

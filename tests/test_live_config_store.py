@@ -39,7 +39,7 @@ async def test_config_version_origin_is_checked(store: Any, stores: Any) -> None
 
 async def test_sip_messages_keep_order_masked_and_make_the_same_pcap(store: Any) -> None:
     invite = (
-        b"INVITE sip:112@10.0.0.1 SIP/2.0\r\nAuthorization: Digest username=\"op1\","
+        b'INVITE sip:112@10.0.0.1 SIP/2.0\r\nAuthorization: Digest username="op1",'
         b' response="0123456789abcdef"\r\nContent-Length: 0\r\n\r\n'
     )
     messages = [

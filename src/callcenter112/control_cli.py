@@ -1,4 +1,4 @@
-"""`callcenter112 reload`: apply the changed configuration file to the running server.
+"""`callcenter112 reload` and `config export|import`: the running server's configuration.
 
 The running server re-reads its own configuration file (the one it was
 started with), validates it exactly as `check-config` does and applies it
@@ -87,6 +87,60 @@ def _reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask(args: argparse.Namespace, request: dict[str, object]) -> dict[str, object] | None:
+    from .net.control import control_request
+
+    try:
+        path = control_socket_path(args.config)
+    except ConfigError:
+        path = _socket_of_invalid_file(args.config) or Path("/nonexistent")
+    try:
+        answer: dict[str, object] = asyncio.run(control_request(path, dict(request)))
+    except (OSError, TimeoutError) as exc:
+        print(f"callcenter112: no server answers on {path}: {exc}", file=sys.stderr)
+        return None
+    return answer
+
+
+def _export(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"command": "config_export"})
+    if answer is None:
+        return 1
+    if not answer.get("ok"):
+        print(f"callcenter112: {answer.get('error', '?')}", file=sys.stderr)
+        return 2
+    sys.stdout.write(str(answer.get("text", "")))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"callcenter112: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    answer = _ask(
+        args,
+        {
+            "command": "config_import",
+            "actor": f"cli:{getpass.getuser()}",
+            "source": str(Path(args.file).resolve()),
+            "text": text,
+        },
+    )
+    if answer is None:
+        return 1
+    if not answer.get("ok"):
+        problems = answer.get("problems") or [answer.get("error", "?")]
+        _print_refused([str(p) for p in problems] if isinstance(problems, list) else [])
+        return 2
+    changes = answer.get("changes") or []
+    print(f"imported: {len(changes) if isinstance(changes, list) else 0} change(s)")
+    for line in changes if isinstance(changes, list) else []:
+        print(f"  {line}")
+    return 0
+
+
 def add_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
@@ -96,3 +150,14 @@ def add_commands(
         help="apply the changed configuration file to the running server, without ending calls",
     )
     p.set_defaults(handler=_reload)
+    p = sub.add_parser("config", help="the running server's stored configuration versions")
+    verbs = p.add_subparsers(dest="config_command", required=True)
+    e = verbs.add_parser("export", parents=[common], help="print the running configuration as TOML")
+    e.set_defaults(handler=_export)
+    i = verbs.add_parser(
+        "import",
+        parents=[common],
+        help="apply FILE as a new version (the file wins over web changes; audited)",
+    )
+    i.add_argument("file")
+    i.set_defaults(handler=_import)

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import acd as acd_mod
 from .acd import AcdSettings, OperatorProfile
+from .admin import VersionedConfigAdmin
 from .config import Config, ConfigProblem
 from .config_diff import ConfigDiff
+from .config_source import ConfigVersion, Origin, Verdict, decide_source, sha256_text
 from .ivr import IvrSettings
 from .logs import get_logger
 from .runtime_config import LiveConfig, ReloadResult
@@ -40,7 +42,15 @@ if TYPE_CHECKING:
     from .centre import Centre
     from .records import Store
 
-__all__ = ["RETIRE_CHECK_S", "CentreFollower", "LiveWiring", "Reloader"]
+__all__ = [
+    "RETIRE_CHECK_S",
+    "CentreFollower",
+    "LiveWiring",
+    "Reloader",
+    "StoreConfigAdmin",
+    "StoreVersions",
+    "conflict_problem",
+]
 
 log = get_logger("live_config")
 
@@ -148,24 +158,74 @@ class CentreFollower:
             self._retire_timer.cancel()
 
 
+class StoreVersions:
+    """The `VersionBook` of the running centre: the store's `config_versions`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def newest(self) -> ConfigVersion | None:
+        found = await self.store.list_config_versions(limit=1)
+        return found[0] if found else None
+
+    async def add(
+        self, *, text: str, origin: Origin, file_sha256: str, actor: str, at: float
+    ) -> ConfigVersion:
+        return await self.store.add_config_version(
+            text=text, origin=origin, file_sha256=file_sha256, actor=actor, at=at
+        )
+
+    async def listing(self) -> list[ConfigVersion]:
+        return await self.store.list_config_versions()
+
+    async def get(self, version: int) -> ConfigVersion | None:
+        return await self.store.get_config_version(version)
+
+
+class StoreConfigAdmin(VersionedConfigAdmin):
+    """The web's `ConfigAdmin` on the running centre: the one `LiveConfig`,
+    versions in the store, the file read from disk when compared."""
+
+    def current_file_text(self) -> str:
+        path = self.live.path
+        if path is None:
+            return self.file_text
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return self.file_text
+
+
+def conflict_problem(newest: ConfigVersion) -> str:
+    return (
+        f"conflict: the file was edited, and version {newest.version} ({newest.origin}, by "
+        f"{newest.actor}) changed the configuration since; version {newest.version} keeps "
+        "running. Decide: `callcenter112 config import FILE` (the file wins) or "
+        "`callcenter112 config export` into the file (the stored version wins)"
+    )
+
+
 class Reloader:
-    """`reload` from the control socket or SIGHUP: re-read the file, apply, audit."""
+    """`reload` from the control socket or SIGHUP: the file against the stored
+    versions (config_source.decide_source), apply, record, audit."""
 
     def __init__(
         self,
         live: LiveConfig,
         store: Store,
+        admin: VersionedConfigAdmin,
         *,
         wall: Callable[[], float],
     ) -> None:
         self.live = live
         self.store = store
+        self.admin = admin
         self.wall = wall
         self._lock = asyncio.Lock()
 
     async def reload(self, actor: str) -> ReloadResult:
         async with self._lock:  # one reload at a time: each diffs against the one before
-            result = self.live.reload_file(actor=actor)
+            result = await self._reload(actor)
             await self._audit(result)
             if result.ok:
                 log.info("config_reloaded", actor=actor, changes=result.diff.lines())
@@ -173,8 +233,35 @@ class Reloader:
                 log.warning("config_reload_refused", actor=actor, problems=list(result.problems))
             return result
 
-    async def _audit(self, result: ReloadResult) -> None:
-        action = "config_reload" if result.ok else "config_reload_refused"
+    async def _reload(self, actor: str) -> ReloadResult:
+        source = str(self.live.path) if self.live.path is not None else "<none>"
+        if self.live.path is None:
+            return ReloadResult(ok=False, actor=actor, source=source, problems=("no file",))
+        try:
+            file_text = self.live.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return ReloadResult(ok=False, actor=actor, source=source, problems=(str(exc),))
+        newest = await self.admin.book.newest()
+        decision = decide_source(file_text, newest, actor=actor, at=self.wall())
+        if decision.verdict is Verdict.CONFLICT and newest is not None:
+            return ReloadResult(
+                ok=False, actor=actor, source=source, problems=(conflict_problem(newest),)
+            )
+        if decision.verdict is Verdict.STORE_AHEAD:
+            return ReloadResult(ok=True, actor=actor, source=f"{source} (unchanged)")
+        result = self.live.reload_file(actor=actor)
+        if result.ok and decision.new_version is not None:
+            await self.admin.book.add(
+                text=file_text,
+                origin="file",
+                file_sha256=sha256_text(file_text),
+                actor=actor,
+                at=self.wall(),
+            )
+        return result
+
+    async def _audit(self, result: ReloadResult, *, action: str = "config_reload") -> None:
+        action = action if result.ok else f"{action}_refused"
         try:
             await self.store.audit(
                 actor=result.actor,
@@ -201,23 +288,119 @@ class LiveWiring:
     listeners, the control socket with `reload`, SIGHUP, and the web's seams."""
 
     def __init__(self, centre: Centre, store: Store, *, config_path: str) -> None:
-        from .admin import MemoryConfigAdmin, TelecomServices
+        from .admin import TelecomServices
 
         self.centre = centre
+        self.store = store
         self.live = LiveConfig(centre.config, path=config_path or None)
         self.follower = CentreFollower(centre)
         self.live.listen(self.follower)
-        self.reloader = Reloader(self.live, store, wall=centre.wall)
-        self.services = TelecomServices(config=MemoryConfigAdmin(self.live))
+        file_text = self._file_text()
+        self.admin = StoreConfigAdmin(
+            self.live, StoreVersions(store), file_text=file_text, clock=centre.wall
+        )
+        self.reloader = Reloader(self.live, store, self.admin, wall=centre.wall)
+        self.services = TelecomServices(config=self.admin)
         self._control: Any = None
         self._sighup = False
+
+    def _file_text(self) -> str | None:
+        if self.live.path is None:
+            return None
+        try:
+            return self.live.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    async def choose_source(self) -> None:
+        """At start: seed the store from the file, or run the stored version
+        when the web changed it since (a conflict keeps the stored one too)."""
+        file_text = self._file_text()
+        if file_text is None:
+            return
+        book = self.admin.book
+        newest = await book.newest()
+        decision = decide_source(file_text, newest, actor="system", at=self.centre.wall())
+        if decision.new_version is not None:
+            await book.add(
+                text=file_text,
+                origin="file",
+                file_sha256=sha256_text(file_text),
+                actor="system",
+                at=self.centre.wall(),
+            )
+            return
+        if decision.verdict in (Verdict.STORE_AHEAD, Verdict.CONFLICT) and newest is not None:
+            import tomllib
+
+            from .config import ConfigError, parse_config
+
+            try:
+                stored = parse_config(
+                    tomllib.loads(newest.text),
+                    source=f"stored version {newest.version}",
+                    base_dir=self.live.current.base_dir,
+                )
+            except (ConfigError, tomllib.TOMLDecodeError) as exc:
+                log.error("stored_config_unusable", version=newest.version, error=str(exc))
+                return
+            result = self.live.apply(
+                stored, actor="system", source=f"stored version {newest.version}"
+            )
+            if decision.conflict:
+                log.warning("config_conflict", detail=conflict_problem(newest))
+            log.info("config_from_store", version=newest.version, changes=result.diff.lines())
+
+    async def export(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`config export`: the running configuration as TOML."""
+        import tomli_w
+
+        from .admin import config_document
+
+        newest = await self.admin.book.newest()
+        return {
+            "ok": True,
+            "version": newest.version if newest is not None else None,
+            "text": tomli_w.dumps(config_document(self.live.current)),
+        }
+
+    async def import_text(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`config import FILE`: the file wins (validated, applied, a version, audited)."""
+        import tomllib
+
+        actor = str(request.get("actor") or "cli")[:100]
+        source = str(request.get("source") or "import")[:300]
+        try:
+            document = tomllib.loads(str(request.get("text", "")))
+        except tomllib.TOMLDecodeError as exc:
+            result = ReloadResult(
+                ok=False, actor=actor, source=source, problems=(f"TOML syntax: {exc}",)
+            )
+        else:
+            result = await self.admin.apply_document(
+                document, actor=actor, source=source, origin="cli"
+            )
+        await self.reloader._audit(result, action="config_import")
+        return result.to_json()
 
     async def start(self, *, install_signals: bool) -> None:
         from .net.control import ControlServer
 
+        try:
+            await self.choose_source()
+        except Exception as exc:  # noqa: BLE001 - the file's configuration runs on
+            log.error("config_source_failed", error=str(exc))
+
         config = self.centre.config
         path = config.path(config.control.socket)
-        control = ControlServer(path, {"reload": self.reloader.handle})
+        control = ControlServer(
+            path,
+            {
+                "reload": self.reloader.handle,
+                "config_export": self.export,
+                "config_import": self.import_text,
+            },
+        )
         try:
             await control.start()
         except OSError as exc:  # the centre runs on; only `reload` is unavailable
