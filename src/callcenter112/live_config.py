@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from . import acd as acd_mod
 from .acd import AcdSettings, OperatorProfile
 from .admin import VersionedConfigAdmin
+from .callflow.capture import FLUSH_S, IncidentCapture, centre_bindings
 from .config import Config, ConfigProblem
 from .config_diff import ConfigDiff
 from .config_source import ConfigVersion, Origin, Verdict, decide_source, sha256_text
@@ -300,7 +301,19 @@ class LiveWiring:
             self.live, StoreVersions(store), file_text=file_text, clock=centre.wall
         )
         self.reloader = Reloader(self.live, store, self.admin, wall=centre.wall)
-        self.services = TelecomServices(config=self.admin)
+        # The SIP ladder: every message of every incident's legs (callflow/capture.py).
+        config = centre.config
+        self.capture = IncidentCapture(
+            local=(config.sip.advertise, centre.endpoint.port or config.sip.listen.port),
+            bindings=lambda: centre_bindings(centre),
+            store=store,
+            write=centre.spawn_write,
+            wall=centre.wall,
+            mono=centre.loop.time,
+        )
+        centre.endpoint.transport.tap = self.capture.tap
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self.services = TelecomServices(config=self.admin, captures=self.capture)
         self._control: Any = None
         self._sighup = False
 
@@ -383,8 +396,18 @@ class LiveWiring:
         await self.reloader._audit(result, action="config_import")
         return result.to_json()
 
+    def _flush(self) -> None:
+        try:
+            self.capture.flush()
+        except Exception as exc:  # noqa: BLE001 - the capture must never stop the centre
+            log.error("capture_flush_failed", error=str(exc))
+        self._flush_timer = self.centre.loop.call_later(FLUSH_S, self._flush)
+
     async def start(self, *, install_signals: bool) -> None:
         from .net.control import ControlServer
+
+        self.capture.local = (self.capture.local[0], self.centre.endpoint.port)
+        self._flush()
 
         try:
             await self.choose_source()
@@ -423,6 +446,8 @@ class LiveWiring:
 
     async def close(self) -> None:
         self.follower.close()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
         if self._sighup:
             import signal
 
