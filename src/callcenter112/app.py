@@ -243,6 +243,7 @@ async def _start_web(
         return None
     try:
         from .web import create_app, serve_web
+        from .web.telecom_admin import WebConfigFollower
     except ImportError:
         log.warning("web_console_missing")
         return None
@@ -254,7 +255,7 @@ async def _start_web(
             recordings_dir=centre.recordings_dir,
             telecom_services=wiring.services,  # issue 16
         )
-        wiring.web_created(app)  # issue 16
+        wiring.live.listen(WebConfigFollower(app.state.web))  # issue 16: web accounts follow
     except Exception as exc:  # noqa: BLE001 - calls must flow even without the console
         log.critical("web_console_unusable", error=str(exc))
         print(f"callcenter112: web console disabled: {exc}", file=sys.stderr)

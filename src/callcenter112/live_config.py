@@ -438,12 +438,6 @@ class LiveWiring:
                 loop.add_signal_handler(signal.SIGHUP, self.reloader.on_sighup, self.centre.spawn)
                 self._sighup = True
 
-    def web_created(self, app: Any) -> None:
-        """Register the web's `WebConfigFollower` once the console exists."""
-        from .web.telecom_admin import WebConfigFollower
-
-        self.live.listen(WebConfigFollower(app.state.web))
-
     async def close(self) -> None:
         self.follower.close()
         if self._flush_timer is not None:
