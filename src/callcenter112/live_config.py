@@ -38,6 +38,8 @@ from .ivr import IvrSettings
 from .logs import get_logger
 from .runtime_config import LiveConfig, ReloadResult
 from .sip.auth import operator_credentials
+from .sip.peer import Peer
+from .trunk_tools import EndpointTrunkTools
 
 if TYPE_CHECKING:
     from .centre import Centre
@@ -311,9 +313,12 @@ class LiveWiring:
             wall=centre.wall,
             mono=centre.loop.time,
         )
-        centre.endpoint.transport.tap = self.capture.tap
+        self.trunks = EndpointTrunkTools(centre)
+        centre.endpoint.transport.tap = self._tap
         self._flush_timer: asyncio.TimerHandle | None = None
-        self.services = TelecomServices(config=self.admin, captures=self.capture)
+        self.services = TelecomServices(
+            config=self.admin, captures=self.capture, trunks=self.trunks
+        )
         self._control: Any = None
         self._sighup = False
 
@@ -396,6 +401,13 @@ class LiveWiring:
         await self.reloader._audit(result, action="config_import")
         return result.to_json()
 
+    def _tap(self, direction: str, data: bytes, peer: Peer) -> None:
+        try:
+            self.capture.tap(direction, data, peer)
+            self.trunks.observe(direction, data, peer)
+        except Exception as exc:  # noqa: BLE001 - never in the way of a SIP message
+            log.error("sip_tap_failed", error=str(exc))
+
     def _flush(self) -> None:
         try:
             self.capture.flush()
@@ -408,6 +420,7 @@ class LiveWiring:
 
         self.capture.local = (self.capture.local[0], self.centre.endpoint.port)
         self._flush()
+        self.trunks.start()
 
         try:
             await self.choose_source()
@@ -440,6 +453,7 @@ class LiveWiring:
 
     async def close(self) -> None:
         self.follower.close()
+        self.trunks.close()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
         if self._sighup:

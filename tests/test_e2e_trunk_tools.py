@@ -1,0 +1,85 @@
+"""End-to-end: trunk qualify, probe and counters on the running server (issue 16).
+
+A SIPp UAS plays the carrier's proxy: it answers three qualify OPTIONS and
+then is gone. The trunk goes up, then down (the `trunk_down` alarm) after
+two unanswered probes; a probe from the telecom page then reports no
+answer; a SIPp citizen's call is counted on the trunk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import (
+    SCENARIOS,
+    Server,
+    WebSession,
+    free_port,
+    incident_status,
+    need,
+    start_caller,
+    start_sipp_in,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.peers, pytest.mark.slow]
+
+
+def _health(web: WebSession) -> dict[str, object]:
+    answer = web.get("/api/v1/trunks/health")
+    assert answer.status_code == 200, answer.text[:300]
+    trunk = answer.json()["trunks"]["t"]
+    assert isinstance(trunk, dict)
+    return trunk
+
+
+def test_carrier_that_stops_answering_raises_the_alarm(tmp_path: Path) -> None:
+    need("sipp")
+    proxy_port = free_port()
+    server = Server(tmp_path / "server", trunk_proxy_port=proxy_port, trunk_extra="qualify_s = 1")
+    carrier = start_sipp_in(
+        tmp_path / "carrier",
+        [
+            "sipp", "-sf", str(SCENARIOS / "carrier_options_uas.xml"), "-i", "127.0.0.1",
+            "-p", str(proxy_port), "-m", "3", "-nostdin", "-timeout", "60s", "-trace_err",
+        ],
+        name="carrier",
+    )  # fmt: skip
+    server.start()
+    try:
+        web = WebSession(server, "admin", "admin-secret")
+        up = wait_until(
+            lambda: (h := _health(web))["qualify"]["state"] == "up" and h,  # type: ignore[index]
+            20,
+            what="trunk up",
+        )
+        assert up["qualify"]["last_status"] == 200  # type: ignore[index]
+        assert carrier.wait(30) == 0, carrier.logs()
+        wait_until(lambda: server.events("trunk_down"), 30, what="the trunk_down alarm")
+        (alarm,) = server.events("trunk_down")
+        assert alarm["trunk"] == "t" and alarm["previous"] == "up"
+        assert _health(web)["qualify"]["state"] == "down"  # type: ignore[index]
+
+        probe = web.client.post(
+            "/telecom/trunks/t/probe",
+            json={},
+            headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+        )
+        assert probe.status_code == 200, probe.text[:300]
+        assert probe.json()["answered"] is False
+
+        number = "0821600030"
+        caller = start_caller(server, tmp_path / "caller", caller=number, talk_ms=500)
+        caller.wait(60)
+        wait_until(lambda: incident_status(server, number) is not None, 20)
+        counters = _health(web)["counters"]
+        assert counters["today"]["calls"] == 1, counters  # type: ignore[index]
+        web.close()
+    finally:
+        try:
+            server.stop()
+        finally:
+            server.kill()
+            carrier.kill()
