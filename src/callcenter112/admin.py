@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -77,6 +77,7 @@ __all__ = [
     "ha1",
     "new_softphone_password",
     "softphone_secret",
+    "trunk_health_report",
 ]
 
 # --------------------------------------------------------------------------- configuration
@@ -386,6 +387,23 @@ class TrunkTools(Protocol):
     def test_call(self, target: str) -> Awaitable[TestCallResult]: ...
 
 
+def trunk_health_report(
+    names: Iterable[str],
+    qualify: Mapping[str, TrunkHealth],
+    counters: Mapping[str, TrunkCounters],
+    *,
+    wall: float,
+) -> dict[str, dict[str, object]]:
+    """What `TrunkTools.health` answers, per trunk name."""
+    return {
+        name: {
+            "qualify": qualify.get(name, TrunkHealth(trunk=name)).to_json(),
+            "counters": counters.get(name, TrunkCounters()).to_json(wall=wall),
+        }
+        for name in names
+    }
+
+
 ProbeScript = Callable[[str], Awaitable[ProbeResult]]
 CallScript = Callable[[str], Awaitable[TestCallResult]]
 
@@ -416,15 +434,8 @@ class MemoryTrunkTools:
         return result
 
     def health(self) -> dict[str, dict[str, object]]:
-        wall = self.clock()
         names = sorted(self.qualify.keys() | self.counters.keys())
-        return {
-            name: {
-                "qualify": self.qualify.get(name, TrunkHealth(trunk=name)).to_json(),
-                "counters": self.counters.get(name, TrunkCounters()).to_json(wall=wall),
-            }
-            for name in names
-        }
+        return trunk_health_report(names, self.qualify, self.counters, wall=self.clock())
 
     async def test_call(self, target: str) -> TestCallResult:
         return await self.carrier_call(target)

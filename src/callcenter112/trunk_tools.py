@@ -22,7 +22,7 @@ import ipaddress
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from .admin import ProbeResult, TestCallResult
+from .admin import ProbeResult, TestCallResult, trunk_health_report
 from .config import TrunkConfig
 from .logs import get_logger
 from .sip.events import ResponseReceived, TransactionEvent
@@ -218,15 +218,8 @@ class EndpointTrunkTools:
             counters.new_day()
 
     def health(self) -> dict[str, dict[str, object]]:
-        wall = self.centre.wall()
         names = [t.name for t in self.centre.config.trunk]
-        return {
-            name: {
-                "qualify": self.qualify.get(name, TrunkHealth(trunk=name)).to_json(),
-                "counters": self.counters.get(name, TrunkCounters()).to_json(wall=wall),
-            }
-            for name in names
-        }
+        return trunk_health_report(names, self.qualify, self.counters, wall=self.centre.wall())
 
     async def test_call(self, target: str) -> TestCallResult:
         return TestCallResult(
