@@ -291,7 +291,7 @@ class LiveWiring:
     listeners, the control socket with `reload`, SIGHUP, and the web's seams."""
 
     def __init__(self, centre: Centre, store: Store, *, config_path: str) -> None:
-        from .admin import TelecomServices
+        from .admin import DirectoryPromptAdmin, TelecomServices
 
         self.centre = centre
         self.store = store
@@ -317,7 +317,14 @@ class LiveWiring:
         centre.endpoint.transport.tap = self._tap
         self._flush_timer: asyncio.TimerHandle | None = None
         self.services = TelecomServices(
-            config=self.admin, captures=self.capture, trunks=self.trunks
+            config=self.admin,
+            captures=self.capture,
+            trunks=self.trunks,
+            prompts=DirectoryPromptAdmin(
+                config.path(config.ivr.prompts),
+                # The web applies prompts in a worker thread; the library lives on the loop.
+                on_change=self._prompt_changed,
+            ),
         )
         self._control: Any = None
         self._sighup = False
@@ -400,6 +407,19 @@ class LiveWiring:
             )
         await self.reloader._audit(result, action="config_import")
         return result.to_json()
+
+    def _prompt_changed(self, name: str) -> None:
+        self.centre.loop.call_soon_threadsafe(self.reload_prompt, name)
+
+    def reload_prompt(self, name: str) -> None:
+        from .media.prompts import PromptError
+
+        try:
+            self.centre.prompts.reload(name)
+        except (PromptError, OSError) as exc:
+            log.error("prompt_reload_failed", prompt=name, error=str(exc))
+        else:
+            log.info("prompt_reloaded", prompt=name)
 
     def _tap(self, direction: str, data: bytes, peer: Peer) -> None:
         try:
