@@ -83,3 +83,45 @@ def test_carrier_that_stops_answering_raises_the_alarm(tmp_path: Path) -> None:
         finally:
             server.kill()
             carrier.kill()
+
+
+def test_test_call_to_an_agency_is_answered_then_hung_up(tmp_path: Path) -> None:
+    """The telecom page's test call: INVITE to the agency over its trunk, the
+    200 seen, then BYE (the SIPp agency's scenario ends only on that BYE);
+    an agency that answers 486 is reported busy and counted as a carrier reject."""
+    need("sipp")
+    from test_e2e_handoff import agency_server, start_agency
+
+    server, agency_port = agency_server(tmp_path, trunk_extra="qualify_s = 0")
+    server.start()
+    try:
+        web = WebSession(server, "admin", "admin-secret")
+
+        def test_call(target: str) -> dict[str, object]:
+            answer = web.client.post(
+                "/telecom/test-call",
+                json={"target": target},
+                headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+            )
+            assert answer.status_code == 200, answer.text[:300]
+            result = answer.json()
+            assert isinstance(result, dict)
+            return result
+
+        agency = start_agency(tmp_path / "agency", agency_port)
+        answered = test_call("damkar")
+        assert answered["status"] == 200 and answered["ok"] is True, answered
+        assert agency.wait(30) == 0, agency.logs()  # it got its BYE
+
+        busy = start_agency(tmp_path / "busy", agency_port, scenario="agency_busy.xml")
+        refused = test_call("ambulans")
+        assert refused["status"] == 486 and refused["ok"] is False, refused
+        busy.wait(30)
+        counters = _health(web)["counters"]
+        assert counters["today"]["carrier_errors"] == {"486": 1}, counters  # type: ignore[index]
+        web.close()
+    finally:
+        try:
+            server.stop()
+        finally:
+            server.kill()

@@ -12,12 +12,16 @@
   (the transport's tap, beside the SIP capture): our final answer to each
   new INVITE from a trunk ("call" for 2xx, "reject:<code>" otherwise) and
   the carrier's 4xx-6xx to our INVITEs through it ("carrier:<code>").
-- `test_call` is not wired yet: it answers "not available" (see the report).
+- `test_call(target)`: an INVITE (no media: a=inactive) to an agency's
+  number over its trunk, or to a trunk's number through its proxy; the final
+  answer and how long it took; then BYE after a 2xx, CANCEL if nothing final
+  came within the agency's ring timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -41,6 +45,8 @@ QUALIFY_TICK_S = 1.0
 # (32 s) says: pjsip's `qualify_timeout` default is 3.0 s (res_pjsip,
 # pjsip.conf.sample). The transaction itself still runs to its end.
 QUALIFY_TIMEOUT_S = 3.0
+TEST_RING_S = 30.0  # a test call to a number (agencies use their ring_timeout_s)
+HANGUP_WAIT_S = 5.0  # for the BYE's or CANCEL's answer before the result is shown
 _COUNTED_MAX = 10_000  # Call-IDs whose first final answer was counted
 
 
@@ -222,6 +228,86 @@ class EndpointTrunkTools:
         return trunk_health_report(names, self.qualify, self.counters, wall=self.centre.wall())
 
     async def test_call(self, target: str) -> TestCallResult:
+        """INVITE an agency's number (or a trunk's number) over its trunk, wait for
+        the final answer, then hang up at once (BYE after a 2xx, CANCEL while it
+        rings past the agency's ring timeout). No media flows (a=inactive)."""
+        from .callflow.call import outbound_request
+        from .callflow.legs import trunk_credentials
+        from .sip.session import Answered, Failed, HungUp, InviteSession, LocalParty
+
+        centre = self.centre
+        config = centre.config
+        loop = centre.loop
+        agency = config.agency_named(target)
+        if agency is not None:
+            number, trunk = agency.number, config.trunk_named(agency.trunk)
+            ring_s = agency.ring_timeout_s
+        else:
+            number, ring_s = target, TEST_RING_S
+            trunk = next((t for t in config.trunk if target in t.numbers and t.proxy), None)
+        if trunk is None or trunk.proxy is None:
+            return TestCallResult(
+                target=target, status=None, reason="no trunk with a proxy to call it", duration_s=0
+            )
+        proxy = trunk.proxy
+        peer = Peer(trunk.transport, proxy.host, proxy.port)
+        advertise = config.sip.advertise
+        offer = (
+            f"v=0\r\no=callcenter112 1 1 IN IP4 {advertise}\r\ns=test call\r\n"
+            f"c=IN IP4 {advertise}\r\nt=0 0\r\nm=audio 9 RTP/AVP 8 0\r\na=inactive\r\n"
+        ).encode()
+        invite = outbound_request(
+            centre,
+            "INVITE",
+            request_uri=f"sip:{number}@{proxy.host}:{proxy.port}",
+            to_uri=f"<sip:{number}@{proxy.host}>",
+            from_user=trunk.caller_id,
+            display=config.centre.name,
+            peer=peer,
+            headers=[("Subject", "callcenter112 test call")],
+            body=offer,
+            content_type="application/sdp",
+        )
+        final: asyncio.Future[tuple[int, str]] = loop.create_future()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def on_event(event: TransactionEvent) -> None:
+            for happened in session.receive(event, loop.time()):
+                if isinstance(happened, Answered) and not final.done():
+                    final.set_result((happened.response.status, happened.response.reason))
+                    session.hangup("test call")
+                elif isinstance(happened, Failed) and not final.done():
+                    reason = happened.response.reason if happened.response else "no answer"
+                    final.set_result((happened.status, reason))
+                if isinstance(happened, HungUp | Failed) and not ended.done():
+                    ended.set_result(None)
+
+        session = InviteSession.outgoing(
+            transactions=centre.endpoint,
+            local=LocalParty(
+                via_host=advertise,
+                via_port=centre.endpoint.port,
+                contact=centre.endpoint.contact("112", peer.transport),
+                user_agent=centre.user_agent,
+            ),
+            invite=invite,
+            peer=peer,
+            on_event=on_event,
+            credentials=trunk_credentials(config, trunk.name),
+        )
+        started = loop.time()
+        session.start()
+        try:
+            status, reason = await asyncio.wait_for(asyncio.shield(final), ring_s)
+        except TimeoutError:
+            session.hangup("test call")  # CANCEL
+            status, reason = 0, f"no final answer in {ring_s:g} s (cancelled)"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ended), HANGUP_WAIT_S)
+        log.info("trunk_test_call", target=target, trunk=trunk.name, status=status or None)
         return TestCallResult(
-            target=target, status=None, reason="test calls are not available yet", duration_s=0.0
+            target=target,
+            status=status or None,
+            reason=reason,
+            duration_s=loop.time() - started,
         )
