@@ -35,6 +35,16 @@ def _health(web: WebSession) -> dict[str, object]:
     return trunk
 
 
+def _post_json(web: WebSession, path: str, body: dict[str, object]) -> dict[str, object]:
+    answer = web.client.post(
+        path, json=body, headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text[:300]
+    result = answer.json()
+    assert isinstance(result, dict)
+    return result
+
+
 def test_carrier_that_stops_answering_raises_the_alarm(tmp_path: Path) -> None:
     need("sipp")
     proxy_port = free_port()
@@ -62,13 +72,8 @@ def test_carrier_that_stops_answering_raises_the_alarm(tmp_path: Path) -> None:
         assert alarm["trunk"] == "t" and alarm["previous"] == "up"
         assert _health(web)["qualify"]["state"] == "down"  # type: ignore[index]
 
-        probe = web.client.post(
-            "/telecom/trunks/t/probe",
-            json={},
-            headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
-        )
-        assert probe.status_code == 200, probe.text[:300]
-        assert probe.json()["answered"] is False
+        probe = _post_json(web, "/telecom/trunks/t/probe", {})
+        assert probe["answered"] is False
 
         number = "0821600030"
         caller = start_caller(server, tmp_path / "caller", caller=number, talk_ms=500)
@@ -98,15 +103,7 @@ def test_test_call_to_an_agency_is_answered_then_hung_up(tmp_path: Path) -> None
         web = WebSession(server, "admin", "admin-secret")
 
         def test_call(target: str) -> dict[str, object]:
-            answer = web.client.post(
-                "/telecom/test-call",
-                json={"target": target},
-                headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
-            )
-            assert answer.status_code == 200, answer.text[:300]
-            result = answer.json()
-            assert isinstance(result, dict)
-            return result
+            return _post_json(web, "/telecom/test-call", {"target": target})
 
         agency = start_agency(tmp_path / "agency", agency_port)
         answered = test_call("damkar")
