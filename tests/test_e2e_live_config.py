@@ -22,6 +22,7 @@ import pytest
 from harness import (
     PCAPS,
     Server,
+    WebSession,
     baresip_operator,
     caller_scenario,
     dtmf_pcap,
@@ -110,14 +111,27 @@ def test_allow_list_change_keeps_the_bridged_call_then_moves_admission(tmp_path:
         assert "not-an-address" in refused.stderr
         assert _audits(server, "config_reload_refused")
 
-        # The real change, while the call is bridged.
-        _edit(server, '"127.0.0.2/32", "not-an-address"', '"127.0.0.2/32"')
-        applied = server.cli("reload")
-        assert applied.returncode == 0, applied.stderr
-        assert "trunk[t].allow" in applied.stdout, applied.stdout
-        (audit,) = _audits(server, "config_reload")
-        assert str(audit["actor"]).startswith("cli:")
+        # The real change, on the telecom page's trunk form, while the call is bridged.
+        web = WebSession(server, "admin", "admin-secret")
+        saved = web.client.post(
+            "/telecom/config/trunk",
+            json={
+                "original": "t",
+                "name": "t",
+                "allow": "127.0.0.2/32",
+                "numbers": "112\nurn:service:sos",
+                "transport": "udp",
+                "caller_id": "112",
+            },
+            headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+        )
+        web.close()
+        assert saved.status_code == 200, saved.text[:300]
+        assert "trunk[t].allow" in saved.json()["applied"], saved.json()
+        (audit,) = _audits(server, "trunk_changed")
+        assert audit["actor"] == "admin"
         assert any(c["path"] == "trunk[t].allow" for c in audit["changes"])  # type: ignore[index, union-attr]
+        assert talking_to(server, number, "op1")
 
         assert call.wait(90) == 0, call.logs()  # type: ignore[attr-defined]
         wait_until(lambda: incident_status(server, number) == "completed", 20)
@@ -199,7 +213,6 @@ def test_web_operator_survives_restart_then_file_conflict_and_import(tmp_path: P
     hand-edited file then conflicts (reload names it, exit 2, nothing changes)
     until `config import` lets the file win; `config export` prints what runs."""
     need("sipp", "baresip")
-    from harness import WebSession
 
     server = Server(tmp_path, extra=TALK)
     server.start()

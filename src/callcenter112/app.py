@@ -222,8 +222,8 @@ async def _run(  # noqa: PLR0917 - private, called once
         )
         await stop.wait()
         log.info("stopping", active_calls=len(centre.active))
-        await wiring.close()  # issue 16
         await centre.stop()
+        await wiring.close()  # issue 16: after the last BYEs, so the capture keeps them
         if web_task is not None:
             web_task.cancel()
         housekeeping_stop.set()

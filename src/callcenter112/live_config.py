@@ -137,6 +137,8 @@ class CentreFollower:
         """Take out every removed operator who is not on a call; look again later
         for those who are (their call finishes first)."""
         centre = self.centre
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
         self._retire_timer = None
         now = centre.loop.time()
         for user in sorted(self.retiring):
@@ -147,8 +149,10 @@ class CentreFollower:
             except acd_mod.AcdError:
                 continue  # still on the call
             self.retiring.discard(user)
-            events = centre.registrar.unbind_user(user)
             centre.operator_users.discard(user)
+            # Still configured (now a supervisor's phone, takes_calls = false): stays registered.
+            kept = centre.config.operator_named(user) is not None
+            events = [] if kept else centre.registrar.unbind_user(user)
             for event in events:
                 centre._presence_event(event)
             log.info("operator_removed", user=user)
@@ -476,6 +480,7 @@ class LiveWiring:
         self.trunks.close()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
+        self.capture.flush()  # the last BYEs and their answers
         if self._sighup:
             import signal
 
