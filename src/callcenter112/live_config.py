@@ -318,6 +318,7 @@ class LiveWiring:
             mono=centre.loop.time,
         )
         self.trunks = EndpointTrunkTools(centre)
+        centre.on_new_day.append(self.trunks.new_day)
         centre.endpoint.transport.tap = self._tap
         self._flush_timer: asyncio.TimerHandle | None = None
         self.services = TelecomServices(
