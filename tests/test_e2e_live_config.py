@@ -193,6 +193,14 @@ def test_operator_added_and_removed_live_sighup(tmp_path: Path) -> None:
                 lambda: server.events("operator_removed"), 20, what="op2 removed after the call"
             )
             assert op2.proc is not None and op2.proc.poll() is None
+        # A restart key waits (and says so); a queue setting applies at once.
+        _edit(server, "preopen = 8", "preopen = 9")
+        _edit(server, "wrapup_s = 1", "wrapup_s = 2")
+        mixed = server.cli("reload")
+        assert mixed.returncode == 0, mixed.stderr
+        assert "waiting for a restart: rtp.preopen" in mixed.stdout, mixed.stdout
+        assert "applied 1 change(s) live" in mixed.stdout
+        assert "queue.wrapup_s" in mixed.stdout
         # The account is gone: op2's REGISTER is refused now.
         before = len(server.events("presence"))
         with baresip_operator(
