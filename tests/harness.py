@@ -137,6 +137,10 @@ def config_text(
     )
     sup_phone = f'sip_user = "{supervisor_phone}"\n' if supervisor_phone else ""
     proxy = f'proxy = "127.0.0.1:{trunk_proxy_port}"\n' if trunk_proxy_port else ""
+    if trunk_proxy_port and "qualify_s" not in trunk_extra:
+        # A SIPp agency on the proxy port takes only the INVITEs its scenario expects:
+        # no qualify OPTIONS to it unless the test asks (issue 16).
+        proxy += "qualify_s = 0\n"
     agency_text = "".join(
         f'[[agency]]\nname = "{name}"\nnumber = "{number}"\ntrunk = "t"\nring_timeout_s = 6\n'
         for name, number in agencies or []

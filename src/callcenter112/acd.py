@@ -803,6 +803,31 @@ class Acd:
             op.calls_today = op.missed_today = 0
         return []
 
+    # --- live configuration (issue 16: live_config.py) ----------------------------------
+
+    def set_operator(self, profile: OperatorProfile, now: float) -> list[AcdAction]:
+        """Add an operator (offline until their phone registers) or change their skills."""
+        op = self._ops.get(profile.user)
+        if op is None:
+            order = max((o.order for o in self._ops.values()), default=-1) + 1
+            self._ops[profile.user] = _Operator(profile=profile, order=order, state_since=now)
+            return []
+        op.profile = profile
+        out: list[AcdAction] = []
+        self._advance(now, out)  # new skills may serve someone waiting
+        return out
+
+    def remove_operator(self, operator: str, now: float) -> list[AcdAction]:
+        """Forget an operator removed from the configuration. Refused while a
+        call is offered to them or they are on it: the call finishes first."""
+        op = self._op(operator)
+        if op.call_ref is not None:
+            raise OperatorTransitionError(
+                op.user, op.state, OperatorInput.WENT_OFFLINE, "on a call: removed after it"
+            )
+        del self._ops[operator]
+        return []
+
     # --- queries ----------------------------------------------------------------------
 
     def deadline(self) -> float | None:

@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -47,7 +47,7 @@ import tomli_w
 
 from .config import Config, ConfigError, OperatorConfig, parse_config
 from .config_diff import ConfigDiff, diff_configs
-from .config_source import ConfigVersion, Verdict, decide_source, sha256_text
+from .config_source import ConfigVersion, Origin, Verdict, decide_source, sha256_text
 from .runtime_config import LiveConfig, ReloadResult
 from .sip.capture import CaptureBook, CapturedMessage
 from .trunk_health import TrunkCounters, TrunkHealth
@@ -61,6 +61,7 @@ __all__ = [
     "MemoryCaptureSource",
     "MemoryConfigAdmin",
     "MemoryTrunkTools",
+    "MemoryVersions",
     "NewPassword",
     "ProbeResult",
     "PromptAdmin",
@@ -70,10 +71,13 @@ __all__ = [
     "TelecomServices",
     "TestCallResult",
     "TrunkTools",
+    "VersionBook",
+    "VersionedConfigAdmin",
     "config_document",
     "ha1",
     "new_softphone_password",
     "softphone_secret",
+    "trunk_health_report",
 ]
 
 # --------------------------------------------------------------------------- configuration
@@ -124,42 +128,86 @@ class ConfigAdmin(Protocol):
     async def conflict(self) -> ConfigConflict | None: ...
 
 
-class MemoryConfigAdmin:
-    """`ConfigAdmin` over a `LiveConfig` with the versions kept in a list.
+class VersionBook(Protocol):
+    """Where the configuration versions are kept: a list (tests) or the store."""
 
-    The running centre's version keeps the same logic with the versions in
-    the store (`config_versions` table); `file_text` is the TOML file as it
-    is on disk now (None: no file)."""
+    async def newest(self) -> ConfigVersion | None: ...
+
+    async def add(
+        self, *, text: str, origin: Origin, file_sha256: str, actor: str, at: float
+    ) -> ConfigVersion: ...
+
+    async def listing(self) -> list[ConfigVersion]:
+        """Newest first."""
+        ...
+
+    async def get(self, version: int) -> ConfigVersion | None: ...
+
+
+@dataclass(slots=True)
+class MemoryVersions:
+    """A `VersionBook` in a list."""
+
+    kept: list[ConfigVersion] = field(default_factory=list)
+
+    async def newest(self) -> ConfigVersion | None:
+        return self.kept[-1] if self.kept else None
+
+    async def add(
+        self, *, text: str, origin: Origin, file_sha256: str, actor: str, at: float
+    ) -> ConfigVersion:
+        version = ConfigVersion(
+            version=(self.kept[-1].version + 1) if self.kept else 1,
+            text=text,
+            origin=origin,
+            file_sha256=file_sha256,
+            actor=actor,
+            at=at,
+        )
+        self.kept.append(version)
+        return version
+
+    async def listing(self) -> list[ConfigVersion]:
+        return list(reversed(self.kept))
+
+    async def get(self, version: int) -> ConfigVersion | None:
+        return next((v for v in self.kept if v.version == version), None)
+
+
+class VersionedConfigAdmin:
+    """`ConfigAdmin` over a `LiveConfig` and a `VersionBook`: the one home of
+    the rules (validate, apply through every listener, record a version).
+
+    `file_text` is the TOML file as it is on disk now (None: no file);
+    `origin` is what a proposal's version is recorded as ("web")."""
 
     def __init__(
         self,
         live: LiveConfig,
+        book: VersionBook,
         *,
-        file_text: str | None = None,
+        file_text: str | None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.live = live
+        self.book = book
         self.clock = clock
-        text = file_text if file_text is not None else tomli_w.dumps(config_document(live.current))
-        self.file_text = text
-        self._versions: list[ConfigVersion] = [
-            ConfigVersion(
-                version=1,
-                text=text,
-                origin="file",
-                file_sha256=sha256_text(text),
-                actor="system",
-                at=clock(),
-            )
-        ]
+        self.file_text = (
+            file_text if file_text is not None else tomli_w.dumps(config_document(live.current))
+        )
 
     def current(self) -> Config:
         return self.live.current
 
-    async def versions(self) -> list[ConfigVersion]:
-        return list(reversed(self._versions))
+    def current_file_text(self) -> str:
+        return self.file_text
 
-    def _apply(self, document: dict[str, Any], *, actor: str, source: str) -> ReloadResult:
+    async def versions(self) -> list[ConfigVersion]:
+        return await self.book.listing()
+
+    async def apply_document(
+        self, document: dict[str, Any], *, actor: str, source: str, origin: Origin = "web"
+    ) -> ReloadResult:
         base = self.live.current.base_dir
         try:
             new = parse_config(document, source=source, base_dir=base)
@@ -169,53 +217,84 @@ class MemoryConfigAdmin:
             )
         result = self.live.apply(new, actor=actor, source=source)
         if result.ok and not result.diff.empty:
-            newest = self._versions[-1]
-            self._versions.append(
-                ConfigVersion(
-                    version=newest.version + 1,
-                    text=tomli_w.dumps(config_document(self.live.current)),
-                    origin="web",
-                    file_sha256=newest.file_sha256,
-                    actor=actor,
-                    at=self.clock(),
-                )
+            newest = await self.book.newest()
+            base_sha = (
+                sha256_text(self.current_file_text())
+                if origin != "web" or newest is None
+                else newest.file_sha256
+            )
+            await self.book.add(
+                text=tomli_w.dumps(config_document(self.live.current)),
+                origin=origin,
+                file_sha256=base_sha,
+                actor=actor,
+                at=self.clock(),
             )
         return result
 
     async def propose(self, document: dict[str, Any], *, actor: str) -> ReloadResult:
-        return self._apply(document, actor=actor, source="web")
+        return await self.apply_document(document, actor=actor, source="web")
 
     async def rollback(self, version: int, *, actor: str) -> ReloadResult:
-        found = next((v for v in self._versions if v.version == version), None)
+        found = await self.book.get(version)
         if found is None:
             return ReloadResult(
                 ok=False, actor=actor, source="web", problems=(f"no version {version}",)
             )
-        return self._apply(
+        return await self.apply_document(
             tomllib.loads(found.text), actor=actor, source=f"roll-back to version {version}"
         )
 
     async def conflict(self) -> ConfigConflict | None:
-        newest = self._versions[-1]
-        decision = decide_source(self.file_text, newest)
+        newest = await self.book.newest()
+        file_text = self.current_file_text()
+        if newest is None:
+            return None
+        decision = decide_source(file_text, newest)
         if decision.verdict is not Verdict.CONFLICT:
             return None
         try:
             in_file = parse_config(
-                tomllib.loads(self.file_text), source="file", base_dir=self.live.current.base_dir
+                tomllib.loads(file_text), source="file", base_dir=self.live.current.base_dir
             )
         except (ConfigError, tomllib.TOMLDecodeError) as exc:
             problems = (
                 tuple(str(p) for p in exc.problems) if isinstance(exc, ConfigError) else (str(exc),)
             )
             return ConfigConflict(
-                file_text=self.file_text,
+                file_text=file_text,
                 stored=newest,
                 diff=ConfigDiff(changes=()),
                 problems=problems,
             )
         return ConfigConflict(
-            file_text=self.file_text, stored=newest, diff=diff_configs(self.live.current, in_file)
+            file_text=file_text, stored=newest, diff=diff_configs(self.live.current, in_file)
+        )
+
+
+class MemoryConfigAdmin(VersionedConfigAdmin):
+    """`VersionedConfigAdmin` with the versions in a list, seeded with the
+    file as version 1 (the running centre keeps them in the store:
+    `live_config.StoreVersions`)."""
+
+    def __init__(
+        self,
+        live: LiveConfig,
+        *,
+        file_text: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(live, MemoryVersions(), file_text=file_text, clock=clock)
+        assert isinstance(self.book, MemoryVersions)
+        self.book.kept.append(
+            ConfigVersion(
+                version=1,
+                text=self.file_text,
+                origin="file",
+                file_sha256=sha256_text(self.file_text),
+                actor="system",
+                at=clock(),
+            )
         )
 
 
@@ -308,6 +387,23 @@ class TrunkTools(Protocol):
     def test_call(self, target: str) -> Awaitable[TestCallResult]: ...
 
 
+def trunk_health_report(
+    names: Iterable[str],
+    qualify: Mapping[str, TrunkHealth],
+    counters: Mapping[str, TrunkCounters],
+    *,
+    wall: float,
+) -> dict[str, dict[str, object]]:
+    """What `TrunkTools.health` answers, per trunk name."""
+    return {
+        name: {
+            "qualify": qualify.get(name, TrunkHealth(trunk=name)).to_json(),
+            "counters": counters.get(name, TrunkCounters()).to_json(wall=wall),
+        }
+        for name in names
+    }
+
+
 ProbeScript = Callable[[str], Awaitable[ProbeResult]]
 CallScript = Callable[[str], Awaitable[TestCallResult]]
 
@@ -338,15 +434,8 @@ class MemoryTrunkTools:
         return result
 
     def health(self) -> dict[str, dict[str, object]]:
-        wall = self.clock()
         names = sorted(self.qualify.keys() | self.counters.keys())
-        return {
-            name: {
-                "qualify": self.qualify.get(name, TrunkHealth(trunk=name)).to_json(),
-                "counters": self.counters.get(name, TrunkCounters()).to_json(wall=wall),
-            }
-            for name in names
-        }
+        return trunk_health_report(names, self.qualify, self.counters, wall=self.clock())
 
     async def test_call(self, target: str) -> TestCallResult:
         return await self.carrier_call(target)

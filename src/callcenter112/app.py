@@ -25,6 +25,7 @@ from .callflow.handoff import Handoff
 from .centre import Centre
 from .config import Config
 from .faults import start_step
+from .live_config import LiveWiring
 from .logs import configure_logging, get_logger
 from .media.prompts import PromptError, PromptLibrary
 from .media.recorder import repair_wav
@@ -101,7 +102,9 @@ async def run_server(
         )
         await pool.start()
         try:
-            return await _run(config, store, prompts, pool, stop, install_signals, loop)
+            return await _run(
+                config, store, prompts, pool, stop, install_signals, loop, config_path
+            )
         finally:
             await pool.close()
     finally:
@@ -180,6 +183,7 @@ async def _run(  # noqa: PLR0917 - private, called once
     stop: asyncio.Event,
     install_signals: bool,
     loop: asyncio.AbstractEventLoop,
+    config_path: str = "",
 ) -> int:
     status = 0
     async with asyncio.TaskGroup() as tg:
@@ -202,7 +206,10 @@ async def _run(  # noqa: PLR0917 - private, called once
         tg.create_task(media.run_housekeeping(housekeeping_stop))
         tg.create_task(pool.run_replenisher(housekeeping_stop))
         tg.create_task(_retention_loop(config, store, centre.recordings_dir, stop))
-        web_task = await _start_web(config, store, centre, tg)
+        # Issue 16: live configuration, `reload` over the control socket, SIGHUP.
+        wiring = LiveWiring(centre, store, config_path=config_path)
+        await wiring.start(install_signals=install_signals)
+        web_task = await _start_web(config, store, centre, tg, wiring)
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -216,6 +223,7 @@ async def _run(  # noqa: PLR0917 - private, called once
         await stop.wait()
         log.info("stopping", active_calls=len(centre.active))
         await centre.stop()
+        await wiring.close()  # issue 16: after the last BYEs, so the capture keeps them
         if web_task is not None:
             web_task.cancel()
         housekeeping_stop.set()
@@ -229,19 +237,25 @@ async def _run(  # noqa: PLR0917 - private, called once
 
 
 async def _start_web(
-    config: Config, store: Store, centre: Any, tg: asyncio.TaskGroup
+    config: Config, store: Store, centre: Any, tg: asyncio.TaskGroup, wiring: LiveWiring
 ) -> asyncio.Task[None] | None:
     if not config.web.enabled:
         return None
     try:
         from .web import create_app, serve_web
+        from .web.telecom_admin import WebConfigFollower
     except ImportError:
         log.warning("web_console_missing")
         return None
     try:
         app = create_app(
-            config=config, store=store, live=centre, recordings_dir=centre.recordings_dir
+            config=config,
+            store=store,
+            live=centre,
+            recordings_dir=centre.recordings_dir,
+            telecom_services=wiring.services,  # issue 16
         )
+        wiring.live.listen(WebConfigFollower(app.state.web))  # issue 16: web accounts follow
     except Exception as exc:  # noqa: BLE001 - calls must flow even without the console
         log.critical("web_console_unusable", error=str(exc))
         print(f"callcenter112: web console disabled: {exc}", file=sys.stderr)

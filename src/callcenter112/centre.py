@@ -182,6 +182,7 @@ class Centre:
         self.stopping = False
         self._save_pending = False
         self._midnight_timer: asyncio.TimerHandle | None = None
+        self.on_new_day: list[Callable[[], None]] = []  # issue 16: trunk counters' day
 
     # -- helpers for calls ---------------------------------------------------------
 
@@ -272,6 +273,8 @@ class Centre:
         for stats in self.trunk_stats.values():
             stats["calls"] = 0
             stats["rejected"] = 0
+        for hook in self.on_new_day:  # issue 16
+            hook()
         log.info("new_day")
         self.publish("queue_changed")
         self._arm_midnight()

@@ -543,6 +543,9 @@ class TrunkConfig(_Section):
     # Digest credentials for calls out, when the carrier challenges them (401/407).
     auth_user: str = ""
     auth_password: str = ""
+    # Issue 16: OPTIONS to `proxy` every qualify_s seconds (0 = off); a trunk
+    # that misses two in a row raises the trunk alarm (trunk_health.py).
+    qualify_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
     @field_validator("allow")
     @classmethod

@@ -35,7 +35,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ConfigVersion", "SourceDecision", "Verdict", "decide_source", "sha256_text"]
+__all__ = ["ConfigVersion", "Origin", "SourceDecision", "Verdict", "decide_source", "sha256_text"]
 
 Origin = Literal["file", "web", "cli"]
 

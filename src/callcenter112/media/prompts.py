@@ -225,7 +225,7 @@ def _load_file(path: Path) -> dict[Codec, bytes]:
 
 
 class PromptLibrary:
-    """All prompts of a deployment, pre-encoded in both laws; immutable after `load`."""
+    """All prompts of a deployment, pre-encoded in both laws; changed only by `reload`."""
 
     __slots__ = ("_numbers", "_prompts", "directory", "languages")
 
@@ -279,6 +279,24 @@ class PromptLibrary:
                 if extra.stem not in wanted:
                     add(extra.stem, language, extra)
         return cls(directory=directory, languages=langs, prompts=prompts)
+
+    def reload(self, name: str) -> None:
+        """Re-read one prompt after its file was replaced (issue 16: the prompt
+        page). `name` is "id/greeting" or a neutral "beep". A bad file raises
+        `PromptError` and the loaded prompt stays; a call already playing it
+        keeps the frames it holds. Call on the event loop."""
+        language, _, stem = name.rpartition("/")
+        lang: str | None = language or None
+        path = prompt_path(self.directory, stem, lang)
+        loaded = _load_file(path)
+        for codec, payload in loaded.items():
+            self._prompts[(stem, lang, codec)] = Prompt(
+                name=stem, language=lang, codec=codec, frames=_frames(payload, codec)
+            )
+        for language_ in self.languages:
+            for codec in Codec:
+                for n in range(_NUMBER_CACHE):
+                    self._numbers[(n, language_, codec)] = self._compose(n, language_, codec)
 
     def get(self, name: str, language: str, codec: Codec) -> Prompt:
         """Prompt `name` in `language` (or the neutral one of that name) in `codec`."""

@@ -292,6 +292,8 @@ class SipTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_connection_lost: Callable[[Peer], None] | None = None
         self.trace = False
+        # Issue 16: every message in and out, for the per-incident SIP capture.
+        self.tap: Callable[[str, bytes, Peer], None] | None = None
         self.stats = TransportStats()
         self._udp: _UdpProtocol | None = None
         self._server: asyncio.Server | None = None
@@ -465,6 +467,8 @@ class SipTransport:
     def _deliver(self, message: Request | Response, peer: Peer) -> None:
         if self.trace:
             _trace("sip_in", message.serialize(), peer)
+        if self.tap is not None:  # issue 16: SIP capture
+            self.tap("in", message.serialize(), peer)
         try:
             self.on_message(message, peer)
         except Exception:
@@ -477,6 +481,8 @@ class SipTransport:
     def send(self, data: bytes, peer: Peer) -> None:
         if self.trace:
             _trace("sip_out", data, peer)
+        if self.tap is not None:  # issue 16: SIP capture
+            self.tap("out", data, peer)
         if peer.transport == "tcp":
             conn = self._tcp.get(peer.conn_id) if peer.conn_id is not None else None
             if conn is None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..config_source import ConfigVersion, Origin
 from ..incidents import (
     AuditEntry,
     Callback,
@@ -31,6 +32,7 @@ from ..incidents import (
     Status,
 )
 from ..location.fix import Fix
+from ..sip.capture import CapturedMessage
 
 __all__ = ["MAX_CHUNK_BYTES", "OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
 
@@ -271,6 +273,28 @@ class Store(Protocol):
     ) -> list[OperatorStateChange]: ...
 
     async def close_operator_states(self, *, reason: str, at: float) -> tuple[str, ...]: ...
+
+    # -- issue 16: configuration versions and SIP captures ------------------------------
+
+    async def add_config_version(
+        self, *, text: str, origin: Origin, file_sha256: str, actor: str, at: float
+    ) -> ConfigVersion:
+        """Store the next configuration version (newest + 1) and return it."""
+        ...
+
+    async def list_config_versions(self, *, limit: int = 50) -> list[ConfigVersion]:
+        """Newest first."""
+        ...
+
+    async def get_config_version(self, version: int) -> ConfigVersion | None: ...
+
+    async def add_sip_messages(self, incident_id: str, messages: Sequence[CapturedMessage]) -> None:
+        """Append captured messages to the incident's (seq continues)."""
+        ...
+
+    async def sip_messages(self, incident_id: str) -> list[CapturedMessage]:
+        """The incident's captured messages in capture order; [] if none."""
+        ...
 
     async def save_registrations(self, rows: Sequence[tuple[str, str, str, float]]) -> None: ...
 

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from ..config_source import ConfigVersion, Origin
 from ..incidents import (
     CALL_FLOW_FIELDS,
     SLA_THRESHOLDS_S,
@@ -44,6 +45,7 @@ from ..incidents import (
     validate_disposition_changes,
 )
 from ..location.fix import FIX_SOURCES, MAX_RAW, Fix, FixSource
+from ..sip.capture import CapturedMessage
 from .chain import GENESIS_HASH, recording_entry_hash
 from .protocol import MAX_CHUNK_BYTES, OPERATOR_OFFLINE, StoreError
 from .rows import (
@@ -886,6 +888,106 @@ class StoreQueries:
 
         await self._write(run)
 
+    # -- issue 16: configuration versions and SIP captures ------------------------------
+
+    async def add_config_version(
+        self, *, text: str, origin: Origin, file_sha256: str, actor: str, at: float
+    ) -> ConfigVersion:
+        """Store the next configuration version (newest + 1) and return it."""
+
+        def run(conn: SqlConnection) -> ConfigVersion:
+            row = conn.execute("SELECT MAX(version) FROM config_versions").fetchone()
+            version = int(row[0] or 0) + 1
+            conn.execute(
+                "INSERT INTO config_versions (version, text, origin, file_sha256, actor, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (version, text, origin, file_sha256, actor, at),
+            )
+            return ConfigVersion(
+                version=version,
+                text=text,
+                origin=origin,
+                file_sha256=file_sha256,
+                actor=actor,
+                at=at,
+            )
+
+        return await self._write(run)
+
+    async def list_config_versions(self, *, limit: int = 50) -> list[ConfigVersion]:
+        def run(conn: SqlConnection) -> list[ConfigVersion]:
+            rows = conn.execute(
+                "SELECT version, text, origin, file_sha256, actor, at FROM config_versions"
+                " ORDER BY version DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [_config_version(r) for r in rows]
+
+        return await self._read(run)
+
+    async def get_config_version(self, version: int) -> ConfigVersion | None:
+        def run(conn: SqlConnection) -> ConfigVersion | None:
+            row = conn.execute(
+                "SELECT version, text, origin, file_sha256, actor, at FROM config_versions"
+                " WHERE version = ?",
+                (version,),
+            ).fetchone()
+            return _config_version(row) if row is not None else None
+
+        return await self._read(run)
+
+    async def add_sip_messages(self, incident_id: str, messages: Sequence[CapturedMessage]) -> None:
+        if not messages:
+            return
+
+        def run(conn: SqlConnection) -> None:
+            row = conn.execute(
+                "SELECT MAX(seq) FROM sip_messages WHERE incident_id = ?", (incident_id,)
+            ).fetchone()
+            first = 0 if row[0] is None else int(row[0]) + 1
+            conn.executemany(
+                "INSERT INTO sip_messages (incident_id, seq, at, direction, local, remote,"
+                " transport, leg, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        incident_id,
+                        first + i,
+                        m.at,
+                        m.direction,
+                        _host_port(m.local),
+                        _host_port(m.remote),
+                        m.transport,
+                        m.leg,
+                        m.data,
+                    )
+                    for i, m in enumerate(messages)
+                ],
+            )
+
+        await self._write(run)
+
+    async def sip_messages(self, incident_id: str) -> list[CapturedMessage]:
+        def run(conn: SqlConnection) -> list[CapturedMessage]:
+            rows = conn.execute(
+                "SELECT at, direction, local, remote, transport, leg, data FROM sip_messages"
+                " WHERE incident_id = ? ORDER BY seq",
+                (incident_id,),
+            ).fetchall()
+            return [
+                CapturedMessage(
+                    at=float(at),
+                    direction="in" if direction == "in" else "out",
+                    local=_split_host_port(str(local)),
+                    remote=_split_host_port(str(remote)),
+                    transport=str(transport),
+                    leg=str(leg),
+                    data=bytes(data),
+                )
+                for at, direction, local, remote, transport, leg, data in rows
+            ]
+
+        return await self._read(run)
+
     async def load_registrations(self, *, now: float) -> list[tuple[str, str, str, float]]:
         """Saved registrations that have not expired by `now` (wall clock)."""
 
@@ -1393,3 +1495,25 @@ class StoreQueries:
             }
 
         return await self._read(run)
+
+
+def _config_version(row: Row) -> ConfigVersion:
+    origins: dict[str, Origin] = {"file": "file", "web": "web", "cli": "cli"}
+    return ConfigVersion(
+        version=int(row[0]),
+        text=str(row[1]),
+        origin=origins[str(row[2])],
+        file_sha256=str(row[3]),
+        actor=str(row[4]),
+        at=float(row[5]),
+    )
+
+
+def _host_port(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port or 0)

@@ -194,6 +194,13 @@ class EdgePolicy:
         self._tcp_total = 0
         self._tcp_unreserved = 0  # held by anonymous sources
 
+    def set_trunk_networks(
+        self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    ) -> None:
+        """A reloaded trunk table (issue 16); connections already open keep their class."""
+        self.networks = tuple(networks)
+        self._trunk_cache.clear()
+
     # -- classes ------------------------------------------------------------------
 
     def is_trunk(self, host: str) -> bool:

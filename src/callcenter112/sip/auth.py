@@ -65,6 +65,7 @@ __all__ = [
     "authorization_for",
     "digest_response",
     "ha1_for",
+    "operator_credentials",
     "parse_challenges",
     "parse_credentials",
     "select_challenge",
@@ -670,17 +671,7 @@ class DigestAuthenticator:
     ) -> DigestAuthenticator:
         return cls(
             sip.realm,
-            {
-                o.user: o.password
-                or SipSecret(
-                    ha1={
-                        name: value
-                        for name, value in (("MD5", o.ha1_md5), ("SHA-256", o.ha1_sha256))
-                        if value
-                    }
-                )
-                for o in operators
-            },
+            operator_credentials(operators),
             secret=secret,
             nonce_ttl_s=sip.nonce_ttl_s,
             algorithms=algorithms,
@@ -956,3 +947,19 @@ def _same_request_uri(digest_uri: str, request_uri: str) -> bool:
         and a.host.lower() == b.host.lower()
         and (a.port or default) == (b.port or default)
     )
+
+
+def operator_credentials(operators: Iterable[OperatorConfig]) -> dict[str, str | SipSecret]:
+    """The digest user table of `[[operator]]` (a plain password or its HA1s);
+    `update_credentials(operator_credentials(new.operator))` on a reload."""
+    return {
+        o.user: o.password
+        or SipSecret(
+            ha1={
+                name: value
+                for name, value in (("MD5", o.ha1_md5), ("SHA-256", o.ha1_sha256))
+                if value
+            }
+        )
+        for o in operators
+    }

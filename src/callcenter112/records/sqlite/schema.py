@@ -297,6 +297,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX fixes_pending ON fixes (caller, received_at) WHERE incident_id IS NULL",
         ),
     ),
+    Migration(
+        version=11,
+        summary="configuration versions (file, web, cli) and the SIP messages of each incident",
+        statements=(
+            """CREATE TABLE config_versions (
+                 version INTEGER PRIMARY KEY,   -- 1, 2, 3 … (config_source.ConfigVersion)
+                 text TEXT NOT NULL,            -- the whole TOML document
+                 origin TEXT NOT NULL CHECK (origin IN ('file', 'web', 'cli')),
+                 file_sha256 TEXT NOT NULL,     -- the file this version was based on
+                 actor TEXT NOT NULL,
+                 at REAL NOT NULL)""",
+            """CREATE TABLE sip_messages (
+                 incident_id TEXT NOT NULL,
+                 seq INTEGER NOT NULL,          -- 0, 1, 2 … in capture order
+                 at REAL NOT NULL,
+                 direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+                 local TEXT NOT NULL,           -- host:port
+                 remote TEXT NOT NULL,
+                 transport TEXT NOT NULL,
+                 leg TEXT NOT NULL,             -- caller, operator:<user>, agency:<name>
+                 data BLOB NOT NULL,            -- secrets masked (sip.capture.mask_secrets)
+                 PRIMARY KEY (incident_id, seq))""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
