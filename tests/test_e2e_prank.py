@@ -5,11 +5,9 @@ capture of key 5, ``dtmf_2833_5.pcap``; silence = a caller that sends no RTP
 at all and presses nothing; speech = SIPp's g711a.pcap), baresip operators.
 
 The pure rules these paths use are tested without peers (test_ivr.py,
-test_acd_watchlist.py, test_watchlist.py, test_vad.py). These tests need the
-call flow to call them; each is skipped with the name of the missing hook
-until the lead wires it (under CI a skip is a failure, so the wiring comes
-before the merge). Hooks, with exact signatures, in docs/architecture.md
-"Prank, silent and repeat callers".
+test_acd_watchlist.py, test_watchlist.py, test_vad.py); the call flow calls
+them from callflow/screening.py (hooks in docs/architecture.md "Prank, silent
+and repeat callers").
 """
 
 from __future__ import annotations
@@ -36,21 +34,6 @@ from harness import (
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
-HOOK_SILENT = (
-    "needs call-flow hook: feed caller RTP to media.vad.VoiceActivityDetector during the IVR "
-    "and call IvrMenu.speech(now); pass IvrFinished.flags to Acd.enqueue(urgent=…) and write "
-    "them as 'flag' timeline events (incidents.flag_event_detail)"
-)
-HOOK_REPEAT = (
-    "needs call-flow hook: at arrival, callers.repeat_verdict(caller_history(...)) from the "
-    "store's calls_from(number, since, until), raising the repeat_caller flag with the "
-    "earlier incident ids"
-)
-HOOK_WATCH = (
-    "needs call-flow + store hook: WatchListStore (table watch_list) consulted at arrival; "
-    "IvrMenu.start(now, watch_listed=True) and Acd.enqueue(watch_listed=True); a supervisor "
-    "API/CLI to list a number"
-)
 
 CONFIG = """
 menu_tries = 1
@@ -78,7 +61,6 @@ def _flag_details(incident: dict[str, Any], flag: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
@@ -118,7 +100,6 @@ def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path
             run.kill()
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_silent_caller_who_does_nothing_is_queued_and_offered(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
@@ -135,7 +116,6 @@ def test_silent_caller_who_does_nothing_is_queued_and_offered(tmp_path: Path) ->
         silent.kill()
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_a_caller_who_speaks_is_not_flagged_silent(tmp_path: Path) -> None:
     need("sipp", "sox")
     prompts = quick_prompts(tmp_path)
@@ -149,7 +129,6 @@ def test_a_caller_who_speaks_is_not_flagged_silent(tmp_path: Path) -> None:
         talker.kill()
 
 
-@pytest.mark.skip(reason=HOOK_REPEAT)
 def test_six_calls_in_ten_minutes_are_flagged_repeat_caller(tmp_path: Path) -> None:
     need("sipp", "sox")
     prompts = quick_prompts(tmp_path)
@@ -169,7 +148,6 @@ def test_six_calls_in_ten_minutes_are_flagged_repeat_caller(tmp_path: Path) -> N
         assert detail["earlier"] == list(reversed(ids[:5]))
 
 
-@pytest.mark.skip(reason=HOOK_WATCH)
 def test_watch_listed_caller_waits_behind_a_fresh_caller_within_the_cap(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
