@@ -81,13 +81,15 @@ def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path
         ]
         for n in ("0814000001", "0814000002"):
             wait_until(lambda n=n: incident_status(server, n), 20, what=f"{n} arrived")
-        # Silent for silent_after_s (3 s) + the menu, then key 5 after "press 5".
+        # Silent: "press 5" interrupts the menu silent_after_s (3 s) after the
+        # answer and plays ~3.6 s, then 1 s (input_timeout_s) waits for a key;
+        # key 5 at 5 s falls in that window.
         silent = start_caller(
             server,
             tmp_path / "silent",
             caller="0814000009",
             digits="5",
-            pause_before_ms=9_000,
+            pause_before_ms=5_000,
             talk_ms=60_000,
         )
         wait_until(lambda: "silent_confirmed" in _flags(server, "0814000009"), 30)
