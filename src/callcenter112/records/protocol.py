@@ -148,7 +148,13 @@ class Store(Protocol):
     ) -> int | None: ...
 
     async def save_disposition(
-        self, incident_id: str, changes: Mapping[str, object], *, actor: str, at: float
+        self,
+        incident_id: str,
+        changes: Mapping[str, object],
+        *,
+        actor: str,
+        at: float,
+        categories: Sequence[str] | None = None,  # Config.category_ids; None: shipped set
     ) -> dict[str, list[object]]: ...
 
     async def set_legal_hold(

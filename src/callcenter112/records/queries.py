@@ -291,14 +291,25 @@ class StoreQueries:
         return await self._write(run)
 
     async def save_disposition(
-        self, incident_id: str, changes: Mapping[str, object], *, actor: str, at: float
+        self,
+        incident_id: str,
+        changes: Mapping[str, object],
+        *,
+        actor: str,
+        at: float,
+        categories: Sequence[str] | None = None,
     ) -> dict[str, list[object]]:
         """Apply the operator's after-call form; audit-logged as `disposition_change`.
 
         Returns ``{field: [old, new]}`` for the fields that actually changed
-        (nothing is written or logged when nothing changed).
+        (nothing is written or logged when nothing changed). ``categories``: the
+        city's (``Config.category_ids``, issue 12); None: the shipped set.
         """
-        clean = validate_disposition_changes(changes)
+        clean = (
+            validate_disposition_changes(changes)
+            if categories is None
+            else validate_disposition_changes(changes, categories=categories)
+        )
         _check_word("actor", actor)
 
         def stored(name: str, value: object) -> object:
