@@ -20,6 +20,7 @@ import pytest
 
 from harness import (
     Server,
+    WebSession,
     baresip_operator,
     incident_of,
     incident_status,
@@ -174,3 +175,45 @@ def test_watch_listed_caller_waits_behind_a_fresh_caller_within_the_cap(tmp_path
         assert 0 < extra <= 8 + 6 + 1
         for run in runs:
             run.kill()
+
+
+def test_operator_disposes_a_prank_and_ends_the_call_in_one_action(tmp_path: Path) -> None:
+    need("sipp", "baresip", "sox")
+    prompts = quick_prompts(tmp_path)
+    caller = "0814000040"
+    with (
+        running_server(tmp_path, extra=CONFIG, prompts=prompts) as server,
+        baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ),
+    ):
+        wait_until(lambda: operator_online(server, "op1"), 20, what="op1 online")
+        run = start_caller(server, tmp_path / "c", caller=caller, digits="1", talk_ms=60_000)
+        wait_until(lambda: talking_to(server, caller, "op1"), 30, what="op1 talking")
+        incident = incident_of(server, caller)
+        assert incident is not None
+        web = WebSession(server, "op1", "secret1")
+        try:
+            url = f"/console/incidents/{incident['id']}/disposition"
+            # Only prank or ghost may end the call; nothing is saved when refused.
+            refused = web.post(url, {"disposition": "genuine", "end_call": "1"})
+            assert refused.status_code == 422, refused.text
+            r = web.client.post(
+                url,
+                json={"disposition": "prank", "end_call": "1"},
+                headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["ended"] is True
+        finally:
+            web.close()
+        wait_until(lambda: incident_status(server, caller) == "completed", 20, what="ended")
+        done = incident_of(server, caller)
+        assert done is not None and done["disposition"] == "prank"
+        (ended,) = [e for e in done["events"] if e["kind"] == "ended_by_operator"]
+        assert ended["detail"] == {"actor": "op1", "reason": "disposed prank"}
+        status = [e for e in done["events"] if e["kind"] == "status"][-1]
+        assert status["detail"]["reason"] == "ended_by_operator"
+        # Every leg is down: the caller's and the operator's.
+        assert all(leg["ended_at"] is not None for leg in done["legs"])
+        run.kill()
