@@ -917,6 +917,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SHARE",
         help="issue 12: this share of prank+ghost callers, with vs without the watch list",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="with --prank-mix: against the real server (bench/prank_real.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small run (smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs")
     parser.add_argument("--poll-web", help=argparse.SUPPRESS)
@@ -925,6 +930,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-count", type=int, default=100_000, help=argparse.SUPPRESS)
     parser.add_argument("--poll-duration", type=float, default=3600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prank_mix is not None and args.real:  # issue 12: the wired call flow
+        from .prank_real import main as prank_real
+
+        return prank_real(args)
     if args.prank_mix is not None:
         return _prank_mix(args)
     if args.poll_web:
