@@ -12,6 +12,7 @@ and repeat callers").
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,22 @@ def test_operator_disposes_a_prank_and_ends_the_call_in_one_action(tmp_path: Pat
         # Every leg is down: the caller's and the operator's.
         assert all(leg["ended_at"] is not None for leg in done["legs"])
         run.kill()
+
+
+def test_a_silent_caller_who_hangs_up_gets_a_priority_callback(tmp_path: Path) -> None:
+    need("sipp", "sox")
+    prompts = quick_prompts(tmp_path)
+    with running_server(tmp_path, extra=CONFIG, prompts=prompts) as server:
+        plain = start_caller(server, tmp_path / "plain", caller="0814000050", digits="1")
+        assert plain.wait(60) == 0, plain.logs()
+        # No key, no audio: flagged silent after ~7.6 s, hangs up in the queue at 12 s.
+        silent = start_caller(server, tmp_path / "silent", caller="0814000051", talk_ms=12_000)
+        assert silent.wait(60) == 0, silent.logs()
+        for n in ("0814000050", "0814000051"):
+            wait_until(lambda n=n: incident_status(server, n) == "abandoned", 20, what=n)
+        assert _flags(server, "0814000051") == ["silent"]
+        r = server.cli("callbacks", "list", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = [(c["number"], c["priority"]) for c in json.loads(r.stdout)]
+        # The silent caller's task is a priority one, listed before the older plain one.
+        assert rows == [("0814000051", True), ("0814000050", False)]
