@@ -18,18 +18,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import sqlite3
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
-from ..simclient import OperatorAccount, Quantiles, Simulation, SimulationPlan, read_incidents
+from ..simclient import (
+    CallerScript,
+    OperatorAccount,
+    Quantiles,
+    Simulation,
+    SimulationPlan,
+    read_incidents,
+)
 from ..sip.peer import Peer
 from .report import write_section
-from .surge import SurgeServer, SurgeSettings, prank_mix_scripts
 
-__all__ = ["main", "run"]
+__all__ = ["MixRun", "main", "run"]
+
+
+class MixServer(Protocol):
+    """`surge.SurgeServer`, passed in by surge.py (which imports this module)."""
+
+    sip_port: int
+    database: Path
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class MixRun(Protocol):
+    """What surge.py hands over: the mix's scripts and a server to start."""
+
+    @property
+    def callers(self) -> int: ...
+    @property
+    def operators(self) -> int: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def talk_s(self) -> float: ...
+    @property
+    def share(self) -> float: ...
+    @property
+    def scripts(self) -> Sequence[CallerScript]: ...
+    @property
+    def kinds(self) -> Sequence[str]: ...
+
+    def server(self, directory: Path) -> MixServer: ...
 
 
 def _flags_by_call(database: Path) -> dict[str, Counter[str]]:
@@ -48,28 +87,10 @@ def _flags_by_call(database: Path) -> dict[str, Counter[str]]:
     return out
 
 
-async def run(args: argparse.Namespace, directory: Path) -> str:
-    share = float(args.prank_mix)
-    callers = 60 if args.quick else int(args.callers)
-    operators = 4 if args.quick else int(args.operators)
-    rate = 1.0 if args.quick else float(args.rate)
-    settings = SurgeSettings(
-        operators=operators,
-        configured_operators=operators + 2,
-        callers=callers,
-        rate_per_s=rate,
-        talk_s=float(args.talk_s),
-    )
-    scripts, kinds = prank_mix_scripts(
-        callers=callers,
-        rate_per_s=rate,
-        share=share,
-        prank_numbers=5,
-        talk_s=float(args.talk_s),
-        prank_talk_s=2.0,
-        rng=random.Random(112),
-    )
-    server = SurgeServer(directory, settings)
+async def run(mix: MixRun, directory: Path) -> str:
+    share, callers, operators, rate = mix.share, mix.callers, mix.operators, mix.rate
+    scripts, kinds = mix.scripts, mix.kinds
+    server = mix.server(directory)
     await asyncio.to_thread(server.start)
     try:
         plan = SimulationPlan(
@@ -78,8 +99,8 @@ async def run(args: argparse.Namespace, directory: Path) -> str:
                 OperatorAccount(user=f"op{i}", password=f"surge-op{i}")
                 for i in range(1, operators + 1)
             ),
-            scripts=scripts,
-            talk_s=float(args.talk_s),
+            scripts=tuple(scripts),
+            talk_s=mix.talk_s,
             ring_s=(0.5, 1.5),
             seed=112,
         )
@@ -124,9 +145,9 @@ async def run(args: argparse.Namespace, directory: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, mix: MixRun) -> int:
     with tempfile.TemporaryDirectory(prefix="callcenter112-prank-") as tmp:
-        body = asyncio.run(run(args, Path(tmp)))
+        body = asyncio.run(run(mix, Path(tmp)))
     if args.no_write or args.quick:
         print(body)
     else:

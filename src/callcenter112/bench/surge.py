@@ -899,6 +899,56 @@ def _prank_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RealMix:
+    """The real-server prank mix's inputs (bench/prank_real.py's `MixRun`)."""
+
+    callers: int
+    operators: int
+    rate: float
+    talk_s: float
+    share: float
+    scripts: tuple[CallerScript, ...]
+    kinds: tuple[str, ...]
+
+    def server(self, directory: Path) -> SurgeServer:
+        settings = SurgeSettings(
+            operators=self.operators,
+            configured_operators=self.operators + 2,
+            callers=self.callers,
+            rate_per_s=self.rate,
+            talk_s=self.talk_s,
+        )
+        return SurgeServer(directory, settings)
+
+
+def _prank_real(args: argparse.Namespace) -> int:
+    from . import prank_real
+
+    callers = 60 if args.quick else int(args.callers)
+    rate = 1.0 if args.quick else float(args.rate)
+    share = float(args.prank_mix)
+    scripts, kinds = prank_mix_scripts(
+        callers=callers,
+        rate_per_s=rate,
+        share=share,
+        prank_numbers=5,
+        talk_s=float(args.talk_s),
+        prank_talk_s=2.0,
+        rng=random.Random(112),
+    )
+    mix = _RealMix(
+        callers=callers,
+        operators=4 if args.quick else int(args.operators),
+        rate=rate,
+        talk_s=float(args.talk_s),
+        share=share,
+        scripts=scripts,
+        kinds=kinds,
+    )
+    return prank_real.main(args, mix)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench surge")
     defaults = SurgeSettings()
@@ -931,9 +981,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-duration", type=float, default=3600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.prank_mix is not None and args.real:  # issue 12: the wired call flow
-        from .prank_real import main as prank_real
-
-        return prank_real(args)
+        return _prank_real(args)
     if args.prank_mix is not None:
         return _prank_mix(args)
     if args.poll_web:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..callers import MONTH_S, CallerRules, caller_history, repeat_verdict
 from ..config import Config
@@ -50,10 +50,7 @@ from ..live import ControlError
 from ..media.g711 import Codec
 from ..media.vad import VoiceActivityDetector
 from ..records import Store
-from .inbox import Command
-
-if TYPE_CHECKING:
-    from .call import EmergencyCall
+from .inbox import Command, Message
 
 __all__ = ["END_CALL", "CallScreening", "Listener", "end_call", "ended_by_operator"]
 
@@ -68,6 +65,17 @@ class _Log(Protocol):
 
 class _Journal(Protocol):
     async def event(self, kind: str, detail: dict[str, object]) -> bool: ...
+
+
+class _EndableCall(Protocol):
+    """What dispose-and-end needs of `call.EmergencyCall` (no import: no cycle)."""
+
+    @property
+    def journal(self) -> _Journal: ...
+
+    def post(self, message: Message) -> None: ...
+
+    async def end(self, status: Status, reason: str, *, bye_caller: bool) -> None: ...
 
 
 class Listener(Protocol):
@@ -156,7 +164,7 @@ class CallScreening:
 # -- dispose and end (web.console.CallEnder) ----------------------------------------------
 
 
-async def end_call(call: EmergencyCall, *, actor: str, reason: str) -> None:
+async def end_call(call: _EndableCall, *, actor: str, reason: str) -> None:
     """Ask the call's actor to end the call for `actor`; `ControlError` if it cannot."""
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     call.post(Command(END_CALL, {"actor": actor, "reason": reason}, done))
@@ -168,7 +176,7 @@ async def end_call(call: EmergencyCall, *, actor: str, reason: str) -> None:
         raise ControlError(404, str(exc)) from None
 
 
-async def ended_by_operator(call: EmergencyCall, command: Command) -> None:
+async def ended_by_operator(call: _EndableCall, command: Command) -> None:
     """In the call's actor: the timeline event, then every leg hung up."""
     await call.journal.event(
         "ended_by_operator",
