@@ -38,7 +38,12 @@ from .report import write_section
 
 __all__ = ["GHOST_NOTE", "MixRun", "main", "run"]
 
-GHOST_NOTE = 'Ghosts pass the IVR\'s silent step first (`ivr.silent_after_s`, the "press 5" prompt, the input timeout) and then wait as category `unknown` at its configured priority, behind callers who chose a category: their longer answer time is that order, and not one of them was dropped. Pranks that repeat within 10 min carry `repeat_caller`.'
+GHOST_NOTE = (
+    'Ghosts pass the IVR\'s silent step first (`ivr.silent_after_s`, the "press 5" prompt, '
+    "the input timeout) and then wait as category `unknown` at its configured priority, "
+    "behind callers who chose a category: their longer answer time is that order, and not one "
+    "of them was dropped. Pranks that repeat within 10 min carry `repeat_caller`."
+)
 
 
 class MixServer(Protocol):
