@@ -32,11 +32,11 @@ runs a small version (a smoke test of the benchmark itself).
 `--prank-mix SHARE` (issue 12) runs the prank/ghost mix instead: half the
 share prank callers from a small pool of repeat numbers, half ghost (silent)
 callers, the rest genuine — genuine callers' answer time with the watch list
-and the silent path, side by side with the same arrivals without them. Until
-the call flow calls the IVR silent step, the watch list and "dispose and end",
-the comparison runs on the real IVR/ACD rules in virtual time
-(`bench/prank_mix.py`); `prank_mix_scripts` already builds the simclient
-scripts for the same mix against the real server.
+and the silent path, side by side with the same arrivals without them, on the
+real IVR/ACD rules in virtual time (`bench/prank_mix.py`). With `--real` the
+same kind of mix (`prank_mix_scripts`) runs against the real server and the
+wired call flow (`bench/prank_real.py`): answer times per kind and the flags
+the call flow raised.
 """
 
 from __future__ import annotations
