@@ -63,8 +63,10 @@ def test_digits_choose_the_category(tmp_path: Path) -> None:
     with running_server(tmp_path, extra=FAST_IVR, prompts=prompts) as server:
         callers = []
         for number, (keys, *_rest) in cases.items():
-            # The silent caller stays until the menu has played out and the
-            # input timer fired; the others press during the greeting.
+            # The caller who presses nothing stays until the menu has played out
+            # and the input timer fired; the others press during the greeting.
+            # It talks (SIPp's g711a.pcap): a caller who says nothing at all is
+            # a silent caller (issue 12, test_e2e_prank.py), not "no input".
             talk_ms = 2500 if keys else 9000
             callers.append(
                 start_caller(
@@ -74,6 +76,7 @@ def test_digits_choose_the_category(tmp_path: Path) -> None:
                     digits=keys,
                     pause_before_ms=300,
                     talk_ms=talk_ms,
+                    audio=not keys,
                 )
             )
         _finish(callers)

@@ -5,15 +5,14 @@ capture of key 5, ``dtmf_2833_5.pcap``; silence = a caller that sends no RTP
 at all and presses nothing; speech = SIPp's g711a.pcap), baresip operators.
 
 The pure rules these paths use are tested without peers (test_ivr.py,
-test_acd_watchlist.py, test_watchlist.py, test_vad.py). These tests need the
-call flow to call them; each is skipped with the name of the missing hook
-until the lead wires it (under CI a skip is a failure, so the wiring comes
-before the merge). Hooks, with exact signatures, in docs/architecture.md
-"Prank, silent and repeat callers".
+test_acd_watchlist.py, test_watchlist.py, test_vad.py); the call flow calls
+them from callflow/screening.py (hooks in docs/architecture.md "Prank, silent
+and repeat callers").
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 
 from harness import (
     Server,
+    WebSession,
     baresip_operator,
     incident_of,
     incident_status,
@@ -36,21 +36,6 @@ from harness import (
 
 pytestmark = [pytest.mark.peers, pytest.mark.slow]
 
-HOOK_SILENT = (
-    "needs call-flow hook: feed caller RTP to media.vad.VoiceActivityDetector during the IVR "
-    "and call IvrMenu.speech(now); pass IvrFinished.flags to Acd.enqueue(urgent=…) and write "
-    "them as 'flag' timeline events (incidents.flag_event_detail)"
-)
-HOOK_REPEAT = (
-    "needs call-flow hook: at arrival, callers.repeat_verdict(caller_history(...)) from the "
-    "store's calls_from(number, since, until), raising the repeat_caller flag with the "
-    "earlier incident ids"
-)
-HOOK_WATCH = (
-    "needs call-flow + store hook: WatchListStore (table watch_list) consulted at arrival; "
-    "IvrMenu.start(now, watch_listed=True) and Acd.enqueue(watch_listed=True); a supervisor "
-    "API/CLI to list a number"
-)
 
 CONFIG = """
 menu_tries = 1
@@ -78,7 +63,6 @@ def _flag_details(incident: dict[str, Any], flag: str) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
@@ -99,13 +83,15 @@ def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path
         ]
         for n in ("0814000001", "0814000002"):
             wait_until(lambda n=n: incident_status(server, n), 20, what=f"{n} arrived")
-        # Silent for silent_after_s (3 s) + the menu, then key 5 after "press 5".
+        # Silent: "press 5" interrupts the menu silent_after_s (3 s) after the
+        # answer and plays ~3.6 s, then 1 s (input_timeout_s) waits for a key;
+        # key 5 at 5 s falls in that window.
         silent = start_caller(
             server,
             tmp_path / "silent",
             caller="0814000009",
             digits="5",
-            pause_before_ms=9_000,
+            pause_before_ms=5_000,
             talk_ms=60_000,
         )
         wait_until(lambda: "silent_confirmed" in _flags(server, "0814000009"), 30)
@@ -118,7 +104,6 @@ def test_silent_caller_who_presses_5_is_answered_before_earlier_callers(tmp_path
             run.kill()
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_silent_caller_who_does_nothing_is_queued_and_offered(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
@@ -135,7 +120,6 @@ def test_silent_caller_who_does_nothing_is_queued_and_offered(tmp_path: Path) ->
         silent.kill()
 
 
-@pytest.mark.skip(reason=HOOK_SILENT)
 def test_a_caller_who_speaks_is_not_flagged_silent(tmp_path: Path) -> None:
     need("sipp", "sox")
     prompts = quick_prompts(tmp_path)
@@ -149,7 +133,6 @@ def test_a_caller_who_speaks_is_not_flagged_silent(tmp_path: Path) -> None:
         talker.kill()
 
 
-@pytest.mark.skip(reason=HOOK_REPEAT)
 def test_six_calls_in_ten_minutes_are_flagged_repeat_caller(tmp_path: Path) -> None:
     need("sipp", "sox")
     prompts = quick_prompts(tmp_path)
@@ -169,7 +152,6 @@ def test_six_calls_in_ten_minutes_are_flagged_repeat_caller(tmp_path: Path) -> N
         assert detail["earlier"] == list(reversed(ids[:5]))
 
 
-@pytest.mark.skip(reason=HOOK_WATCH)
 def test_watch_listed_caller_waits_behind_a_fresh_caller_within_the_cap(tmp_path: Path) -> None:
     need("sipp", "baresip", "sox")
     prompts = quick_prompts(tmp_path)
@@ -194,3 +176,64 @@ def test_watch_listed_caller_waits_behind_a_fresh_caller_within_the_cap(tmp_path
         assert 0 < extra <= 8 + 6 + 1
         for run in runs:
             run.kill()
+
+
+def test_operator_disposes_a_prank_and_ends_the_call_in_one_action(tmp_path: Path) -> None:
+    need("sipp", "baresip", "sox")
+    prompts = quick_prompts(tmp_path)
+    caller = "0814000040"
+    with (
+        running_server(tmp_path, extra=CONFIG, prompts=prompts) as server,
+        baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ),
+    ):
+        wait_until(lambda: operator_online(server, "op1"), 20, what="op1 online")
+        run = start_caller(server, tmp_path / "c", caller=caller, digits="1", talk_ms=60_000)
+        wait_until(lambda: talking_to(server, caller, "op1"), 30, what="op1 talking")
+        incident = incident_of(server, caller)
+        assert incident is not None
+        web = WebSession(server, "op1", "secret1")
+        try:
+            url = f"/console/incidents/{incident['id']}/disposition"
+            # Only prank or ghost may end the call; nothing is saved when refused.
+            refused = web.post(url, {"disposition": "genuine", "end_call": "1"})
+            assert refused.status_code == 422, refused.text
+            r = web.client.post(
+                url,
+                json={"disposition": "prank", "end_call": "1"},
+                headers={"X-CSRF-Token": web.csrf, "Accept": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["ended"] is True
+        finally:
+            web.close()
+        wait_until(lambda: incident_status(server, caller) == "completed", 20, what="ended")
+        done = incident_of(server, caller)
+        assert done is not None and done["disposition"] == "prank"
+        (ended,) = [e for e in done["events"] if e["kind"] == "ended_by_operator"]
+        assert ended["detail"] == {"actor": "op1", "reason": "disposed prank"}
+        status = [e for e in done["events"] if e["kind"] == "status"][-1]
+        assert status["detail"]["reason"] == "ended_by_operator"
+        # Every leg is down: the caller's and the operator's.
+        assert all(leg["ended_at"] is not None for leg in done["legs"])
+        run.kill()
+
+
+def test_a_silent_caller_who_hangs_up_gets_a_priority_callback(tmp_path: Path) -> None:
+    need("sipp", "sox")
+    prompts = quick_prompts(tmp_path)
+    with running_server(tmp_path, extra=CONFIG, prompts=prompts) as server:
+        plain = start_caller(server, tmp_path / "plain", caller="0814000050", digits="1")
+        assert plain.wait(60) == 0, plain.logs()
+        # No key, no audio: flagged silent after ~7.6 s, hangs up in the queue at 12 s.
+        silent = start_caller(server, tmp_path / "silent", caller="0814000051", talk_ms=12_000)
+        assert silent.wait(60) == 0, silent.logs()
+        for n in ("0814000050", "0814000051"):
+            wait_until(lambda n=n: incident_status(server, n) == "abandoned", 20, what=n)
+        assert _flags(server, "0814000051") == ["silent"]
+        r = server.cli("callbacks", "list", "--json")
+        assert r.returncode == 0, r.stderr
+        rows = [(c["number"], c["priority"]) for c in json.loads(r.stdout)]
+        # The silent caller's task is a priority one, listed before the older plain one.
+        assert rows == [("0814000051", True), ("0814000050", False)]

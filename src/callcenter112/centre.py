@@ -47,6 +47,7 @@ from .callflow.inbox import (
     Shutdown,
 )
 from .callflow.legs import OutboundLeg
+from .callflow.screening import end_call  # issue 12
 from .config import Config, TrunkConfig
 from .counters import CoreCounters, Counted, RtpQuality
 from .ivr import IvrSettings
@@ -127,7 +128,8 @@ class Centre:
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
         self.user_agent = f"callcenter112/{__version__}"
         self.console_url = f"http://{config.web.listen}"
-        self.ivr_settings = IvrSettings.from_config(config.ivr)
+        # Issue 12: the call feeds caller audio to media.vad, so the silent step is on.
+        self.ivr_settings = IvrSettings.from_config(config.ivr, speech_detection=True)
         self.metrics = CoreCounters()
         # Operators the ACD offers calls to; supervisors' phones register too
         # (takes_calls = false) but are only ever called for supervision.
@@ -795,6 +797,11 @@ class Centre:
     async def transfer(self, incident_id: str, agency: str, *, mode: str, actor: str) -> None:
         await self._command(incident_id, "transfer", agency=agency, mode=mode, actor=actor)
         await self._audit_control(actor, "transfer", incident_id, {"agency": agency, "mode": mode})
+
+    async def end_call(self, incident_id: str, *, actor: str, reason: str) -> None:
+        """Issue 12, web.console.CallEnder: an operator ends a prank/ghost call."""
+        await end_call(self._call_for(incident_id), actor=actor, reason=reason)
+        await self._audit_control(actor, "end_call", incident_id, {"reason": reason})
 
     async def leave_conference(self, incident_id: str, *, actor: str) -> None:
         await self._command(incident_id, "leave_conference", actor=actor)

@@ -111,7 +111,7 @@ def _command_groups() -> list[
 ]:
     # Imported here so `serve` and `check-config` start without loading every group.
     # A group that fails to import is a bug: the error surfaces, never a missing command.
-    from . import control_cli, report_cli, simulate
+    from . import control_cli, report_cli, simulate, watchlist_cli
     from .media import prompts_cli
     from .records import cli as records_cli
     from .web import users_cli
@@ -123,6 +123,7 @@ def _command_groups() -> list[
         users_cli.add_commands,
         report_cli.add_commands,
         control_cli.add_commands,
+        watchlist_cli.add_commands,  # issue 12
     ]
 
 

@@ -583,6 +583,7 @@ class Callback:
     outcome: str | None = None
     note: str | None = None
     attempts: tuple[CallbackAttempt, ...] = ()
+    priority: bool = False  # a silent caller's (issue 12): listed first
 
     @property
     def no_number(self) -> bool:
@@ -842,6 +843,7 @@ def callback_to_json(cb: Callback) -> dict[str, object]:
         "incident_id": cb.incident_id,
         "number": cb.number,
         "no_number": cb.no_number,
+        "priority": cb.priority,
         "reason": cb.reason,
         "status": cb.status.value,
         "created_at": format_timestamp(cb.created_at),

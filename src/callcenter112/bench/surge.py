@@ -32,11 +32,11 @@ runs a small version (a smoke test of the benchmark itself).
 `--prank-mix SHARE` (issue 12) runs the prank/ghost mix instead: half the
 share prank callers from a small pool of repeat numbers, half ghost (silent)
 callers, the rest genuine — genuine callers' answer time with the watch list
-and the silent path, side by side with the same arrivals without them. Until
-the call flow calls the IVR silent step, the watch list and "dispose and end",
-the comparison runs on the real IVR/ACD rules in virtual time
-(`bench/prank_mix.py`); `prank_mix_scripts` already builds the simclient
-scripts for the same mix against the real server.
+and the silent path, side by side with the same arrivals without them, on the
+real IVR/ACD rules in virtual time (`bench/prank_mix.py`). With `--real` the
+same kind of mix (`prank_mix_scripts`) runs against the real server and the
+wired call flow (`bench/prank_real.py`): answer times per kind and the flags
+the call flow raised.
 """
 
 from __future__ import annotations
@@ -899,6 +899,56 @@ def _prank_mix(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RealMix:
+    """The real-server prank mix's inputs (bench/prank_real.py's `MixRun`)."""
+
+    callers: int
+    operators: int
+    rate: float
+    talk_s: float
+    share: float
+    scripts: tuple[CallerScript, ...]
+    kinds: tuple[str, ...]
+
+    def server(self, directory: Path) -> SurgeServer:
+        settings = SurgeSettings(
+            operators=self.operators,
+            configured_operators=self.operators + 2,
+            callers=self.callers,
+            rate_per_s=self.rate,
+            talk_s=self.talk_s,
+        )
+        return SurgeServer(directory, settings)
+
+
+def _prank_real(args: argparse.Namespace) -> int:
+    from . import prank_real
+
+    callers = 60 if args.quick else int(args.callers)
+    rate = 1.0 if args.quick else float(args.rate)
+    share = float(args.prank_mix)
+    scripts, kinds = prank_mix_scripts(
+        callers=callers,
+        rate_per_s=rate,
+        share=share,
+        prank_numbers=5,
+        talk_s=float(args.talk_s),
+        prank_talk_s=2.0,
+        rng=random.Random(112),
+    )
+    mix = _RealMix(
+        callers=callers,
+        operators=4 if args.quick else int(args.operators),
+        rate=rate,
+        talk_s=float(args.talk_s),
+        share=share,
+        scripts=scripts,
+        kinds=kinds,
+    )
+    return prank_real.main(args, mix)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench surge")
     defaults = SurgeSettings()
@@ -917,6 +967,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SHARE",
         help="issue 12: this share of prank+ghost callers, with vs without the watch list",
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="with --prank-mix: against the real server (bench/prank_real.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small run (smoke test)")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs")
     parser.add_argument("--poll-web", help=argparse.SUPPRESS)
@@ -925,6 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-count", type=int, default=100_000, help=argparse.SUPPRESS)
     parser.add_argument("--poll-duration", type=float, default=3600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prank_mix is not None and args.real:  # issue 12: the wired call flow
+        return _prank_real(args)
     if args.prank_mix is not None:
         return _prank_mix(args)
     if args.poll_web:

@@ -117,6 +117,7 @@ from .inbox import (
     CallerCancelled,
     CallerEvent,
     CallerRequest,
+    CallerSpeech,
     Command,
     Digit,
     IvrTimer,
@@ -141,6 +142,7 @@ from .legs import (
 )
 from .location import CallLocation  # issue 13
 from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
+from .screening import END_CALL, CallScreening, ended_by_operator
 from .services import CallServices
 
 __all__ = ["EmergencyCall", "OutboundLeg"]
@@ -230,6 +232,10 @@ class EmergencyCall:
         self._late_offer: SessionDescription | None = None
         self.ivr_outcome: IvrFinished | None = None
         self.location: CallLocation | None = None  # issue 13
+        # Issue 12: repeat / watch-listed / silent callers (callflow/screening.py).
+        self.screening = CallScreening(
+            store=centre.store, config=centre.config, caller=self.caller_number, log=self.log
+        )
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -384,8 +390,12 @@ class EmergencyCall:
             await self._on_probe_expired(m)
         elif isinstance(m, Shutdown):
             await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
+        elif isinstance(m, Command) and m.name == END_CALL:  # issue 12: dispose and end
+            await ended_by_operator(self, m)
         elif isinstance(m, Command):
             await self._on_command(m)
+        elif isinstance(m, CallerSpeech) and self.ivr is not None and self.phase is Phase.IVR:
+            await self._run_ivr(self.ivr.speech(self._now()))  # issue 12: not silent
 
     # -- 1-2: arrival and answer ---------------------------------------------------
 
@@ -518,8 +528,11 @@ class EmergencyCall:
 
     async def _start_ivr(self) -> None:
         self.change_phase(Happening.ANSWERED)
+        # Issue 12: repeat_caller / watch_listed flags, then speech detection.
+        await self.screening.arrive(self.journal, now=self._wall(), incident_id=self.incident_id)
+        self.screening.listen(self.caller.media, lambda: self.post(CallerSpeech()))
         self.ivr = IvrMenu(self.centre.ivr_settings)
-        await self._run_ivr(self.ivr.start(self._now()))
+        await self._run_ivr(self.ivr.start(self._now(), watch_listed=self.screening.listed))
 
     async def _run_ivr(self, actions: list[IvrAction]) -> None:
         for action in actions:
@@ -590,7 +603,10 @@ class EmergencyCall:
             return
         self.ivr_outcome = done
         self.change_phase(Happening.IVR_FINISHED)
-        self.centre.desk.enqueue(self.ref, self.category, self.arrived_mono)
+        urgent, listed = await self.screening.finished(self.journal, done)  # issue 12
+        self.centre.desk.enqueue(
+            self.ref, self.category, self.arrived_mono, urgent=urgent, watch_listed=listed
+        )
 
     # -- 4: queue ------------------------------------------------------------------------
 

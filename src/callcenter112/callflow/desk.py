@@ -161,8 +161,25 @@ class Desk:
 
     # -- the verbs the calls and presence use ---------------------------------------
 
-    def enqueue(self, ref: str, category: str, arrived_mono: float, *, front: bool = False) -> None:
-        self._run(self.acd.enqueue, ref, category, arrived_mono, front=front)
+    def enqueue(
+        self,
+        ref: str,
+        category: str,
+        arrived_mono: float,
+        *,
+        front: bool = False,
+        urgent: bool = False,  # issue 12: silent_confirmed, first of all
+        watch_listed: bool = False,  # issue 12: held last, capped
+    ) -> None:
+        self._run(
+            self.acd.enqueue,
+            ref,
+            category,
+            arrived_mono,
+            front=front,
+            urgent=urgent,
+            watch_listed=watch_listed,
+        )
 
     def offer_answered(self, ref: str, operator: str) -> None:
         self._run(self.acd.offer_answered, ref, operator)

@@ -29,6 +29,7 @@ __all__ = [
     "CallerCancelled",
     "CallerEvent",
     "CallerRequest",
+    "CallerSpeech",
     "Command",
     "Digit",
     "IvrTimer",
@@ -173,8 +174,14 @@ class Command:
     done: asyncio.Future[None]
 
 
+@dataclass(frozen=True, slots=True)
+class CallerSpeech:
+    """The caller started speaking (media.vad, issue 12): they are not silent."""
+
+
 Message = (
     CallerRequest
+    | CallerSpeech
     | CallerAck
     | CallerCancelled
     | CallerEvent

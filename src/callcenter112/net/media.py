@@ -134,6 +134,7 @@ class MediaLeg:
         "last_rx",
         "latch",
         "mode",
+        "on_audio",
         "on_digit",
         "out",
         "partner",
@@ -166,6 +167,8 @@ class MediaLeg:
         self._inband: InbandDtmfDetector | None = None
         self._inband_samples = 0
         self.on_digit: DigitHandler | None = None
+        # Issue 12: every received caller frame, to the IVR's voice-activity detector.
+        self.on_audio: Callable[[bytes, Codec], None] | None = None
         self.mode: Mode = "idle"
         self.player: Player | None = None
         self.partner: MediaLeg | None = None
@@ -391,6 +394,8 @@ class MediaLeg:
             rec.add(self.rec_in, payload, codec=codec, rtp_timestamp=ts, ssrc=ssrc, arrival=now)
         if self._inband is not None:
             self._detect_inband(payload, codec)
+        if self.on_audio is not None:  # issue 12: speech detection during the IVR
+            self.on_audio(payload, codec)
         mode = self.mode
         if mode == "relay":
             partner = self.partner
@@ -448,6 +453,7 @@ class MediaLeg:
         self._leave_mode()
         self.recorder = None
         self.on_digit = None
+        self.on_audio = None
         # The port may serve another call next: this leg must never send on it again.
         self._send_ok = False
         self._route = _LEARNING

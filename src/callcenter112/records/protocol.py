@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..callers import PastCall
 from ..config_source import ConfigVersion, Origin
 from ..incidents import (
     AuditEntry,
@@ -33,6 +34,7 @@ from ..incidents import (
 )
 from ..location.fix import Fix
 from ..sip.capture import CapturedMessage
+from ..watchlist import WatchListChange, WatchListEntry
 
 __all__ = ["MAX_CHUNK_BYTES", "OPERATOR_OFFLINE", "Store", "StoreError", "StoreHealth"]
 
@@ -149,7 +151,13 @@ class Store(Protocol):
     ) -> int | None: ...
 
     async def save_disposition(
-        self, incident_id: str, changes: Mapping[str, object], *, actor: str, at: float
+        self,
+        incident_id: str,
+        changes: Mapping[str, object],
+        *,
+        actor: str,
+        at: float,
+        categories: Sequence[str] | None = None,  # Config.category_ids; None: shipped set
     ) -> dict[str, list[object]]: ...
 
     async def set_legal_hold(
@@ -343,3 +351,18 @@ class Store(Protocol):
     async def operator_call_counts(
         self, since: float, until: float | None = None
     ) -> dict[str, int]: ...
+
+    # -- issue 12: caller history and the supervisor's watch list
+    async def calls_from(self, number: str, *, since: float, until: float) -> list[PastCall]: ...
+
+    async def watch_list_add(
+        self, number: str, *, reason: str, expiry: str, created_by: str, now: float
+    ) -> WatchListChange: ...
+
+    async def watch_list_remove(
+        self, number: str, *, removed_by: str, now: float
+    ) -> WatchListChange: ...
+
+    async def watch_list(self, now: float, *, history: bool = False) -> list[WatchListEntry]: ...
+
+    async def is_watch_listed(self, number: str, now: float) -> bool: ...

@@ -12,8 +12,10 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+from ..callers import PastCall
 from ..config_source import ConfigVersion, Origin
 from ..incidents import (
+    ANONYMOUS,
     CALL_FLOW_FIELDS,
     SLA_THRESHOLDS_S,
     TIMESTAMP_FIELDS,
@@ -23,6 +25,7 @@ from ..incidents import (
     CallbackResult,
     CallbackStatus,
     Category,
+    Disposition,
     Incident,
     IncidentError,
     IncidentQuery,
@@ -35,6 +38,7 @@ from ..incidents import (
     SlaSummary,
     Status,
     TimelineEntry,
+    callback_is_priority,
     callback_number,
     check_leg_allowed,
     check_transition,
@@ -46,6 +50,7 @@ from ..incidents import (
 )
 from ..location.fix import FIX_SOURCES, MAX_RAW, Fix, FixSource
 from ..sip.capture import CapturedMessage
+from ..watchlist import WatchList, WatchListChange, WatchListEntry
 from .chain import GENESIS_HASH, recording_entry_hash
 from .protocol import MAX_CHUNK_BYTES, OPERATOR_OFFLINE, StoreError
 from .rows import (
@@ -308,20 +313,36 @@ class StoreQueries:
             if not needs_callback(status):
                 return None
             return _insert_callback(
-                conn, incident_id, callback_number(row["caller"]), status.value, at
+                conn,
+                incident_id,
+                callback_number(row["caller"]),
+                status.value,
+                at,
+                priority=_silent_incident(conn, incident_id),  # issue 12
             )
 
         return await self._write(run)
 
     async def save_disposition(
-        self, incident_id: str, changes: Mapping[str, object], *, actor: str, at: float
+        self,
+        incident_id: str,
+        changes: Mapping[str, object],
+        *,
+        actor: str,
+        at: float,
+        categories: Sequence[str] | None = None,
     ) -> dict[str, list[object]]:
         """Apply the operator's after-call form; audit-logged as `disposition_change`.
 
         Returns ``{field: [old, new]}`` for the fields that actually changed
-        (nothing is written or logged when nothing changed).
+        (nothing is written or logged when nothing changed). ``categories``: the
+        city's (``Config.category_ids``, issue 12); None: the shipped set.
         """
-        clean = validate_disposition_changes(changes)
+        clean = (
+            validate_disposition_changes(changes)
+            if categories is None
+            else validate_disposition_changes(changes, categories=categories)
+        )
         _check_word("actor", actor)
 
         def stored(name: str, value: object) -> object:
@@ -1182,7 +1203,7 @@ class StoreQueries:
     async def list_callbacks(
         self, *, open_only: bool = True, incident_id: str | None = None, limit: int | None = None
     ) -> list[Callback]:
-        """Callback tasks, oldest first (the one waiting longest on top)."""
+        """Callback tasks, priority ones (silent callers, issue 12) first, then oldest first."""
         clauses: list[str] = []
         params: list[object] = []
         if open_only:
@@ -1195,7 +1216,8 @@ class StoreQueries:
 
         def run(conn: SqlConnection) -> list[Callback]:
             rows = conn.execute(
-                f"SELECT * FROM callbacks{where} ORDER BY created_at, id LIMIT ?", params
+                f"SELECT * FROM callbacks{where} ORDER BY priority DESC, created_at, id LIMIT ?",
+                params,
             ).fetchall()
             out: list[Callback] = []
             for r in rows:
@@ -1496,6 +1518,113 @@ class StoreQueries:
 
         return await self._read(run)
 
+    # -- issue 12: caller history and the supervisor's watch list
+
+    async def calls_from(self, number: str, *, since: float, until: float) -> list[PastCall]:
+        """Incidents from `number` that arrived in [since, until), newest first, with
+        their dispositions (`callers.CallerHistorySource`). Anonymous: none, ever."""
+        caller = normalize_caller(number)
+        if caller == ANONYMOUS:
+            return []
+
+        def run(conn: SqlConnection) -> list[PastCall]:
+            return [
+                PastCall(
+                    incident_id=str(r["id"]),
+                    arrived_at=float(r["arrived_at"]),
+                    disposition=None if r["disposition"] is None else Disposition(r["disposition"]),
+                )
+                for r in conn.execute(
+                    "SELECT id, arrived_at, disposition FROM incidents WHERE caller = ?"
+                    " AND arrived_at >= ? AND arrived_at < ? ORDER BY arrived_at DESC, id DESC",
+                    (caller, since, until),
+                )
+            ]
+
+        return await self._read(run)
+
+    async def watch_list_add(
+        self, number: str, *, reason: str, expiry: str, created_by: str, now: float
+    ) -> WatchListChange:
+        """A supervisor lists `number` (the rules are `watchlist.WatchList`'s: a reason,
+        an expiry of 24h/7d/30d, never a withheld number); an active entry is replaced.
+        Every change is an audit row in the same transaction."""
+
+        def run(conn: SqlConnection) -> WatchListChange:
+            listed = WatchList(_active_watch_entries(conn, normalize_caller(number), now))
+            change = listed.add(
+                number, reason=reason, expiry=expiry, created_by=created_by, now=now
+            )
+            for old in listed.history():
+                if old.removed_at is not None:
+                    _end_watch_entries(conn, old.number, old.removed_by or created_by, now)
+            e = change.entry
+            conn.execute(
+                "INSERT INTO watch_list (number, reason, expires_at, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (e.number, e.reason, e.expires_at, e.created_by, e.created_at),
+            )
+            _insert_audit(
+                conn,
+                at=now,
+                actor=created_by,
+                action="watch_list_add",
+                target=e.number,
+                detail={"reason": e.reason, "expiry": expiry, "expires_at": e.expires_at},
+            )
+            return change
+
+        return await self._write(run)
+
+    async def watch_list_remove(
+        self, number: str, *, removed_by: str, now: float
+    ) -> WatchListChange:
+        """A supervisor takes `number` off early; 404 (`WatchListError`) if not listed."""
+
+        def run(conn: SqlConnection) -> WatchListChange:
+            line = normalize_caller(number)
+            change = WatchList(_active_watch_entries(conn, line, now)).remove(
+                line, removed_by=removed_by, now=now
+            )
+            _end_watch_entries(conn, line, removed_by, now)
+            _insert_audit(
+                conn,
+                at=now,
+                actor=removed_by,
+                action="watch_list_remove",
+                target=line,
+                detail={"reason": change.entry.reason},
+            )
+            return change
+
+        return await self._write(run)
+
+    async def watch_list(self, now: float, *, history: bool = False) -> list[WatchListEntry]:
+        """Entries active at `now` (or every entry ever, with `history`), newest first."""
+        where = "" if history else " WHERE removed_at IS NULL AND expires_at > ?"
+        args: tuple[object, ...] = () if history else (now,)
+
+        def run(conn: SqlConnection) -> list[WatchListEntry]:
+            return [
+                _watch_entry(r)
+                for r in conn.execute(
+                    f"SELECT * FROM watch_list{where} ORDER BY created_at DESC, id DESC", args
+                )
+            ]
+
+        return await self._read(run)
+
+    async def is_watch_listed(self, number: str, now: float) -> bool:
+        """The call flow's question at arrival; a withheld number: always False."""
+        line = normalize_caller(number)
+        if line == ANONYMOUS:
+            return False
+
+        def run(conn: SqlConnection) -> bool:
+            return bool(_active_watch_entries(conn, line, now))
+
+        return await self._read(run)
+
 
 def _config_version(row: Row) -> ConfigVersion:
     origins: dict[str, Origin] = {"file": "file", "web": "web", "cli": "cli"}
@@ -1517,3 +1646,44 @@ def _host_port(addr: tuple[str, int]) -> str:
 def _split_host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port or 0)
+
+
+def _watch_entry(r: Row) -> WatchListEntry:
+    return WatchListEntry(
+        number=str(r["number"]),
+        reason=str(r["reason"]),
+        expires_at=float(r["expires_at"]),
+        created_by=str(r["created_by"]),
+        created_at=float(r["created_at"]),
+        removed_by=r["removed_by"],
+        removed_at=_opt_float(r["removed_at"]),
+    )
+
+
+def _active_watch_entries(conn: SqlConnection, number: str, now: float) -> list[WatchListEntry]:
+    return [
+        _watch_entry(r)
+        for r in conn.execute(
+            "SELECT * FROM watch_list WHERE number = ? AND expires_at > ? AND removed_at IS NULL",
+            (number, now),
+        )
+    ]
+
+
+def _end_watch_entries(conn: SqlConnection, number: str, by: str, now: float) -> None:
+    conn.execute(
+        "UPDATE watch_list SET removed_by = ?, removed_at = ?"
+        " WHERE number = ? AND expires_at > ? AND removed_at IS NULL",
+        (by, now, number, now),
+    )
+
+
+def _silent_incident(conn: SqlConnection, incident_id: str) -> bool:
+    """Whether the incident carries a silent flag: its callback is a priority one."""
+    details = [
+        _detail(r["detail"])
+        for r in conn.execute(
+            "SELECT detail FROM events WHERE incident_id = ? AND kind = 'flag'", (incident_id,)
+        )
+    ]
+    return callback_is_priority(str(d.get("flag")) for d in details if isinstance(d, dict))

@@ -177,6 +177,7 @@ def _callback(row: Row, attempts: Iterable[CallbackAttempt] = ()) -> Callback:
         outcome=row["outcome"],
         note=row["note"],
         attempts=tuple(attempts),
+        priority=bool(row["priority"]),
     )
 
 
@@ -261,12 +262,18 @@ def _insert_audit(
 
 
 def _insert_callback(
-    conn: SqlConnection, incident_id: str, number: str | None, reason: str, at: float
+    conn: SqlConnection,
+    incident_id: str,
+    number: str | None,
+    reason: str,
+    at: float,
+    *,
+    priority: bool = False,
 ) -> int:
     cur = conn.execute(
-        "INSERT INTO callbacks (incident_id, number, reason, status, created_at)"
-        " VALUES (?, ?, ?, 'open', ?) RETURNING id",
-        (incident_id, number, reason, at),
+        "INSERT INTO callbacks (incident_id, number, reason, status, created_at, priority)"
+        " VALUES (?, ?, ?, 'open', ?, ?) RETURNING id",
+        (incident_id, number, reason, at, int(priority)),
     )
     callback_id = int(cur.fetchone()[0])
     _insert_event(
@@ -274,7 +281,12 @@ def _insert_callback(
         incident_id,
         at,
         "callback_created",
-        {"callback_id": callback_id, "number": number, "no_number": number is None},
+        {
+            "callback_id": callback_id,
+            "number": number,
+            "no_number": number is None,
+            **({"priority": True} if priority else {}),
+        },
     )
     return callback_id
 

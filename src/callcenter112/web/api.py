@@ -60,6 +60,10 @@ PATH_PARAMETERS = {
         description="Callback task id.", schema={"type": "integer", "minimum": 1}
     ),
     "user": PathParameter(description="Operator SIP user.", schema={"type": "string"}),
+    "number": PathParameter(  # issue 12: web/watchlist.py
+        description="A caller's telephone number (normalised as stored).",
+        schema={"type": "string"},
+    ),
 }
 
 
@@ -203,7 +207,11 @@ async def save_disposition(call: Call) -> Response:
         raise WebError(400, "send a JSON object with the fields to change")
     changes = disposition_changes(call.ctx, call.payload)
     diff = await call.ctx.store.save_disposition(
-        incident_id, changes, actor=call.who.user, at=call.now()
+        incident_id,
+        changes,
+        actor=call.who.user,
+        at=call.now(),
+        categories=call.ctx.config.category_ids,  # issue 12: the city's categories
     )
     return JSONResponse({"incident_id": incident_id, "changed": diff})
 

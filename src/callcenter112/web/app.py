@@ -42,6 +42,7 @@ from ..live import ControlError, LiveCenter
 from ..records import Store, StoreError
 from . import api, audit, console, reports, signin, telecom, telecom_admin, wallboard
 from . import location as location_web
+from . import watchlist as watchlist_web  # issue 12
 from .areas import load_city_areas
 from .auth import ROLE_NAMES, SCRYPT_N, ApiToken, Directory, LoginGuard, SessionStore, TokenRing
 from .bodies import WebError
@@ -171,6 +172,7 @@ def create_app(
         *telecom_admin.routes(),
         *api.routes(),
         *location_web.routes(),
+        *watchlist_web.routes(),  # issue 12
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),

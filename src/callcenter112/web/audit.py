@@ -54,7 +54,7 @@ from .audio import (
     waveform_svg,
 )
 from .bodies import WebError
-from .console import CATEGORY_LABELS, DISPOSITION_LABELS
+from .console import DISPOSITION_LABELS, category_labels
 from .context import Call, WebContext, guarded
 from .timeline import PHASES, timeline_segments, timeline_svg, timeline_ticks
 
@@ -232,7 +232,7 @@ async def search_page(call: Call) -> Response:
         page=page,
         pages=pages,
         base_query=base,
-        categories=CATEGORY_LABELS,
+        categories=category_labels(call.ctx.config),
         dispositions=DISPOSITION_LABELS,
         statuses=[s.value for s in Status],
         operators=[o.user for o in call.ctx.config.operator],
@@ -266,7 +266,7 @@ async def incident_page(call: Call) -> Response:
         recordings=list(zip(record.recordings, checks, strict=True)),
         replays=[e for e in trail if e.action in _EVIDENCE_ACTIONS],
         trail=[e for e in trail if e.action not in _EVIDENCE_ACTIONS],
-        categories=CATEGORY_LABELS,
+        categories=category_labels(call.ctx.config),
         dispositions=DISPOSITION_LABELS,
     )
 

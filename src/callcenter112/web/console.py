@@ -271,7 +271,11 @@ async def save_disposition(call: Call) -> Response:
             raise WebError(501, "end_call: the call flow does not offer end_call yet")
         ender = live
     diff = await call.ctx.store.save_disposition(
-        incident_id, changes, actor=call.who.user, at=call.now()
+        incident_id,
+        changes,
+        actor=call.who.user,
+        at=call.now(),
+        categories=call.ctx.config.category_ids,  # issue 12: the city's categories
     )
     if ender is not None:
         await ender.end_call(

@@ -112,6 +112,12 @@ NAV: tuple[NavItem, ...] = (
         roles=frozenset({"supervisor", "telecom"}),
     ),
     NavItem(href="/people", label_id="Petugas", label_en="People", roles=frozenset({"supervisor"})),
+    NavItem(  # issue 12
+        href="/watchlist",
+        label_id="Daftar Pantau",
+        label_en="Watch list",
+        roles=frozenset({"supervisor"}),
+    ),
     NavItem(href="/prompts", label_id="Rekaman", label_en="Prompts", roles=frozenset({"admin"})),
 )
 

@@ -145,6 +145,7 @@ class Callback(_Doc):
     incident_id: str
     number: str | None
     no_number: bool = Field(description="The caller withheld the number.")
+    priority: bool = Field(description="A silent caller's (issue 12): listed first.")
     reason: str
     status: Annotated[str, Field(json_schema_extra=_enum([s.value for s in CallbackStatus]))]
     created_at: Time

@@ -32,7 +32,7 @@ from ..incidents import SLA_THRESHOLDS_S, CallbackResult
 from ..live import LiveEvent, LiveSnapshot, SupervisionMode
 from ..numerals import is_ascii_digits
 from .bodies import WebError
-from .console import CATEGORY_LABELS
+from .console import category_labels
 from .context import Call, WebContext, guarded
 from .live_stream import SseMessage, event_stream
 
@@ -87,7 +87,7 @@ async def _values(ctx: WebContext, snapshot: LiveSnapshot, wanted: set[str]) -> 
     values: dict[str, Any] = {
         "now": now,
         "alert_s": ctx.config.web.wait_alert_s,
-        "categories": CATEGORY_LABELS,
+        "categories": category_labels(ctx.config),  # issue 12: the city's categories
         "snapshot": snapshot,
     }
     if "waiting" in wanted:

@@ -321,6 +321,23 @@ MIGRATIONS: tuple[Migration, ...] = (
                  PRIMARY KEY (incident_id, seq))""",
         ),
     ),
+    Migration(
+        version=12,
+        summary="issue 12: the supervisor's watch list; priority callbacks for silent callers",
+        statements=(
+            """CREATE TABLE watch_list (
+                 id INTEGER PRIMARY KEY,
+                 number TEXT NOT NULL,          -- normalised (incidents.normalize_caller)
+                 reason TEXT NOT NULL,
+                 expires_at REAL NOT NULL,
+                 created_by TEXT NOT NULL,
+                 created_at REAL NOT NULL,
+                 removed_by TEXT,
+                 removed_at REAL)""",
+            "CREATE INDEX watch_list_number ON watch_list(number, expires_at)",
+            "ALTER TABLE callbacks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
