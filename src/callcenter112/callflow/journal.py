@@ -95,6 +95,8 @@ class Recorders(Protocol):
 
     async def close_recorder(self, rec: IncidentRecorder) -> RecordingInfo: ...
 
+    def watch_recording(self, rec: IncidentRecorder, recording_id: int | None) -> None: ...
+
 
 def recording_path(
     recordings_dir: Path, incident_id: str | None, name: str, *, first_suffix: int | None = None
@@ -259,6 +261,7 @@ class Journal:
             self._failed(WriteKind.RECORDING_OPEN, f"file {path.name}", exc)
             await self._mark_lost(recording_id, f"open failed: {exc}")
             return None
+        self.recorders.watch_recording(recorder, recording_id)  # issue 14: chunks to the store
         return OpenRecording(path=path, recorder=recorder, recording_id=recording_id)
 
     async def seal_recording(self, recording: OpenRecording) -> RecordingEnd:
