@@ -65,13 +65,15 @@ class PgNode(Server):
     """A harness server whose store is PostgreSQL and which runs in a cluster."""
 
     dsn: str = ""
+    cluster: bool = True
 
     def write_config(self) -> None:
         super().write_config()
         text = self.config_path.read_text()
         sqlite = f'database = "{self.directory / "data" / "db.sqlite3"}"'
         assert sqlite in text
-        self.config_path.write_text(text.replace(sqlite, f'database = "{self.dsn}"') + CLUSTER)
+        text = text.replace(sqlite, f'database = "{self.dsn}"')
+        self.config_path.write_text(text + (CLUSTER if self.cluster else ""))
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         import psycopg

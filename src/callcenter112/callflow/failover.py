@@ -31,18 +31,66 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from ..logs import get_logger
 from ..records import Store
 from ..records.evidence import RecordingShipper, partial_wav
 from ..records.recovery import interrupt_active, seal_partial
 
-__all__ = ["ChunkShipping", "TakeoverReport", "take_over"]
+__all__ = [
+    "CREATE_DEADLINE_S",
+    "ChunkShipping",
+    "TakeoverReport",
+    "before_deadline",
+    "close_later",
+    "take_over",
+]
 
 log = get_logger("failover")
 
 TAKEOVER_REASON = "node lost while the call was up (failover)"
+
+# A caller is answered at most this long after the create-before-answer write began,
+# even while the database is away (the write goes on and lands when it returns): the
+# write's p99 is milliseconds on a healthy store (docs/benchmarks.md), a promotion
+# takes seconds. Issue 14: 112 is never kept ringing by a database outage.
+CREATE_DEADLINE_S: Final = 1.0
+
+T = TypeVar("T")
+
+
+_LATE: set[asyncio.Task[Any]] = set()
+
+
+def close_later(aw: Coroutine[Any, Any, object]) -> None:
+    """Run a late incident's deferred close (held until it finishes)."""
+    task = asyncio.ensure_future(aw)
+    _LATE.add(task)
+    task.add_done_callback(_LATE.discard)
+
+
+async def before_deadline(
+    aw: Awaitable[T], *, late: Callable[[T], None], deadline_s: float = CREATE_DEADLINE_S
+) -> T | None:
+    """`aw`'s result, or None once `deadline_s` passed; then `aw` goes on and its
+    result is handed to `late` when it comes (its error, if any, is logged)."""
+    task = asyncio.ensure_future(aw)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), deadline_s)
+    except TimeoutError:
+        pass
+
+    def done(t: asyncio.Future[T]) -> None:
+        if t.cancelled():
+            return
+        if (exc := t.exception()) is not None:
+            log.critical("late_write_failed", error=str(exc))
+            return
+        late(t.result())
+
+    task.add_done_callback(done)
+    return None
 
 
 class ChunkShipping:
