@@ -13,7 +13,8 @@ registered through the edge.
   the kill, `recordings verify` passes there, and an idle operator is offered
   the next call without touching the softphone;
 * planned switch-over (SIGUSR1 = drain): new calls go to the other node while
-  the call in progress finishes on the old one; no call is lost or cut.
+  the call in progress finishes on the old one; no call is lost or cut, and
+  the new leader's takeover waits for the old one's last call.
 
 Timings (detection, first answer) are printed and belong to
 `scripts/bench failover`, not to asserts.
@@ -22,6 +23,7 @@ Timings (detection, first answer) are printed and belong to
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -266,3 +268,47 @@ async def test_a_second_process_reads_the_partial_recording(tmp_path: Path, pg_d
         seconds,
         killed_at - started_at,
     )
+
+
+def test_planned_switch_over_drops_no_call(tmp_path: Path, pg_dsn: str) -> None:  # noqa: F811
+    """SIGUSR1 drains the leader: new calls go to the other node at once, the call
+    in progress finishes on the old one and is never marked interrupted."""
+    need("sipp", "kamailio")
+    ivr = "input_timeout_s = 20\nmenu_tries = 2\n"
+    with (
+        node(tmp_path / "a", pg_dsn, extra=ivr) as a,
+        contextlib.ExitStack() as stack,
+    ):
+        wait_until(lambda: a.role() == "leader", 20, what="node a leader")
+        b = stack.enter_context(node(tmp_path / "b", pg_dsn, extra=ivr))
+        edge = stack.enter_context(
+            running_edge(tmp_path / "edge", nodes=((a.sip_port, 0), (b.sip_port, 1)))
+        )
+        long = caller_scenario(tmp_path, caller="0812200000", pause_before_ms=300,
+                               talk_ms=15_000, name="long.xml")  # fmt: skip
+        c1 = start_sipp_in(tmp_path / "c1", sipp_command(edge.port, scenario=str(long),
+                           timeout_s=60, extra=["-aa"]), name="call in progress")  # fmt: skip
+        stack.callback(c1.kill)
+        wait_until(lambda: _one(a, "SELECT status FROM incidents WHERE caller = ?", "0812200000")
+                   == "active", 30, what="the call up on a")  # fmt: skip
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGUSR1)  # drain: the planned switch-over
+        wait_until(lambda: b.role() == "leader", 20, what="b leader while a drains")
+        assert a.role() == "draining"
+        # Calls placed during the switch-over: every one answered, by b.
+        short = caller_scenario(tmp_path, caller="08123[call_number]", pause_before_ms=300,
+                                talk_ms=1000, name="short.xml")  # fmt: skip
+        cmd = sipp_command(edge.port, scenario=str(short), calls=6,
+                           extra=["-aa", "-r", "2", "-l", "6"])  # fmt: skip
+        burst = start_sipp_in(tmp_path / "burst", cmd, name="calls during the switch-over")
+        assert burst.wait(90) == 0, burst.logs() + _diag(a, b)
+        assert c1.wait(60) == 0, c1.logs() + _diag(a)
+        wait_until(lambda: a.role() == "follower", 20, what="a drained to follower")
+        wait_until(lambda: b.events("takeover"), 20, what="b's takeover after a's last call")
+        rows = b.sql("SELECT caller, status FROM incidents")
+        assert len(rows) == 7, rows
+        assert all(status != "interrupted" for _, status in rows), rows
+        # (callers who hung up in the IVR are `abandoned`, with their usual callback task)
+        # The switch-over's calls reached b (via the edge), none reached a.
+        ids_b = [e.get("incident_id") for e in b.events("call_ended")]
+        assert sum(1 for i in ids_b if i) == 6, ids_b
