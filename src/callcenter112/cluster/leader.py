@@ -26,7 +26,7 @@ Fencing order: a leader cut off from the database fences itself within
 `check_s + timeout_s` (3 s by default). The server frees the lock of a
 session it can no longer reach only when its TCP keepalive gives up
 (`tcp_keepalives_idle/interval/count`: set them to ≥ 8 s in total, see
-docs/deployment-kamailio.md), so the old leader has stopped taking calls
+docs/deployment.md), so the old leader has stopped taking calls
 before the other node can take the lock. A clean death (kill -9, the
 machine's kernel closing the socket) frees the lock at once.
 
