@@ -312,3 +312,21 @@ def test_planned_switch_over_drops_no_call(tmp_path: Path, pg_dsn: str) -> None:
         # The switch-over's calls reached b (via the edge), none reached a.
         ids_b = [e.get("incident_id") for e in b.events("call_ended")]
         assert sum(1 for i in ids_b if i) == 6, ids_b
+
+
+def test_steady_calls_through_a_leader_kill(pg_dsn: str) -> None:  # noqa: F811
+    """The issue's failover run, shortened (scripts/bench failover --quick): SIPp trunk
+    calls at 2/s through Kamailio, kill -9 of the leader part-way; every call is
+    answered within the caller's patience, each cut call has its callback task and
+    lost at most 2 s of audio."""
+    need("sipp", "kamailio")
+    from callcenter112.bench.failover import FailoverSettings, run_failover
+    from callcenter112.cluster.kamailio import DEFAULT_TIMERS
+
+    settings = FailoverSettings(rate=2.0, duration_s=16.0, kill_at_s=5.0, talk_ms=2000)
+    f = run_failover("shipped", DEFAULT_TIMERS, settings, pg_dsn)
+    print(f"\n{f}")
+    assert f.answered_after_kill > 0 and f.lost == 0, f
+    assert f.interrupted >= 1, f  # calls were up at the kill
+    assert f.callbacks_s is not None, f
+    assert f.audio_lost_max_s is not None and f.audio_lost_max_s <= CHUNK_LOSS_BOUND_S, f
