@@ -5,7 +5,7 @@ streaming standby (tests/pg_support.py `pg_pair`); callers are SIPp.
 
 * The primary stopped during calls: every call is answered (the
   create-before-answer write waits at most `CREATE_DEADLINE_S`), the
-  supervisors' `/api/cluster` and wallboard show the outage with the writes
+  supervisors' `/api/v1/cluster` and wallboard show the outage with the writes
   waiting, and when the database returns every incident lands and is closed.
 * The primary killed (`pg_ctl stop -m immediate`) during a burst of calls and
   the standby promoted; the node's DSN names both hosts with
@@ -57,7 +57,7 @@ def test_calls_are_answered_while_the_database_is_away(tmp_path: Path, pg_pair: 
     n.start()
     try:
         web = WebSession(n, "supervisor", "super-secret")
-        assert web.get("/api/cluster").json()["store"]["available"] is True
+        assert web.get("/api/v1/cluster").json()["store"]["available"] is True
         pg_pair.primary.stop()
         # Callers during the outage: each answered (SIPp's scenario fails otherwise).
         scenario = caller_scenario(tmp_path, caller="0813[call_number]", pause_before_ms=300,
@@ -66,15 +66,15 @@ def test_calls_are_answered_while_the_database_is_away(tmp_path: Path, pg_pair: 
                            extra=["-aa", "-r", "2", "-l", "4"])  # fmt: skip
         burst = start_sipp_in(tmp_path / "burst", cmd, name="burst during the outage")
         seen = wait_until(
-            lambda: (h := web.get("/api/cluster").json()["store"])["available"] is False and h,
+            lambda: (h := web.get("/api/v1/cluster").json()["store"])["available"] is False and h,
             30,
-            what="the outage on /api/cluster",
+            what="the outage on /api/v1/cluster",
         )
         assert seen["outage_since"] is not None and seen["reason"], seen
         assert burst.wait(60) == 0, burst.logs() + n.output()[-4000:]
         board = web.get("/wallboard").text
         assert 'data-testid="store-outage"' in board, board[:2000]
-        queued = web.get("/api/cluster").json()["store"]["queued_writes"]
+        queued = web.get("/api/v1/cluster").json()["store"]["queued_writes"]
         assert queued > 0
         pg_pair.primary.start()
         # Every incident lands and is closed once the database is back.
@@ -83,7 +83,7 @@ def test_calls_are_answered_while_the_database_is_away(tmp_path: Path, pg_pair: 
             60,
             what="the outage's incidents written and closed",
         )
-        wait_until(lambda: web.get("/api/cluster").json()["store"]["available"] is True, 30)
+        wait_until(lambda: web.get("/api/v1/cluster").json()["store"]["available"] is True, 30)
         web.close()
     finally:
         n.stop()

@@ -145,7 +145,7 @@ async def test_openapi_matches_the_routes_both_ways(env: WebEnv) -> None:
                     routes.add((route.path, method.lower()))
     documented = {(p, m) for p, ops in document["paths"].items() for m in ops}
     assert documented == routes
-    assert len(routes) == 21  # with the telecom trunk health and SIP pcap
+    assert len(routes) == 22  # with the telecom trunk health, SIP pcap and /api/v1/cluster
     # Every path parameter in a template is declared.
     for path, ops in document["paths"].items():
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}

@@ -1,4 +1,4 @@
-"""`GET /api/cluster`: this node's role and its database's health (issues 14, 15).
+"""`GET /api/v1/cluster`: this node's role and its database's health (issues 14, 15).
 
 For the wallboard and for people on duty: whether this node is the leader
 (takes calls), a follower, draining or fenced, and whether the store is riding
@@ -9,17 +9,37 @@ so it answers during the outage it reports.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..cluster.role import NodeRole
-from ..incidents import SlaSummary
+from ..incidents import SlaSummary, format_timestamp
 from ..records.protocol import StoreHealth
 from .context import Call, guarded
+from .openapi import Operation, documented
+from .schemas import Time
 
-__all__ = ["no_sla", "node_role", "routes", "status_json"]
+__all__ = ["ClusterStatus", "no_sla", "node_role", "routes", "status_json"]
+
+
+class StoreHealthDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    engine: Literal["sqlite", "postgresql"]
+    available: bool = Field(description="False while the store rides out a database outage.")
+    outage_since: Time
+    reason: str | None
+    queued_writes: int = Field(description="Writes waiting in memory for the database.")
+
+
+class ClusterStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["leader", "follower", "draining", "fenced"]
+    store: StoreHealthDoc
 
 
 def status_json(health: StoreHealth, role: NodeRole | None) -> dict[str, Any]:
@@ -28,7 +48,7 @@ def status_json(health: StoreHealth, role: NodeRole | None) -> dict[str, Any]:
         "store": {
             "engine": health.engine,
             "available": health.available,
-            "outage_since": health.outage_since,
+            "outage_since": format_timestamp(health.outage_since),
             "reason": health.reason,
             "queued_writes": health.queued_writes,
         },
@@ -49,10 +69,19 @@ def node_role(live: object) -> NodeRole | None:
     return role if isinstance(role, NodeRole) else None
 
 
+@documented(
+    Operation(
+        summary="This node's role and its database's health.",
+        description="Answers during a database outage (it reads no table).",
+        answer=ClusterStatus,
+        answer_description="Role and store health.",
+        errors=(401, 403),
+    )
+)
 @guarded("supervisor")
 async def cluster_status(call: Call) -> Response:
     return JSONResponse(status_json(call.ctx.store.health(), node_role(call.ctx.live)))
 
 
 def routes() -> list[Route]:
-    return [Route("/api/cluster", cluster_status, methods=["GET"])]
+    return [Route("/api/v1/cluster", cluster_status, methods=["GET"])]
