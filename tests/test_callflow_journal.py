@@ -37,6 +37,9 @@ class Recorders:
         path.parent.mkdir(parents=True, exist_ok=True)
         return IncidentRecorder(path, codec=codec, start=0.0, fsync=False)
 
+    def watch_recording(self, rec: IncidentRecorder, recording_id: int | None) -> None:
+        pass  # nothing ships chunks here (issue 14: tests/test_cluster_failover.py)
+
     async def close_recorder(self, rec: IncidentRecorder) -> RecordingInfo:
         if self.fail_close:
             raise OSError("disk gone")

@@ -145,8 +145,9 @@ async def test_openapi_matches_the_routes_both_ways(env: WebEnv) -> None:
                     routes.add((route.path, method.lower()))
     documented = {(p, m) for p, ops in document["paths"].items() for m in ops}
     assert documented == routes
-    # with the telecom trunk health and SIP pcap, and the watch list (issue 12)
-    assert len(routes) == 25
+    # with the telecom trunk health and SIP pcap, the watch list (issue 12) and
+    # /api/v1/cluster (issues 14, 15)
+    assert len(routes) == 26
     # Every path parameter in a template is declared.
     for path, ops in document["paths"].items():
         names = {part[1:-1] for part in path.split("/") if part.startswith("{")}

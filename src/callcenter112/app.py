@@ -81,9 +81,14 @@ async def run_server(
     await store.open()
     try:
         # Issue 11: a disk error here must not stop the centre (faults.start_step).
-        report = await start_step(
-            "crash_recovery",
-            lambda: recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav),
+        # Issue 15: in a cluster the new leader's takeover does this (cluster/glue.py).
+        report = (
+            None
+            if config.cluster.enabled
+            else await start_step(
+                "crash_recovery",
+                lambda: recover_after_crash(store, recordings_dir, time.time(), repair=repair_wav),
+            )
         )
         if report is not None and (not report.clean or report.problems):
             log.warning(
@@ -195,6 +200,7 @@ async def _run(  # noqa: PLR0917 - private, called once
         media.start()
         centre = Centre(config, store=store, prompts=prompts, media=media, spawn=spawn)
         centre.handoff = Handoff(centre)
+        node = _cluster_node(config, centre, spawn)  # issue 15: leader or follower
         try:
             await centre.start()
         except OSError as exc:
@@ -202,6 +208,8 @@ async def _run(  # noqa: PLR0917 - private, called once
             print(f"callcenter112: cannot listen on {config.sip.listen}: {exc}", file=sys.stderr)
             media.stop()
             return 2
+        if node is not None:  # issue 15
+            tg.create_task(node.run())
         housekeeping_stop = asyncio.Event()
         tg.create_task(media.run_housekeeping(housekeeping_stop))
         tg.create_task(pool.run_replenisher(housekeeping_stop))
@@ -214,6 +222,8 @@ async def _run(  # noqa: PLR0917 - private, called once
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, stop.set)
+            if node is not None:  # issue 15: SIGUSR1 = planned switch-over (drain)
+                _drain_on_signal(loop, node, centre, spawn)
         log.info(
             "ready",
             sip=f"{config.sip.listen.host}:{centre.endpoint.port}",
@@ -222,6 +232,8 @@ async def _run(  # noqa: PLR0917 - private, called once
         )
         await stop.wait()
         log.info("stopping", active_calls=len(centre.active))
+        if node is not None:  # issue 15: the lock goes with the session
+            node.stop()
         await centre.stop()
         await wiring.close()  # issue 16: after the last BYEs, so the capture keeps them
         if web_task is not None:
@@ -234,6 +246,42 @@ async def _run(  # noqa: PLR0917 - private, called once
                     loop.remove_signal_handler(sig)
     log.info("stopped")
     return status
+
+
+def _drain_on_signal(
+    loop: asyncio.AbstractEventLoop, node: Any, centre: Centre, spawn: Any
+) -> None:
+    async def drain() -> None:
+        await node.drain(lambda: len(centre.active))
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGUSR1, lambda: spawn(drain()))
+
+
+def _cluster_node(config: Config, centre: Centre, spawn: Any) -> Any:
+    """Issue 15: leadership, takeover and drain (cluster/glue.py); None on one node.
+    Chunked recordings (issue 14) ship whenever the store keeps copies."""
+    if centre.store.keeps_recording_copies:
+        from .callflow.failover import ChunkShipping
+
+        centre.media.chunk_shipping = ChunkShipping(centre.store, spawn=spawn)
+    if not config.cluster.enabled:
+        return None
+    from .cluster.glue import ClusterNode, leader_settings
+
+    node = ClusterNode(
+        leader_settings(config),
+        store=centre.store,
+        recordings_dir=centre.recordings_dir,
+        publish=centre.publish,
+        own=lambda: {c.incident_id for c in centre.active if c.incident_id is not None},
+        reload_registrations=centre._restore_registrations,
+        spawn=spawn,
+        clock=centre.loop.time,
+    )
+    centre.cluster = node
+    centre.role = node.role
+    return node
 
 
 async def _start_web(

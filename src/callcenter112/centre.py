@@ -98,6 +98,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Centre", "Desk"]
 
+from .cluster.role import LAST_RESORT_HEADER, NodeRole
+
 log = get_logger("centre")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, REGISTER, UPDATE"
@@ -179,6 +181,8 @@ class Centre:
             max_transactions=self.endpoint.layer.max_transactions,
         )
         self.handoff: Handoff | None = None  # set by app.py: agencies, conference, …
+        self.role = NodeRole()  # issue 15: LEADER unless app.py runs a cluster
+        self.cluster: Any = None  # issue 15: cluster.glue.ClusterNode when clustered
         self._subscribers: set[asyncio.Queue[LiveEvent | None]] = set()
         self._presence_timer: asyncio.TimerHandle | None = None
         self.stopping = False
@@ -367,6 +371,8 @@ class Centre:
             self._on_invite(ev)
         elif method == "REGISTER":
             self._on_register(ev)
+        elif method == "OPTIONS" and (probe := self.role.probe_answer()).status != 200:
+            self._respond(ev, probe.status, reason=probe.reason)  # issue 15: the edge's probe
         elif method == "OPTIONS":
             self._respond(
                 ev,
@@ -413,6 +419,9 @@ class Centre:
 
     def _on_invite(self, ev: RequestReceived) -> None:
         req = ev.request
+        if (a := self.role.refusal(last_resort=LAST_RESORT_HEADER in req.headers)) is not None:
+            self._respond(ev, a.status, reason=a.reason, headers=list(a.headers))  # issue 15
+            return
         trunk = self._trunk_of(ev.peer.host)
         if trunk is None:
             self.metrics[Counted.INVITE_FORBIDDEN] += 1

@@ -357,7 +357,7 @@ class ControlConfig(_Section):
 
 
 class ClusterConfig(_Section):
-    """Two nodes behind the Kamailio edge (docs/deployment-kamailio.md); off: one node.
+    """Two nodes behind the Kamailio edge (docs/deployment.md); off: one node.
     The leader is the node holding a PostgreSQL advisory lock (cluster/leader.py)."""
 
     enabled: bool = False

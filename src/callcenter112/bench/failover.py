@@ -13,9 +13,15 @@ gives up, or the citizen does). Reported per timer set:
 * calls lost: placed - answered within the caller's patience (each call
   has its own caller number, 0811 + SIPp's call number, so its start time
   is known from the rate: SIPp places call n at (n - 1) / rate);
-* audio lost per interrupted call and time to callbacks queued: they need
-  the leader takeover (issue 15, leader election through PostgreSQL) and the
-  replicated recordings (issue 14); reported as "n/a" until then.
+* audio lost per interrupted call: for each call cut by the kill, the audio
+  of its recording that reached the database (chunks of <= 2 s, issue 14)
+  against the time it had been recorded when A died (mean and worst);
+* time to callbacks queued: kill → the last callback task of a cut call
+  (B's takeover, issue 15).
+
+The nodes are a cluster on one PostgreSQL the benchmark starts itself
+(initdb in a temporary folder, a free port): A is started first and is the
+leader; B is the follower and takes the lock when A dies.
 
 With Kamailio's defaults (tm fr_timer 30 s, fr_inv_timer 120 s, probes every
 10 s) a dead node is found by a probe only after up to 40 s and every call sent
@@ -30,9 +36,9 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -76,6 +82,10 @@ class FailoverFigures:
     detect_s: float | None  # None: not detected within the run
     first_answer_s: float | None
     run_s: float
+    interrupted: int = 0
+    audio_lost_mean_s: float | None = None
+    audio_lost_max_s: float | None = None
+    callbacks_s: float | None = None  # kill → the last cut call's callback task
 
 
 def _free_port() -> int:
@@ -89,9 +99,57 @@ def _free_port() -> int:
         return port
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+STEREO_BYTES_PER_S = 2 * 8000  # G.711 stereo recordings
+WAV_HEADER = 58
+
+
+class _Postgres:
+    """A throw-away PostgreSQL 15 on 127.0.0.1 (as `postgres` when run as root)."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = root / "pg"
+        self.port = _free_port()
+
+    def _run(self, *cmd: str) -> None:
+        argv = [*(("runuser", "-u", "postgres", "--") if os.geteuid() == 0 else ()), *cmd]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.data.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(self.data, "postgres", "postgres")
+            shutil.chown(self.data.parent, "postgres", "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                  "--auth=trust", "--no-sync")  # fmt: skip
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1"
+            f" -c unix_socket_directories={self.data} -c fsync=off"
+        )
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "log"),
+                  "-o", options, "-w", "start")  # fmt: skip
+
+    def database(self, name: str) -> str:
+        self._run(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", "postgres", name)  # fmt: skip
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+
+def _query(dsn: str, sql: str, *args: object) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
 class _Node:
-    def __init__(self, directory: Path, rtp: tuple[int, int]) -> None:
+    def __init__(self, directory: Path, rtp: tuple[int, int], dsn: str) -> None:
         self.directory = directory
+        self.dsn = dsn
         self.sip_port = _free_port()
         (directory / "data").mkdir(parents=True, exist_ok=True)
         self.config = directory / "node.toml"
@@ -103,6 +161,7 @@ class _Node:
                 rtp=rtp,
                 data=directory / "data",
                 edge_networks=("127.0.0.0/8",),
+                database=dsn,
             )
         )
         self.log = directory / "node.log"
@@ -123,18 +182,24 @@ class _Node:
             time.sleep(0.1)
 
     def answered_at(self) -> dict[int, float]:
-        """SIPp call number → wall-clock answer time (UTC epoch seconds)."""
-        db = self.directory / "data" / "db.sqlite3"
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            rows = conn.execute(
-                "SELECT caller, answered_at FROM incidents WHERE answered_at IS NOT NULL"
-            ).fetchall()
+        """SIPp call number → wall-clock answer time (UTC epoch seconds), from the
+        shared store: answered by either node."""
+        rows = _query(
+            self.dsn, "SELECT caller, answered_at FROM incidents WHERE answered_at IS NOT NULL"
+        )
         out: dict[int, float] = {}
         for caller, answered in rows:
             number = str(caller).removeprefix(CALLER_PREFIX)
             if number.isdigit():
                 out[int(number)] = _epoch(answered)
         return out
+
+    def wait_for(self, event: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while event not in self.log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no {event} in the node's log:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -197,11 +262,37 @@ def _scenario(directory: Path, settings: FailoverSettings) -> Path:
     return path
 
 
-def run_failover(label: str, timers: EdgeTimers, settings: FailoverSettings) -> FailoverFigures:
+def _cut_calls(dsn: str, killed: float) -> tuple[int, list[float], float | None]:
+    """Calls the kill cut: how many, the audio each lost (s), kill → last callback task."""
+    rows = _query(
+        dsn,
+        "SELECT i.id, r.started_at, coalesce((SELECT sum(length(c.data)) FROM recording_chunks c"
+        " WHERE c.recording_id = r.id AND c.at <= %s), 0)"
+        " FROM incidents i LEFT JOIN recordings r ON r.incident_id = i.id"
+        " WHERE i.status = 'interrupted'",
+        killed,
+    )
+    lost = [
+        max(0.0, (killed - float(str(started))) - max(0, int(str(stored)) - WAV_HEADER)
+            / STEREO_BYTES_PER_S)
+        for _, started, stored in rows
+        if started is not None
+    ]  # fmt: skip
+    ((last,),) = _query(
+        dsn,
+        "SELECT max(c.created_at) FROM callbacks c JOIN incidents i ON i.id = c.incident_id"
+        " WHERE i.status = 'interrupted'",
+    )
+    return len({r[0] for r in rows}), lost, None if last is None else _epoch(last) - killed
+
+
+def run_failover(
+    label: str, timers: EdgeTimers, settings: FailoverSettings, dsn: str
+) -> FailoverFigures:
     with tempfile.TemporaryDirectory(prefix="cc112-failover-") as tmp:
         base = Path(tmp)
-        a = _Node(base / "a", (34000, 34399))
-        b = _Node(base / "b", (34400, 34799))
+        a = _Node(base / "a", (34000, 34399), dsn)
+        b = _Node(base / "b", (34400, 34799), dsn)
         edge_port = _free_port()
         cfg = render(
             EdgeSettings(
@@ -222,6 +313,7 @@ def run_failover(label: str, timers: EdgeTimers, settings: FailoverSettings) -> 
         watch = _LogWatch(edge_log, rf"node sip:127\.0\.0\.1:{a.sip_port} (down|failed)")
         try:
             a.start()
+            a.wait_for('"after": "leader"')  # A holds the lock before B starts
             b.start()
             (base / "run").mkdir()
             with edge_log.open("wb") as log:
@@ -255,6 +347,8 @@ def run_failover(label: str, timers: EdgeTimers, settings: FailoverSettings) -> 
             run_s = time.monotonic() - began
             watch.stop()
             time.sleep(1.0)  # the last answers reach the store
+            b.wait_for('"event": "takeover"', 60)
+            interrupted, lost_audio, callbacks_s = _cut_calls(dsn, killed)
             before = {n for n, t in a.answered_at().items() if t <= killed}
 
             def in_time(n: int, t: float) -> bool:
@@ -270,6 +364,10 @@ def run_failover(label: str, timers: EdgeTimers, settings: FailoverSettings) -> 
                 detect_s=None if watch.seen_at is None else watch.seen_at - killed,
                 first_answer_s=min(after.values()) - killed if after else None,
                 run_s=run_s,
+                interrupted=interrupted,
+                audio_lost_mean_s=sum(lost_audio) / len(lost_audio) if lost_audio else None,
+                audio_lost_max_s=max(lost_audio, default=None),
+                callbacks_s=callbacks_s,
             )
         finally:
             watch.stop()
@@ -285,6 +383,15 @@ def run_failover(label: str, timers: EdgeTimers, settings: FailoverSettings) -> 
             b.stop()
 
 
+def _audio(f: FailoverFigures) -> str:
+    if f.audio_lost_mean_s is None or f.audio_lost_max_s is None:
+        return "no call cut"
+    return (
+        f"{f.audio_lost_mean_s:.2f} s mean, {f.audio_lost_max_s:.2f} s worst"
+        f" ({f.interrupted} calls cut)"
+    )
+
+
 def _s(value: float | None) -> str:
     return "not within the run" if value is None else f"{value:.2f} s"
 
@@ -294,19 +401,19 @@ def markdown(figures: list[FailoverFigures], settings: FailoverSettings) -> str:
         "| timers | placed | answered before kill | answered after kill | lost"
         " | time to detect | time to first call answered in patience"
         " | audio lost / interrupted call | time to callbacks queued |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for f in figures:
         rows.append(
             f"| {f.label} | {f.placed} | {f.answered_before_kill} | {f.answered_after_kill}"
-            f" | {f.lost} | {_s(f.detect_s)} | {_s(f.first_answer_s)} | n/a (issue 14)"
-            " | n/a (leader takeover) |"
+            f" | {f.lost} | {_s(f.detect_s)} | {_s(f.first_answer_s)}"
+            f" | {_audio(f)} | {_s(f.callbacks_s)} |"
         )
     return (
         f"Two nodes on loopback behind Kamailio 5.6; SIPp trunk calls at {settings.rate:g}/s"
         f" for {settings.duration_s:g} s, `kill -9` of node A at {settings.kill_at_s:g} s;"
-        f" a caller waits {settings.patience_s:g} s for an answer. Both nodes take calls"
-        " (no leader election yet): this measures the edge's detection and failover.\n\n"
+        f" a caller waits {settings.patience_s:g} s for an answer. The nodes share one"
+        " PostgreSQL; A is the leader (advisory lock), B takes over when A dies.\n\n"
         + "\n".join(rows)
         + "\n\nShipped: tm fr_timer 1 s for probes and node-bound INVITEs, probes every 1 s,"
         " one failed probe marks a node down. Kamailio defaults: fr_timer 30 s,"
@@ -324,10 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = FailoverSettings()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    figures = [
-        run_failover("shipped (deploy/kamailio)", DEFAULT_TIMERS, settings),
-        run_failover("Kamailio defaults", KAMAILIO_DEFAULT_TIMERS, settings),
-    ]
+    with tempfile.TemporaryDirectory(prefix="cc112-failover-pg-") as tmp:
+        pg = _Postgres(Path(tmp))
+        pg.start()
+        try:
+            figures = [
+                run_failover("shipped (deploy/kamailio)", DEFAULT_TIMERS, settings,
+                             pg.database("shipped")),
+                run_failover("Kamailio defaults", KAMAILIO_DEFAULT_TIMERS, settings,
+                             pg.database("defaults")),
+            ]  # fmt: skip
+        finally:
+            pg.stop()
     body = markdown(figures, settings)
     if args.no_write:
         print(body)

@@ -686,6 +686,7 @@ class EmergencyCall:
                 display=f"112 {self.category.upper()} {self.caller_number}",
                 peer=binding.target,
                 purpose="offer",
+                extra_headers=[("Route", v) for v in binding.route_set],  # issue 15: Path
             )
         except Exception as exc:  # noqa: BLE001 - no ports, a send error: next operator
             self.log.error("offer_not_sent", operator=operator, error=repr(exc))

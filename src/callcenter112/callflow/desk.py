@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from .. import acd as acd_mod
 from ..acd import Acd, AcdAction
+from ..cluster.role import NodeRole
 from ..logs import get_logger
 from ..records import Store
 from ..sip.registrar import (
@@ -47,6 +48,7 @@ class DeskHost(Protocol):
     store: Store
     registrar: Registrar
     operator_users: set[str]
+    role: NodeRole  # issue 15: only the leader (or a draining node) offers calls
 
     @property
     def calls(self) -> Mapping[str, DeskCall]: ...
@@ -89,6 +91,8 @@ class Desk:
         centre = self.centre
         changed = False
         for a in actions:
+            if isinstance(a, acd_mod.OfferCall) and not centre.role.runs_acd():
+                continue  # issue 15: not the leader; the offer times out and is made again
             if isinstance(a, acd_mod.OfferCall):
                 self._post(a.call_ref, AcdOffer(a.operator, a.deadline))
             elif isinstance(a, acd_mod.CancelOffer):

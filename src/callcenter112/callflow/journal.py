@@ -38,6 +38,7 @@ from ..incidents import LegQuality, LegRole, Status
 from ..media.g711 import Codec
 from ..media.recorder import IncidentRecorder, RecordingInfo
 from ..records import Store, seal_recording
+from .failover import before_deadline, close_later
 
 __all__ = [
     "Journal",
@@ -95,6 +96,8 @@ class Recorders(Protocol):
 
     async def close_recorder(self, rec: IncidentRecorder) -> RecordingInfo: ...
 
+    def watch_recording(self, rec: IncidentRecorder, recording_id: int | None) -> None: ...
+
 
 def recording_path(
     recordings_dir: Path, incident_id: str | None, name: str, *, first_suffix: int | None = None
@@ -124,6 +127,9 @@ class Journal:
     log: Any  # a bound structlog logger (call and incident ids)
     incident_id: str | None = None
     failures: list[WriteFailed] = field(default_factory=list)
+    # Issue 14: the create still waits for the database; its close is applied when it lands.
+    create_pending: bool = False
+    pending_close: tuple[Status, float, str] | None = None
 
     def _failed(self, kind: WriteKind, what: str, exc: BaseException) -> None:
         failure = WriteFailed(kind=kind, what=what, error=str(exc), incident_id=self.incident_id)
@@ -142,12 +148,29 @@ class Journal:
         """The incident, durably, before the caller is answered; None if the
         store failed (the caller is answered anyway)."""
         try:
-            self.incident_id = await self.store.create_incident(**fields)
+            # Issue 14: answered after a short deadline while the database is away.
+            self.incident_id = await before_deadline(
+                self.store.create_incident(**fields), late=self._created_late
+            )
         except Exception as exc:  # noqa: BLE001 - the rule: answer without a record
             self._failed(WriteKind.CREATE, "incident", exc)
             return None
+        if self.incident_id is None:
+            self.create_pending = True
+            self.log.critical("incident_create_pending", store=str(self.store.health()))
+            return None
         self.log = self.log.bind(incident_id=self.incident_id)
         return self.incident_id
+
+    def _created_late(self, incident_id: str) -> None:
+        """Issue 14: the create landed after the answer; later writes carry it."""
+        self.incident_id = incident_id
+        self.log = self.log.bind(incident_id=incident_id)
+        self.log.warning("incident_created_late")
+        self.create_pending = False
+        if self.pending_close is not None:  # the call ended first
+            status, ended_at, reason = self.pending_close
+            close_later(self.close_incident(status, ended_at=ended_at, reason=reason))
 
     async def event(self, kind: str, detail: Mapping[str, Any] | str | None = None) -> bool:
         if self.incident_id is None:
@@ -219,6 +242,8 @@ class Journal:
 
     async def close_incident(self, status: Status, *, ended_at: float, reason: str) -> bool:
         if self.incident_id is None:
+            if self.create_pending:  # issue 14: closed once the create lands
+                self.pending_close = (status, ended_at, reason)
             return False
         try:
             await self.store.close_incident(
@@ -259,6 +284,7 @@ class Journal:
             self._failed(WriteKind.RECORDING_OPEN, f"file {path.name}", exc)
             await self._mark_lost(recording_id, f"open failed: {exc}")
             return None
+        self.recorders.watch_recording(recorder, recording_id)  # issue 14: chunks to the store
         return OpenRecording(path=path, recorder=recorder, recording_id=recording_id)
 
     async def seal_recording(self, recording: OpenRecording) -> RecordingEnd:

@@ -7,7 +7,7 @@ script includes), `dispatcher.list` and a db_text directory for `secfilter`.
 `render()` writes that directory; `kamailio -c -f DIR/kamailio.cfg` checks it;
 `kamcmd -s unix:DIR/kamailio.ctl …` talks to the running edge.
 
-Timers (docs/deployment-kamailio.md): with Kamailio's defaults a dead node is
+Timers (docs/deployment.md): with Kamailio's defaults a dead node is
 noticed only when tm's 30 s `fr_timer` ends a probe or a call attempt
 (kamailio#3446). The edge's probes are tm transactions too, so `fr_timer_ms`
 bounds how long one failed probe takes, and detection of a dead node takes at

@@ -17,12 +17,16 @@ there is no lease to expire and no clock to trust.
     `timeout_s`); an error or a timeout → drop the connection → FENCED.
 `drain()` releases the lock on purpose for a planned switch-over (LEADER →
 DRAINING) and `drained()` ends it (→ FOLLOWER) once the node's calls ended.
+While it drains the node holds the "calls in progress" lock (`lock_key + 1`)
+in shared mode; the new leader's takeover waits in `peers_idle()` until no
+node holds it, so it never marks a draining node's live calls `interrupted`.
+A draining node that dies frees it with its session.
 
 Fencing order: a leader cut off from the database fences itself within
 `check_s + timeout_s` (3 s by default). The server frees the lock of a
 session it can no longer reach only when its TCP keepalive gives up
 (`tcp_keepalives_idle/interval/count`: set them to ≥ 8 s in total, see
-docs/deployment-kamailio.md), so the old leader has stopped taking calls
+docs/deployment.md), so the old leader has stopped taking calls
 before the other node can take the lock. A clean death (kill -9, the
 machine's kernel closing the socket) frees the lock at once.
 
@@ -80,6 +84,7 @@ class Leadership:
         self._on_change = on_change
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
         self._stopping = asyncio.Event()
+        self._release_busy = False  # drained(): give the shared busy lock back
 
     def _apply(self, cause: RoleInput) -> RoleChanged | None:
         change = self.role.apply(cause, self._clock())
@@ -127,6 +132,9 @@ class Leadership:
                 return s.retry_s
             self._apply(RoleInput.DATABASE_BACK)
         try:
+            if self._release_busy:
+                await self._query("SELECT pg_advisory_unlock_shared(%s)", self._busy_key)
+                self._release_busy = False
             if self.role.role is Role.FOLLOWER:
                 row = await self._query("SELECT pg_try_advisory_lock(%s)", s.lock_key)
                 if row is not None and row[0] is True:
@@ -150,6 +158,26 @@ class Leadership:
         finally:
             await self._drop()
 
+    @property
+    def _busy_key(self) -> int:
+        key = self.settings.lock_key + 1
+        return key if key < 2**63 else -(2**63)
+
+    async def peers_idle(self) -> None:
+        """Return once no other node is draining calls (see the module doc)."""
+        import psycopg
+
+        while not self._stopping.is_set():
+            if self._conn is not None and not self._conn.closed:
+                try:
+                    row = await self._query("SELECT pg_try_advisory_lock(%s)", self._busy_key)
+                    if row is not None and row[0] is True:
+                        await self._query("SELECT pg_advisory_unlock(%s)", self._busy_key)
+                        return
+                except (OSError, TimeoutError, psycopg.Error):
+                    pass
+            await asyncio.sleep(self.settings.retry_s)
+
     def stop(self) -> None:
         self._stopping.set()
 
@@ -160,6 +188,7 @@ class Leadership:
             import psycopg
 
             try:
+                await self._query("SELECT pg_advisory_lock_shared(%s)", self._busy_key)
                 await self._query("SELECT pg_advisory_unlock(%s)", self.settings.lock_key)
             except (OSError, TimeoutError, psycopg.Error):
                 await self._drop()  # the lock went with the session anyway
@@ -167,7 +196,10 @@ class Leadership:
 
     def drained(self) -> RoleChanged | None:
         """The draining node's last call ended: it is a follower again."""
-        return self._apply(RoleInput.LEADERSHIP_RELEASED)
+        change = self._apply(RoleInput.LEADERSHIP_RELEASED)
+        if change is not None:
+            self._release_busy = True  # by the next step(), on the lock's session
+        return change
 
     async def close(self) -> None:
         await self._drop()

@@ -21,12 +21,15 @@ def node_config(
     data: Path,
     edge_networks: tuple[str, ...],
     operators: tuple[tuple[str, str], ...] = (("op1", "secret1"),),
+    database: str | None = None,
 ) -> str:
     """A node whose only trunk is the edge (calls arrive from the edge's address).
 
     The nodes listen on namespace addresses, not loopback, so their softphone
     secrets are HA1 digests (issue 11: no plain-text password off loopback)
-    and the edge is trusted to add Path to REGISTERs."""
+    and the edge is trusted to add Path to REGISTERs. With `database` (a
+    postgresql:// DSN shared by the nodes) the node runs in the cluster: the
+    leader is the node holding the lock (issue 15); without it, SQLite in `data`."""
 
     def ha1(user: str, password: str, algorithm: str) -> str:
         return hashlib.new(algorithm, f"{user}:callcenter112:{password}".encode()).hexdigest()
@@ -39,6 +42,8 @@ def node_config(
         for user, password in operators
     )
     allow = ", ".join(f'"{n}"' for n in edge_networks)
+    store = f'"{database}"' if database else f'"{data / "db.sqlite3"}"'
+    cluster = "[cluster]\nenabled = true\n" if database else ""
     return f"""
 [sip]
 listen = "{listen}:{sip_port}"
@@ -49,7 +54,7 @@ path_proxies = [{allow}]
 [rtp]
 ports = "{rtp[0]}-{rtp[1]}"
 [storage]
-database = "{data / "db.sqlite3"}"
+database = {store}
 recordings = "{data / "recordings"}"
 [web]
 listen = "{listen}:{web_port}"
@@ -62,4 +67,4 @@ input_timeout_s = 1
 name = "edge"
 allow = [{allow}]
 numbers = ["112", "urn:service:sos"]
-{ops}"""
+{ops}{cluster}"""

@@ -15,11 +15,15 @@ idempotent and removes every process (by pid file, then whatever is left in
 the namespaces), link and namespace it made, then the state directory's
 run files. Needs root (ip netns).
 
-The nodes use SQLite in their own directories until the PostgreSQL store
-(issue 14) is merged; then their `[storage] database` becomes the multi-host
-DSN `postgresql://10.112.0.21,10.112.0.22/callcenter112?target_session_attrs=read-write`
-(node_config's `data` → a `database` argument) and `[cluster] enabled = true`.
-The databases already run, the standby streaming from the primary.
+The nodes share the PostgreSQL store through the multi-host DSN
+`postgresql://postgres@10.112.0.21,10.112.0.22/callcenter112?target_session_attrs=read-write`
+with `[cluster] enabled = true`: the leader is the node holding the advisory
+lock (issue 15). The standby streams synchronously from the primary
+(`synchronous_standby_names = '*'`), and the primary's TCP keepalives
+(idle 2 s, interval 1 s, 3 probes) free a partitioned leader's lock in ~5 s,
+after that leader has fenced itself (check_s + timeout_s = 3 s).
+`cut node1` / `heal node1` take a part's link down and up inside its
+namespace (a network partition); `sql "…"` queries the current primary.
 """
 
 from __future__ import annotations
@@ -103,6 +107,14 @@ class Topology:
 
     def address(self, part: str) -> str:
         return _BY_NAME[part].address
+
+    @property
+    def dsn(self) -> str:
+        hosts = ",".join(f"{self.address(p)}:{PG_PORT}" for p in ("dbp", "dbs"))
+        return (
+            f"postgresql://postgres@{hosts}/callcenter112"
+            "?target_session_attrs=read-write&connect_timeout=2"
+        )
 
     def exec_in(self, part: str, *cmd: str) -> list[str]:
         return ["ip", "netns", "exec", self.ns(part), *cmd]
@@ -209,12 +221,19 @@ class Topology:
                           "-D", str(standby / "data"), "-R", "-X", "stream", "-c", "fast"),
         )  # fmt: skip
         self._pg_start("dbs")
+        # Synchronous from now on (before the standby existed every COMMIT would wait).
+        for sql in ("ALTER SYSTEM SET synchronous_standby_names = '*'", "SELECT pg_reload_conf()"):
+            _run(
+                *self.exec_in("dbp", "runuser", "-u", "postgres", "--", str(PG_BIN / "psql"),
+                              "-h", str(primary), "-p", str(PG_PORT), "-At", "-c", sql),
+            )  # fmt: skip
 
     def _pg_start(self, part: str) -> None:
         d = self.state / part
         options = (
             f"-c listen_addresses={self.address(part)} -c port={PG_PORT} "
-            f"-c unix_socket_directories={d}"
+            f"-c unix_socket_directories={d} -c tcp_keepalives_idle=2 "
+            "-c tcp_keepalives_interval=1 -c tcp_keepalives_count=3"
         )
         _run(
             *self.exec_in(part, "runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"),
@@ -232,6 +251,7 @@ class Topology:
             rtp=(20000, 20199),
             data=d / "data",
             edge_networks=(f"{self.address('edge')}/32",),
+            database=self.dsn,
         )
         (d / "callcenter112.toml").write_text(config)
         self._spawn(
@@ -343,6 +363,29 @@ class Topology:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
+    def link(self, part: str, *, up: bool) -> None:
+        """A network partition: `part`'s only link down (or up again) in its namespace."""
+        if part not in _BY_NAME:
+            raise ValueError(f"{part!r} is not one of {', '.join(_BY_NAME)}")
+        _run(*self.exec_in(part, "ip", "link", "set", "eth0", "up" if up else "down"))
+
+    def sql(self, query: str) -> str:
+        """`query` on the current primary (psql -At: one row a line, `|` between)."""
+        for part in ("dbp", "dbs"):
+            out = subprocess.run(
+                self.exec_in(part, "runuser", "-u", "postgres", "--", str(PG_BIN / "psql"),
+                             "-h", str(self.state / part), "-p", str(PG_PORT), "-At",
+                             "-d", "callcenter112", "-c", "SELECT pg_is_in_recovery()"),
+                check=False, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if out.stdout.strip() == "f":
+                return _run(
+                    *self.exec_in(part, "runuser", "-u", "postgres", "--", str(PG_BIN / "psql"),
+                                  "-h", str(self.state / part), "-p", str(PG_PORT), "-At",
+                                  "-d", "callcenter112", "-c", query),
+                )  # fmt: skip
+        raise RuntimeError("no primary database is running")
+
     def rotation(self, part: str, *, taking_calls: bool) -> None:
         """Take a node out of the edge's rotation (planned switch-over) or back in."""
         if part not in ("node1", "node2"):
@@ -434,13 +477,20 @@ def _terminate(pid: int, grace: float = 5.0) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status", "call", "kill", "out", "in"])
     parser.add_argument(
-        "part", nargs="?", help="kill: node1, node2, edge or ops; out/in: node1 or node2"
+        "command",
+        choices=["start", "stop", "status", "call", "kill", "out", "in", "cut", "heal", "sql"],
+    )
+    parser.add_argument(
+        "part",
+        nargs="?",
+        help="kill: node1, node2, edge or ops; out/in: node1 or node2; cut/heal: any part;"
+        " sql: the query",
     )
     parser.add_argument("--name", default="cc112", help="namespace prefix (1-6 characters)")
     parser.add_argument("--state", type=Path, default=None, help="state directory")
     parser.add_argument("--calls", type=int, default=1, help="for `call`: how many")
+    parser.add_argument("--caller", default="0819000001", help="for `call`: the number")
     parser.add_argument("--no-operator", action="store_true", help="no baresip operator")
     args = parser.parse_args(argv)
     state = args.state or Path(os.environ.get("TMPDIR", "/tmp")) / f"callcenter112-{args.name}"
@@ -455,10 +505,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(topo.status(), indent=2))
         elif args.command == "kill":
             topo.kill(str(args.part))
+        elif args.command in ("cut", "heal"):
+            topo.link(str(args.part), up=args.command == "heal")
+        elif args.command == "sql":
+            print(topo.sql(str(args.part)), end="")
         elif args.command in ("out", "in"):
             topo.rotation(str(args.part), taking_calls=args.command == "in")
         else:
-            return topo.call(calls=args.calls)
+            return topo.call(calls=args.calls, caller=args.caller)
     except (RuntimeError, ValueError) as exc:
         print(f"cluster: {exc}", file=sys.stderr)
         return 1

@@ -55,7 +55,7 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..logs import get_logger
 from ..media import g711
@@ -85,6 +85,9 @@ from ..rtp.rtcp import (
 from ..rtp.session import IncomingStream, Latch, LatchVerdict, OutgoingStream, StreamStats
 from ..rtp.srtp import SrtpContext, SrtpError
 from .rtp_transport import RtpPort, RtpSocketPool
+
+if TYPE_CHECKING:
+    from ..callflow.failover import ChunkShipping
 
 __all__ = ["Conference", "MediaEngine", "MediaLeg"]
 
@@ -517,6 +520,8 @@ class MediaEngine:
         # Issue 11: a recording the disk refuses is held and retried by the recorder; its
         # degraded/recovered changes reach the call flow here, on the loop.
         self.on_recording_health: Callable[[IncidentRecorder, RecordingHealth], None] | None = None
+        # Issue 14: each flush's new bytes go to the replicated store (callflow/failover.py).
+        self.chunk_shipping: ChunkShipping | None = None
 
     # -- clock -------------------------------------------------------------------
 
@@ -580,6 +585,11 @@ class MediaEngine:
         self.recorders.add(rec)
         return rec
 
+    def watch_recording(self, rec: IncidentRecorder, recording_id: int | None) -> None:
+        """Issue 14: ship `rec` to the store in chunks (when the store keeps copies)."""
+        if self.chunk_shipping is not None:
+            self.chunk_shipping.watch(rec, recording_id, rec.path)
+
     async def close_recorder(self, rec: IncidentRecorder) -> RecordingInfo:
         self.recorders.discard(rec)
         now = self.loop.time()
@@ -625,6 +635,8 @@ class MediaEngine:
 
         if recorders:
             await asyncio.to_thread(flush_all)
+            if self.chunk_shipping is not None:  # issue 14: ≤ 2 s lost with the node
+                self.chunk_shipping.after_flush(recorders, self.recorders)
         for rec in recorders:
             for change in rec.take_health():
                 if isinstance(change, RecordingDegraded):

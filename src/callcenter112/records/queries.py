@@ -318,7 +318,9 @@ class StoreQueries:
                 callback_number(row["caller"]),
                 status.value,
                 at,
-                priority=_silent_incident(conn, incident_id),  # issue 12
+                # A call the system cut (crash, lost node, capacity: `interrupted`)
+                # or a silent caller who hung up (issue 12) is called back first.
+                priority=status is Status.INTERRUPTED or _silent_incident(conn, incident_id),
             )
 
         return await self._write(run)

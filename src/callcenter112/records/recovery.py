@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from ..incidents import IncidentError, IncidentQuery, Recording, Status
 from .evidence import seal_recording, wav_info
 from .protocol import Store
 
-__all__ = ["RecoveryReport", "recover_after_crash"]
+__all__ = ["RecoveryReport", "interrupt_active", "recover_after_crash", "seal_partial"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,6 +58,61 @@ def _repair_detail(result: object) -> object:
     return str(result)
 
 
+async def interrupt_active(
+    store: Store,
+    now: float,
+    *,
+    reason: str,
+    into: tuple[list[str], list[int], list[str]],
+    keep: Collection[str] = (),
+) -> None:
+    """Every `active` incident not in `keep` becomes `interrupted` with a callback
+    task (oldest first); appends to `into` = (interrupted ids, callback ids, problems).
+    Shared by crash recovery and a cluster node's takeover (callflow/failover.py)."""
+    interrupted, callbacks, problems = into
+    active = [
+        inc.id
+        async for inc in store.iter_incidents(IncidentQuery(status=Status.ACTIVE))
+        if inc.id not in keep
+    ]
+    active.reverse()  # oldest first: callback tasks are then listed in arrival order
+    for incident_id in active:
+        try:
+            callback_id = await store.close_incident(
+                incident_id, status=Status.INTERRUPTED, at=now, ended_at=None, reason=reason
+            )
+        except IncidentError as exc:
+            problems.append(f"{incident_id}: {exc}")
+            continue
+        interrupted.append(incident_id)
+        if callback_id is not None:
+            callbacks.append(callback_id)
+
+
+async def seal_partial(
+    store: Store, rec: Recording, recordings_dir: Path, now: float, detail: dict[str, object]
+) -> Recording:
+    """Seal an open recording's file as it is now and say so on the incident's timeline
+    (`recording_recovered` with `detail`)."""
+    path = recordings_dir / rec.path
+    try:
+        info = await asyncio.to_thread(wav_info, path)
+    except OSError:
+        info = None
+    entry = await seal_recording(
+        store,
+        rec.incident_id,
+        path,
+        recordings_dir=recordings_dir,
+        channels=info.channels if info else rec.channels,
+        duration_s=info.duration_s if info else None,
+        codec=rec.codec,
+        sealed_at=now,
+    )
+    await store.add_event(rec.incident_id, "recording_recovered", detail, at=now)
+    return entry
+
+
 async def recover_after_crash(
     store: Store,
     recordings_dir: Path,
@@ -84,23 +139,10 @@ async def recover_after_crash(
     lost: list[str] = []
     problems: list[str] = []
 
-    active = [inc.id async for inc in store.iter_incidents(IncidentQuery(status=Status.ACTIVE))]
-    active.reverse()  # oldest first: callback tasks are then listed in arrival order
-    for incident_id in active:
-        try:
-            callback_id = await store.close_incident(
-                incident_id,
-                status=Status.INTERRUPTED,
-                at=now,
-                ended_at=None,
-                reason="server restarted while the call was up",
-            )
-        except IncidentError as exc:
-            problems.append(f"{incident_id}: {exc}")
-            continue
-        interrupted.append(incident_id)
-        if callback_id is not None:
-            callbacks.append(callback_id)
+    await interrupt_active(
+        store, now, reason="server restarted while the call was up",
+        into=(interrupted, callbacks, problems),
+    )  # fmt: skip
     stray = await store.close_stray_legs(reason="server_restart")
     operators = await store.close_operator_states(reason="server_restart", at=now)
 
@@ -115,27 +157,8 @@ async def recover_after_crash(
             repaired = await asyncio.to_thread(repair, path)
         except Exception as exc:  # noqa: BLE001 - evidence is sealed as found, never dropped
             problems.append(f"{rec.path}: repair failed ({exc}); sealed as found")
-        try:
-            info = await asyncio.to_thread(wav_info, path)
-        except OSError:
-            info = None
-        entry = await seal_recording(
-            store,
-            rec.incident_id,
-            path,
-            recordings_dir=recordings_dir,
-            channels=info.channels if info else rec.channels,
-            duration_s=info.duration_s if info else None,
-            codec=rec.codec,
-            sealed_at=now,
-        )
-        await store.add_event(
-            rec.incident_id,
-            "recording_recovered",
-            {"path": rec.path, "repair": _repair_detail(repaired)},
-            at=now,
-        )
-        sealed.append(entry)
+        detail = {"path": rec.path, "repair": _repair_detail(repaired)}
+        sealed.append(await seal_partial(store, rec, recordings_dir, now, detail))
 
     report = RecoveryReport(
         interrupted=tuple(interrupted),

@@ -41,6 +41,7 @@ from ..incidents import IncidentError
 from ..live import ControlError, LiveCenter
 from ..records import Store, StoreError
 from . import api, audit, console, reports, signin, telecom, telecom_admin, wallboard
+from . import cluster as cluster_web
 from . import location as location_web
 from . import watchlist as watchlist_web  # issue 12
 from .areas import load_city_areas
@@ -173,6 +174,7 @@ def create_app(
         *api.routes(),
         *location_web.routes(),
         *watchlist_web.routes(),  # issue 12
+        *cluster_web.routes(),  # issues 14, 15: role and database outage
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=str(_STATIC)), name="static"),

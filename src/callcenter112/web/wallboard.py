@@ -32,6 +32,7 @@ from ..incidents import SLA_THRESHOLDS_S, CallbackResult
 from ..live import LiveEvent, LiveSnapshot, SupervisionMode
 from ..numerals import is_ascii_digits
 from .bodies import WebError
+from .cluster import no_sla, node_role, status_json
 from .console import category_labels
 from .context import Call, WebContext, guarded
 from .live_stream import SseMessage, event_stream
@@ -89,6 +90,8 @@ async def _values(ctx: WebContext, snapshot: LiveSnapshot, wanted: set[str]) -> 
         "alert_s": ctx.config.web.wait_alert_s,
         "categories": category_labels(ctx.config),  # issue 12: the city's categories
         "snapshot": snapshot,
+        # Issues 14, 15: the outage banner (web/cluster.py).
+        "cluster": status_json(ctx.store.health(), node_role(ctx.live)),
     }
     if "waiting" in wanted:
         waiting = sorted(snapshot.waiting, key=lambda w: w.position)
@@ -99,11 +102,16 @@ async def _values(ctx: WebContext, snapshot: LiveSnapshot, wanted: set[str]) -> 
             oldest_arrival=oldest,
             alert=oldest is not None and now - oldest >= ctx.config.web.wait_alert_s,
         )
+    # Issue 14: during a database outage the board shows the live sections and the banner.
+    reads = values["cluster"]["store"]["available"]
     if "sla" in wanted:
-        values["sla"] = await ctx.store.sla_summary(since=ctx.local_midnight(now))
+        since = ctx.local_midnight(now)
+        values["sla"] = await ctx.store.sla_summary(since=since) if reads else no_sla(since)
         values["thresholds"] = SLA_THRESHOLDS_S
     if "callbacks" in wanted:
-        values["callbacks"] = await ctx.store.list_callbacks(open_only=True, limit=100)
+        values["callbacks"] = (
+            await ctx.store.list_callbacks(open_only=True, limit=100) if reads else []
+        )
         values["outcomes"] = CALLBACK_OUTCOMES
         values["results"] = ATTEMPT_RESULTS
     return values
