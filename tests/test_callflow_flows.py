@@ -1,0 +1,167 @@
+"""The call flow driven end to end over a fake wire and a fake clock (issue 10).
+
+Each test runs the real `Centre`, desk/ACD, hand-off and journal on a real
+SQLite store (tests/callflow_harness.py); only the SIP transport and the
+clock are fakes. No test here waits for a real timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callcenter112.callflow.phases import Phase
+from callcenter112.incidents import Incident, RecordingStatus, Status
+from callcenter112.sip.message import Request
+from callflow_harness import Caller, CallflowHarness, Phone, sdp_offer
+from harness import Operator
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[CallflowHarness]:
+    harness = await CallflowHarness.open(tmp_path, operators=[Operator("op1", "secret1")])
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def test_a_call_is_answered_queued_offered_talked_and_ended(h: CallflowHarness) -> None:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    call = h.call()
+    assert call.phase is Phase.IVR
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite, 180)
+    await op.answer(invite)
+    assert call.phase is Phase.TALKING
+    await h.advance(2.0)
+    await caller.bye()
+    await h.settle()
+    assert call.done
+    assert h.leaks() == (0, 0)
+    assert op.dialog_requests("BYE"), "the operator's leg is hung up"
+
+
+async def talking(h: CallflowHarness) -> tuple[Caller, Phone, Request]:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite)
+    assert h.call().phase is Phase.TALKING
+    return caller, op, invite
+
+
+async def incident(h: CallflowHarness) -> Incident:
+    (incident_id,) = h.incident_ids
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    return record.incident
+
+
+async def test_the_ended_call_leaves_a_closed_incident_and_a_sealed_recording(
+    h: CallflowHarness,
+) -> None:
+    caller, _, _ = await talking(h)
+    await h.advance(1.0)
+    await caller.bye()
+    assert await h.check_ended() == []
+    inc = await incident(h)
+    assert inc.status is Status.COMPLETED
+    record = await h.store.get_incident(inc.id)
+    assert record is not None and record.recordings
+    assert {r.status for r in record.recordings} == {RecordingStatus.SEALED}
+
+
+async def test_a_caller_who_hangs_up_in_the_ivr_is_abandoned(h: CallflowHarness) -> None:
+    caller = Caller(h)
+    await caller.answered()
+    await h.advance(0.5)
+    await caller.bye()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.ABANDONED
+
+
+async def test_the_operator_hanging_up_ends_the_call_for_the_caller(h: CallflowHarness) -> None:
+    caller, op, invite = await talking(h)
+    await op.request_in(invite, "BYE", 1)
+    assert len(caller.byes()) == 1
+    await caller.answer_requests()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.COMPLETED
+
+
+async def test_a_dead_operator_phone_sends_the_caller_back_to_the_queue(h: CallflowHarness) -> None:
+    caller, op, _ = await talking(h)
+    call = h.call()
+    for _ in range(60):
+        if call.phase is Phase.QUEUE:
+            break
+        await h.advance(1.0)
+        await caller.answer_requests()  # the caller's side answers its OPTIONS probe
+    assert call.phase is Phase.QUEUE
+    assert call.operator_leg is None
+    assert op.dialog_requests("OPTIONS"), "the silent phone was probed first"
+    record = await h.store.get_incident(h.incident_ids[0])
+    assert record is not None
+    assert any(e.kind == "operator_lost" for e in record.events)
+    await caller.bye()
+    assert await h.check_ended() == []
+
+
+async def test_operator_refuses_the_offer_and_the_call_stays_queued(h: CallflowHarness) -> None:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite, 486)
+    call = h.call()
+    assert call.phase is Phase.QUEUE and not call.offers
+    await caller.bye()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.ABANDONED
+
+
+async def test_operator_puts_the_caller_on_hold_and_takes_them_back(h: CallflowHarness) -> None:
+    caller, op, invite = await talking(h)
+    await op.request_in(
+        invite, "INVITE", 2, body=sdp_offer(op.rtp_port, direction="sendonly", version=2)
+    )
+    call = h.call()
+    assert call.phase is Phase.HOLD
+    await op.request_in(invite, "INVITE", 3, body=sdp_offer(op.rtp_port, version=3))
+    assert call.phase is Phase.TALKING
+    await caller.bye()
+    assert await h.check_ended() == []
+
+
+async def test_a_store_that_fails_mid_call_does_not_lose_the_caller(
+    h: CallflowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caller, _, _ = await talking(h)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(h.store, "add_event", broken)
+    await h.advance(1.0)
+    await caller.bye()
+    bye_answers = [r for r in caller.responses() if r.cseq.method == "BYE"]
+    assert [r.status for r in bye_answers] == [200]
+    assert not h.centre.active and h.leaks() == (0, 0)
