@@ -51,6 +51,7 @@ from harness import ROOT, SOUNDS, Operator, config_text, free_range
 __all__ = ["Caller", "CallflowHarness", "FakeClock", "Phone", "Wire", "sdp_offer"]
 
 TICK_S = 0.02
+PROXY = Peer("udp", "127.0.0.1", 5090)  # the trunk's outbound proxy: agencies, callbacks
 _seq = itertools.count(1)
 
 
@@ -235,7 +236,10 @@ class CallflowHarness:
         operators: list[Operator] | None = None,
         agencies: list[tuple[str, str]] | None = None,
         extra: str = "",
+        supervisor_phone: str = "",
     ) -> CallflowHarness:
+        """A centre on the fake wire; agencies are dialled through the trunk's
+        proxy at `PROXY` (answer there with `Phone(h, "agency", port=PROXY.port)`)."""
         self = cls(directory)
         data = directory / "data"
         data.mkdir(parents=True, exist_ok=True)
@@ -247,6 +251,8 @@ class CallflowHarness:
             operators=operators or [Operator("op1", "secret1")],
             agencies=agencies,
             extra=extra,
+            trunk_proxy_port=PROXY.port,
+            supervisor_phone=supervisor_phone,
         )
         self.config = parse_config(tomllib.loads(text), base_dir=ROOT)
         real = asyncio.get_running_loop()

@@ -7,15 +7,17 @@ clock are fakes. No test here waits for a real timer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from callcenter112.callflow.phases import Phase
 from callcenter112.incidents import Incident, RecordingStatus, Status
 from callcenter112.sip.message import Request
-from callflow_harness import Caller, CallflowHarness, Phone, sdp_offer
+from callflow_harness import PROXY, Caller, CallflowHarness, Phone, sdp_offer
 from harness import Operator
 
 
@@ -165,3 +167,119 @@ async def test_a_store_that_fails_mid_call_does_not_lose_the_caller(
     bye_answers = [r for r in caller.responses() if r.cseq.method == "BYE"]
     assert [r.status for r in bye_answers] == [200]
     assert not h.centre.active and h.leaks() == (0, 0)
+
+
+@pytest.fixture
+async def hx(tmp_path: Path) -> AsyncIterator[CallflowHarness]:
+    """With an agency behind the trunk's proxy and a supervisor's phone."""
+    harness = await CallflowHarness.open(
+        tmp_path,
+        operators=[Operator("op1", "secret1"), Operator("sup1", "secret2", takes_calls=False)],
+        agencies=[("fire", "113")],
+        supervisor_phone="sup1",
+    )
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def command(h: CallflowHarness, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro)
+    await h.settle()
+    await h.advance(0.1)
+    return task
+
+
+async def test_blind_transfer_bridges_the_caller_to_the_agency(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="blind", actor="op1"))
+    assert h.call().phase is Phase.TRANSFER
+    invite = agency.ringing()
+    assert invite is not None and "113" in invite.uri
+    await agency.answer(invite)
+    await h.advance(0.5)
+    await task
+    assert op.dialog_requests("BYE"), "the operator is released"
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+    inc = await incident(h)
+    assert inc.status is Status.COMPLETED and inc.transferred_at is not None
+
+
+async def test_a_busy_agency_leaves_the_caller_with_the_operator(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="blind", actor="op1"))
+    invite = agency.ringing()
+    assert invite is not None
+    await agency.answer(invite, 486)
+    await task
+    call = h.call()
+    # "The agency could not be reached" plays, then the operator has the caller back.
+    await h.until(lambda: call.phase is Phase.TALKING, within_s=30)
+    assert call.phase is Phase.TALKING and call.operator_leg is not None
+    assert not op.dialog_requests("BYE")
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert any(e.kind == "transfer_failed" for e in record.events), [e.kind for e in record.events]
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
+
+
+async def test_conference_then_the_operator_leaves(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="conference", actor="op1"))
+    invite = agency.ringing()
+    assert invite is not None
+    await agency.answer(invite)
+    await h.advance(0.5)
+    await task
+    call = h.call()
+    assert call.phase is Phase.CONFERENCE
+    leave = await command(h, h.centre.leave_conference(incident_id, actor="op1"))
+    await leave
+    assert op.dialog_requests("BYE")
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+
+
+@pytest.mark.parametrize("mode", ["listen", "whisper", "barge"])
+async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> None:
+    h = hx
+    sup = Phone(h, "sup1", "secret2", port=5085, rtp_port=43000)
+    await sup.register()
+    caller, op, _ = await talking(h)
+    (incident_id,) = h.incident_ids
+    task = await command(
+        h, h.centre.supervise(incident_id, supervisor="supervisor", mode=mode, actor="supervisor")
+    )
+    invite = sup.ringing()
+    assert invite is not None
+    await sup.answer(invite)
+    await h.advance(0.5)
+    await task
+    call = h.call()
+    assert call.phase is Phase.TALKING
+    assert any(leg.name and leg.state == "answered" for leg in call.other_legs)
+    stop = await command(
+        h, h.centre.stop_supervision(incident_id, supervisor="supervisor", actor="supervisor")
+    )
+    await stop
+    assert sup.dialog_requests("BYE")
+    audits = await h.store.list_audit()
+    assert any("supervis" in a.action for a in audits), [a.action for a in audits]
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
