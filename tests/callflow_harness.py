@@ -40,9 +40,10 @@ from callcenter112.centre import Centre
 from callcenter112.config import Config, parse_config
 from callcenter112.incidents import RecordingStatus, Status
 from callcenter112.media.prompts import PromptLibrary
+from callcenter112.media.recorder import repair_wav
 from callcenter112.net.media import MediaEngine
 from callcenter112.net.rtp_transport import RtpSocketPool
-from callcenter112.records import Store, new_store
+from callcenter112.records import RecoveryReport, Store, new_store, recover_after_crash
 from callcenter112.sip.auth import authorization_for
 from callcenter112.sip.message import Headers, Request, Response, parse_message
 from callcenter112.sip.peer import Peer
@@ -227,6 +228,7 @@ class CallflowHarness:
         self.config: Config
         self._pool: RtpSocketPool
         self._incidents: set[str] = set()
+        self.crashed = False
 
     @classmethod
     async def open(
@@ -278,7 +280,27 @@ class CallflowHarness:
         self.centre.handoff = Handoff(self.centre)
         return self
 
+    async def crash_and_recover(self) -> RecoveryReport:
+        """The process dies here: nothing more runs for the live calls (their
+        actors are never woken again) and the store is reopened from its file,
+        as the next start does, and crash recovery runs on it."""
+        self.crashed = True
+        self.media.legs.clear()  # the dead process's sockets are the kernel's to close
+        await self.store.close()
+        self.store = new_store(str(self.directory / "data" / "db.sqlite3"))
+        await self.store.open()
+        return await recover_after_crash(
+            self.store, self.centre.recordings_dir, self.centre.wall() + 60, repair=repair_wav
+        )
+
     async def close(self) -> None:
+        if self.crashed:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.store.close()
+            await self._pool.close()
+            return
         for call in list(self.centre.active):
             if not call.done:
                 call.post(Shutdown())
@@ -390,7 +412,7 @@ class CallflowHarness:
                 if rec.status not in (RecordingStatus.SEALED, RecordingStatus.LOST):
                     problems.append(f"{incident_id}: recording {rec.id} {rec.status}")
             for leg in record.legs:
-                if leg.ended_at is None:
+                if leg.is_open or leg.ended_at is None:
                     problems.append(f"{incident_id}: leg {leg.id} never ended")
         return problems
 

@@ -283,3 +283,63 @@ async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> 
     await caller.bye()
     await op.answer_requests()
     assert await h.check_ended() == []
+
+
+async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
+    hx: CallflowHarness,
+) -> None:
+    h = hx
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h, number="+4930555111")
+    await caller.answered()
+    await caller.bye()  # hung up in the IVR: abandoned, a callback task opens
+    (incident_id,) = h.incident_ids
+    (cb,) = await h.store.list_callbacks(open_only=True)
+    assert cb.incident_id == incident_id
+    task = await command(h, h.centre.start_callback(cb.id, operator="op1", actor="op1"))
+    await task
+    ring = op.ringing()
+    assert ring is not None
+    await op.answer(ring)
+    citizen = Phone(h, "citizen", port=PROXY.port, rtp_port=42000)
+    dialled = citizen.ringing()
+    assert dialled is not None and "4930555111" in dialled.uri
+    assert dialled.headers.get("Priority") == "psap-callback"
+    await citizen.answer(dialled)
+    await h.advance(1.0)
+    await citizen.request_in(dialled, "BYE", 1)
+    await op.answer_requests()
+    await h.advance(1.0)
+    assert op.dialog_requests("BYE"), "the operator's leg ends with the citizen's"
+    assert await h.check_ended() == []
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert len(record.recordings) == 2  # the call's and the callback's
+    (done,) = record.callbacks
+    assert done.attempts, "the attempt is kept"
+
+
+@pytest.mark.parametrize("where", ["ivr", "queue", "talking"])
+async def test_a_crash_mid_phase_leaves_an_interrupted_incident_and_no_open_recording(
+    h: CallflowHarness, where: str
+) -> None:
+    if where == "talking":
+        await talking(h)
+    else:
+        caller = Caller(h)
+        await caller.answered()
+        if where == "queue":
+            await caller.digit("1")  # no operator registered: it waits in the queue
+            assert h.call().phase is Phase.QUEUE
+    await h.advance(1.0)
+    (incident_id,) = h.incident_ids
+    report = await h.crash_and_recover()
+    assert report.interrupted == (incident_id,)
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert record.incident.status is Status.INTERRUPTED
+    assert record.recordings
+    assert {r.status for r in record.recordings} <= {RecordingStatus.SEALED, RecordingStatus.LOST}
+    assert not [leg for leg in record.legs if leg.is_open]  # closed, end time unknown
+    assert record.callbacks, "an interrupted emergency is called back"
