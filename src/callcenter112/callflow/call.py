@@ -24,7 +24,7 @@ OPTIONS probe) is an `InviteSession` (sip/session.py) — this module decides
 what to answer, never how it goes on the wire. The call's phase changes only
 through `callflow.phases.PHASE_TABLE` (`change_phase`), every incident and
 recording write goes through `callflow.journal.Journal`, and what the call
-may use of the centre is `callflow.services.CallServices`.
+may use of the centre is `callflow.services.CallServices[EmergencyCall]`.
 
 Concurrency: each call is an actor. Everything that happens to it — SIP
 requests and responses, digits, prompt ends, timers, ACD decisions, console
@@ -140,7 +140,7 @@ from .legs import (
     trunk_credentials,
 )
 from .phases import CONNECTED_PHASES, Happening, Phase, PhaseError, next_phase
-from .services import CallServices
+from .services import CallServices, Signalling
 
 __all__ = ["EmergencyCall", "OutboundLeg"]
 
@@ -166,7 +166,7 @@ class EmergencyCall:
 
     def __init__(
         self,
-        centre: CallServices,
+        centre: CallServices[EmergencyCall],
         *,
         invite: Request,
         peer: Peer,
@@ -1349,7 +1349,7 @@ class EmergencyCall:
 
 
 def outbound_request(
-    centre: CallServices,
+    centre: Signalling,
     method: str,
     *,
     request_uri: str,

@@ -54,9 +54,9 @@ from .handoff_state import HandoffState, ReferSubscription
 from .inbox import Command, LegRequest
 from .legs import OutboundLeg, ignore_event
 from .phases import Happening, Phase
+from .services import HandoffHost
 
 if TYPE_CHECKING:
-    from ..centre import Centre
     from .call import EmergencyCall
 
 __all__ = ["Handoff", "HandoffState"]
@@ -67,7 +67,7 @@ SUPERVISION_MODES = {"listen": Mode.LISTEN, "whisper": Mode.WHISPER, "barge": Mo
 
 
 class Handoff:
-    def __init__(self, centre: Centre) -> None:
+    def __init__(self, centre: HandoffHost) -> None:
         self.centre = centre
 
     # -- helpers -----------------------------------------------------------------
