@@ -16,7 +16,7 @@ import pytest
 
 from callcenter112.callflow.phases import Phase
 from callcenter112.incidents import Incident, RecordingStatus, Status
-from callcenter112.sip.message import Request
+from callcenter112.sip.message import Request, Response
 from callflow_harness import PROXY, Caller, CallflowHarness, Phone, sdp_offer
 from harness import Operator
 
@@ -343,3 +343,41 @@ async def test_a_crash_mid_phase_leaves_an_interrupted_incident_and_no_open_reco
     assert {r.status for r in record.recordings} <= {RecordingStatus.SEALED, RecordingStatus.LOST}
     assert not [leg for leg in record.legs if leg.is_open]  # closed, end time unknown
     assert record.callbacks, "an interrupted emergency is called back"
+
+
+async def test_a_refer_from_the_operator_phone_transfers_and_notifies(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, invite = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    mark = len(h.wire.sent)
+    await op.request_in(invite, "REFER", 2, extra=[("Refer-To", "<sip:113@127.0.0.1>")])
+    answers = [m for m in h.wire.to(op.peer, since=mark) if isinstance(m, Response)]
+    assert [r.status for r in answers] == [202]
+    ring = agency.ringing()
+    assert ring is not None
+    await agency.answer(ring)
+    await h.advance(0.5)
+    # one NOTIFY per CSeq (the unanswered ones are retransmitted over UDP)
+    notifies = list({n.cseq.sequence: n for n in op.dialog_requests("NOTIFY")}.values())
+    assert [n.body for n in notifies] == [b"SIP/2.0 100 Trying\r\n", b"SIP/2.0 200 OK\r\n"]
+    assert (notifies[-1].headers.get("Subscription-State") or "").startswith("terminated")
+    assert all(n.headers.get("Event") == "refer;id=2" for n in notifies)
+    await op.answer_requests()
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+
+
+async def test_a_refer_to_an_unknown_target_is_refused_and_the_call_goes_on(
+    hx: CallflowHarness,
+) -> None:
+    h = hx
+    caller, op, invite = await talking(h)
+    mark = len(h.wire.sent)
+    await op.request_in(invite, "REFER", 2, extra=[("Refer-To", "<sip:999@127.0.0.1>")])
+    answers = [m for m in h.wire.to(op.peer, since=mark) if isinstance(m, Response)]
+    assert [r.status for r in answers] == [403]
+    assert h.call().phase is Phase.TALKING
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
