@@ -52,7 +52,8 @@ BYEd (RFC 3261 §9.1, RFC 6026 §7.2) so no operator's phone is left in a
 ghost call, requests are answered, commands fail.
 
 An operator leg that goes silent while talking is probed with an in-dialog
-OPTIONS; no RTP and no answer within `PROBE_TIMEOUT_S` means the phone is
+OPTIONS; no RTP and no answer within `sip.session.PROBE_TIMEOUT_S` (the session
+reports `ProbeUnanswered` on the timer the call keeps for it) means the phone is
 gone (the caller goes back to the head of the queue and hears the
 `operator_lost` prompt). A silent caller is probed too, but only a 481 (the
 dialog is gone) ends their call: the system never hangs up on a caller
@@ -103,8 +104,8 @@ from .inbox import (
     MediaCheck,
     Message,
     OptionsResult,
-    ProbeExpired,
     PromptDone,
+    SessionTimer,
     Shutdown,
 )
 from .legs import (
@@ -132,12 +133,14 @@ class EmergencyCall(
     async def run(self) -> None:
         try:
             await self._arrive()
+            self._drive_session_timers()
             while not self.done:
                 message = await self.inbox.get()
                 try:
                     await self._handle(message)
                 except Exception:
                     self.log.exception("call_step_failed", message=type(message).__name__)
+                self._drive_session_timers()
         except asyncio.CancelledError:
             await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
             raise
@@ -227,12 +230,23 @@ class EmergencyCall(
             await self._on_media_check()
         elif isinstance(m, OptionsResult):
             await self._on_options_result(m)
-        elif isinstance(m, ProbeExpired):
-            await self._on_probe_expired(m)
+        elif isinstance(m, SessionTimer):
+            await self._on_session_timer(m)
         elif isinstance(m, Shutdown):
             await self.end(Status.INTERRUPTED, "server_stopping", bye_caller=True)
         elif isinstance(m, Command):
             await self._on_command(m)
+
+    async def _on_session_timer(self, m: SessionTimer) -> None:
+        session = self.caller_session if m.leg is None else m.leg.session
+        if session is None:
+            return
+        self._session_deadlines.pop(f"session:{id(session)}", None)
+        for event in session.handle_timer(self._now()):
+            if m.leg is None:
+                await self._on_caller_session_event(event)
+            else:
+                await self._on_leg_session_event(m.leg, event)
 
     # -- 1-2: arrival and answer ---------------------------------------------------
 

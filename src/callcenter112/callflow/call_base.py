@@ -56,7 +56,7 @@ from .inbox import (
     LegRequest,
     Message,
     OptionsResult,
-    ProbeExpired,
+    SessionTimer,
 )
 from .journal import Journal, OpenRecording
 from .legs import (
@@ -71,7 +71,6 @@ from .services import CallServices, Signalling
 __all__ = [
     "ALLOW",
     "MEDIA_CHECK_S",
-    "PROBE_TIMEOUT_S",
     "SDP",
     "CallBase",
     "CallT",
@@ -84,12 +83,6 @@ log = get_logger("calls")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE"
 SDP = "application/sdp"
 MEDIA_CHECK_S = 2.0
-# A silent leg is probed with an in-dialog OPTIONS. Its transaction would only
-# time out after Timer F = 64*T1 = 32 s (RFC 3261 §17.1.2.2); a phone that has
-# not answered four transmissions (0, 0.5, 1.5, 3.5 s with T1 = 0.5 s, §17.1.2.2
-# Timer E) is taken as gone, so a caller whose operator's phone died hears the
-# "operator lost" prompt within seconds, not after half a minute of silence.
-PROBE_TIMEOUT_S = 4.0
 _call_numbers = itertools.count(1)
 
 
@@ -164,6 +157,7 @@ class CallBase(Generic[CallT]):
         self.handoff = HandoffState()  # transfers, conference, supervision
         self._late_offer: SessionDescription | None = None
         self.ivr_outcome: IvrFinished | None = None
+        self._session_deadlines: dict[str, float] = {}  # timer name → armed at
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -204,6 +198,22 @@ class CallBase(Generic[CallT]):
     def _arm(self, name: str, at: float, message: Message) -> None:
         self._cancel_timer(name)
         self._timers[name] = self.centre.loop.call_at(at, self.post, message)
+
+    def _drive_session_timers(self) -> None:
+        """Keep one call timer armed at each live session's next deadline (its
+        OPTIONS probe, its glare wait, RFC 3261 §14.1): the sessions are sans-IO
+        and have no clock of their own. Run after every step of the actor."""
+        sessions: list[tuple[OutboundLeg | None, InviteSession]] = [(None, self.caller_session)]
+        sessions += [(leg, leg.session) for leg in self._legs if leg.session is not None]
+        for leg, session in sessions:
+            name = f"session:{id(session)}"
+            at = None if session.ended else session.get_timer()
+            if at is None:
+                if self._session_deadlines.pop(name, None) is not None:
+                    self._cancel_timer(name)
+            elif self._session_deadlines.get(name) != at:
+                self._session_deadlines[name] = at
+                self._arm(name, at, SessionTimer(leg))
 
     def _cancel_timer(self, name: str) -> None:
         handle = self._timers.pop(name, None)
@@ -263,8 +273,6 @@ class CallBase(Generic[CallT]):
         async def _on_options_result(self, m: OptionsResult) -> None: ...
 
         async def _on_overflow(self) -> None: ...
-
-        async def _on_probe_expired(self, m: ProbeExpired) -> None: ...
 
         async def _on_prompt_done(self, sequence: int) -> None: ...
 

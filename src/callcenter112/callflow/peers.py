@@ -26,7 +26,6 @@ from ..sip.session import (
 from .call_base import (
     ALLOW,
     MEDIA_CHECK_S,
-    PROBE_TIMEOUT_S,
     CallBase,
     CallT,
     _abnormal_bye,
@@ -39,7 +38,6 @@ from .inbox import (
     LegRequest,
     MediaCheck,
     OptionsResult,
-    ProbeExpired,
 )
 from .legs import (
     OutboundLeg,
@@ -270,8 +268,7 @@ class PeerPart(CallBase[CallT]):
         ):
             leg.options_pending = True
             leg.probe += 1
-            leg.probed_at = now
-            self._arm("probe", now + PROBE_TIMEOUT_S, ProbeExpired(leg, leg.probe))
+            leg.probed_at = now  # the session says when it went unanswered (ProbeUnanswered)
         media = self.caller.media
         if (
             media is not None
@@ -302,20 +299,11 @@ class PeerPart(CallBase[CallT]):
         if not leg.options_pending:
             return  # answered after the probe expired, or a stale answer
         leg.options_pending = False
-        if leg is self.operator_leg:
-            self._cancel_timer("probe")
         if m.alive or (self.phase is Phase.TALKING and self._now() - leg.media.last_rx < timeout):
             leg.media.last_rx = self._now()  # alive but quiet (muted): check again later
             return
         if leg is self.operator_leg and self.phase in (Phase.TALKING, Phase.HOLD):
             await self._operator_lost("no_rtp_no_options_answer")
-
-    async def _on_probe_expired(self, m: ProbeExpired) -> None:
-        leg = m.leg
-        if leg is None or leg.probe != m.probe or not leg.options_pending:
-            return
-        self.log.warning("probe_unanswered", to=leg.name, after_s=PROBE_TIMEOUT_S)
-        await self._on_options_result(OptionsResult(leg, alive=False))
 
     async def _operator_lost(self, why: str) -> None:
         """The operator's phone died mid-call: the caller goes back to the queue's head."""
