@@ -229,6 +229,7 @@ class CallflowHarness:
         self._pool: RtpSocketPool
         self._incidents: set[str] = set()
         self.crashed = False
+        self.answered: set[tuple[str, int, str]] = set()  # requests a peer has answered
 
     @classmethod
     async def open(
@@ -570,12 +571,9 @@ class Caller:
         for request in self.h.wire.to(self.peer, since=self.mark):
             if isinstance(request, Request) and request.method != "ACK":
                 key = (request.call_id, request.cseq.sequence, request.method)
-                if key not in _answered:
-                    _answered.add(key)
+                if key not in self.h.answered:
+                    self.h.answered.add(key)
                     await self.h.deliver(Response.for_request(request, status), self.peer)
-
-
-_answered: set[tuple[str, int, str]] = set()
 
 
 @dataclass
@@ -681,8 +679,8 @@ class Phone:
         for request in self.h.wire.to(self.peer, since=self.mark):
             if isinstance(request, Request) and request.method not in ("ACK", "INVITE"):
                 key = (request.call_id, request.cseq.sequence, request.method)
-                if key not in _answered:
-                    _answered.add(key)
+                if key not in self.h.answered:
+                    self.h.answered.add(key)
                     await self.h.deliver(Response.for_request(request, status), self.peer)
 
 
