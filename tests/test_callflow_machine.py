@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from callcenter112.callflow.call import EmergencyCall
 from callcenter112.callflow.phases import Phase
+from callcenter112.counters import Counted
 from callcenter112.sip.message import Request, Response
 from callcenter112.sip.peer import Peer
 from callflow_harness import PROXY, Caller, CallflowHarness, Phone
@@ -182,6 +183,10 @@ class CallFlowMachine(RuleBasedStateMachine):
                 assert self.h.centre.desk.acd.is_queued(call.ref) or call.offers, (
                     f"{call.ref} queued but neither waiting nor offered"
                 )
+
+    @invariant()
+    def every_phase_change_is_in_the_table(self) -> None:
+        assert self.h.centre.metrics[Counted.PHASE_TABLE_GAPS] == 0
 
     def teardown(self) -> None:
         try:
