@@ -33,18 +33,6 @@ ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset(
 # callflow/records branches land (issue 10); the lead empties these at merge.
 KNOWN_CYCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # Type-only (under TYPE_CHECKING): the services protocol names the call and
-        # the hand-off, and the hand-off/callbacks name Centre. Runtime imports
-        # are acyclic since the callflow/ split; the type edges go next.
-        frozenset(
-            {
-                "callcenter112.callflow.call",
-                "callcenter112.callflow.callbacks",
-                "callcenter112.callflow.handoff",
-                "callcenter112.callflow.services",
-                "callcenter112.centre",
-            }
-        ),
         # sip/events.py ↔ sip/transaction.py: events name TransactionKey (type-only);
         # not named in issue 10, found by this test; the callflow branch owns sip/ sessions.
         frozenset({"callcenter112.sip.events", "callcenter112.sip.transaction"}),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..acd import AcdError
 from ..incidents import CallbackResult, LegRole
@@ -39,9 +39,7 @@ from .call import ALLOW, SDP, outbound_request
 from .inbox import LegEvent, LegRequest, Message, RingTimedOut
 from .journal import Journal, OpenRecording
 from .legs import OutboundLeg, quality, start_session, trunk_credentials
-
-if TYPE_CHECKING:
-    from ..centre import Centre
+from .services import HandoffHost
 
 __all__ = ["CallbackCall"]
 
@@ -61,7 +59,7 @@ class CallbackCall:
 
     def __init__(
         self,
-        centre: Centre,
+        centre: HandoffHost,
         *,
         callback_id: int,
         incident_id: str,

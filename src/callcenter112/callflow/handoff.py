@@ -46,17 +46,17 @@ from ..media.bridge import Mode
 from ..media.player import Player
 from ..net.media import Conference
 from ..net.rtp_transport import PortsExhausted
-from ..sip.message import Response
 from ..sip.peer import Peer
+from ..sip.refer import refer_target, sipfrag
 from .call import ALLOW
 from .callbacks import CallbackCall
 from .handoff_state import HandoffState, ReferSubscription
 from .inbox import Command, LegRequest
-from .legs import OutboundLeg, ignore_event
+from .legs import OutboundLeg
 from .phases import Happening, Phase
+from .services import HandoffHost
 
 if TYPE_CHECKING:
-    from ..centre import Centre
     from .call import EmergencyCall
 
 __all__ = ["Handoff", "HandoffState"]
@@ -67,7 +67,7 @@ SUPERVISION_MODES = {"listen": Mode.LISTEN, "whisper": Mode.WHISPER, "barge": Mo
 
 
 class Handoff:
-    def __init__(self, centre: Centre) -> None:
+    def __init__(self, centre: HandoffHost) -> None:
         self.centre = centre
 
     # -- helpers -----------------------------------------------------------------
@@ -159,44 +159,36 @@ class Handoff:
     # -- REFER from the operator's phone ---------------------------------------------
 
     async def refer(self, call: EmergencyCall, leg: OutboundLeg, m: LegRequest) -> None:
+        """The operator's phone transfers the caller (RFC 3515); the REFER's
+        answer and NOTIFYs go through the leg's session (sip/refer.py)."""
         req = m.request
-        ep = self.centre.endpoint
+        session = leg.session
+        assert session is not None  # a leg that sends requests has a session
         if leg is not call.operator_leg:
-            ep.respond(m.server_key, Response.for_request(req, 403))
+            session.respond(m.server_key, req, 403)
             return
         refer_to = req.headers.get("Refer-To") or ""
-        target = _refer_target(refer_to)
         try:
-            agency = self._agency(target)
+            agency = self._agency(refer_target(refer_to))
         except ControlError as exc:
-            ep.respond(
-                m.server_key,
-                Response.for_request(req, 403, headers=[("Warning", f'399 - "{exc.message}"')]),
-            )
+            session.respond(m.server_key, req, 403, headers=[("Warning", f'399 - "{exc.message}"')])
             await call.journal.event("transfer_refused", {"refer_to": refer_to, "why": exc.message})
             return
         state = self.state(call)
         if state.pending is not None:
-            ep.respond(m.server_key, Response.for_request(req, 491))
+            session.respond(m.server_key, req, 491)
             return
-        ep.respond(m.server_key, Response.for_request(req, 202, headers=[("Allow", ALLOW)]))
+        session.respond(m.server_key, req, 202, headers=[("Allow", ALLOW)])
         state.refer = ReferSubscription(leg=leg, cseq=req.cseq.sequence)
-        self._notify(state.refer, "SIP/2.0 100 Trying", active=True)
+        self._notify(state.refer, sipfrag(100, "Trying"), active=True)
         state.actor = f"operator:{leg.name}"
         await self._blind(call, agency)
 
     def _notify(self, sub: ReferSubscription, frag: str, *, active: bool) -> None:
-        dialog = sub.leg.dialog
-        if dialog is None or sub.leg.state == "ended":
+        session = sub.leg.session
+        if session is None or sub.leg.state == "ended":
             return
-        state = "active;expires=60" if active else "terminated;reason=noresource"
-        notify = dialog.create_request(
-            "NOTIFY",
-            body=(frag + "\r\n").encode(),
-            content_type="message/sipfrag;version=2.0",
-            headers=[("Event", f"refer;id={sub.cseq}"), ("Subscription-State", state)],
-        )
-        self.centre.endpoint.request(notify, sub.leg.peer, ignore_event)
+        session.notify_refer(refer_cseq=sub.cseq, frag=frag, active=active)
 
     # -- console commands ----------------------------------------------------------
 
@@ -281,7 +273,7 @@ class Handoff:
         call.player = None
         caller_media.relay_with(leg.media)
         if state.refer is not None:
-            self._notify(state.refer, "SIP/2.0 200 OK", active=False)
+            self._notify(state.refer, sipfrag(200, "OK"), active=False)
             state.refer = None
         await self._release_operator(call, "transferred")
         call.change_phase(Happening.TRANSFERRED)
@@ -319,7 +311,7 @@ class Handoff:
             {"agency": leg.name, "status": status, "reason": reason, "mode": state.mode},
         )
         if state.refer is not None:
-            self._notify(state.refer, f"SIP/2.0 {status} {reason}", active=False)
+            self._notify(state.refer, sipfrag(status, reason), active=False)
             state.refer = None
         if state.mode == "conference":
             # The caller never left the operator: tell the caller, then back to talking.
@@ -661,17 +653,6 @@ def _supervision_mode(requested: str) -> SupervisionMode:
         if mode == requested:
             return cast(SupervisionMode, mode)
     raise ControlError(400, f"unknown supervision mode {requested!r}")
-
-
-def _refer_target(refer_to: str) -> str:
-    """The user part of a Refer-To (`<sip:113@host>` → `113`), or the raw text."""
-    text = refer_to.strip()
-    if "<" in text and ">" in text:
-        text = text[text.index("<") + 1 : text.index(">")]
-    text = text.split("?", 1)[0].split(";", 1)[0]
-    if ":" in text:
-        text = text.split(":", 1)[1]
-    return text.split("@", 1)[0]
 
 
 def _consume(future: asyncio.Future[None]) -> None:

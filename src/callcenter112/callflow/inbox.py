@@ -39,9 +39,9 @@ __all__ = [
     "MediaCheck",
     "Message",
     "OptionsResult",
-    "ProbeExpired",
     "PromptDone",
     "RingTimedOut",
+    "SessionTimer",
     "Shutdown",
 ]
 
@@ -118,11 +118,11 @@ class OptionsResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeExpired:
-    """An in-dialog OPTIONS got no answer within PROBE_TIMEOUT_S."""
+class SessionTimer:
+    """A leg's `InviteSession` deadline is due (its OPTIONS probe, its glare
+    wait): the session is sans-IO, the call keeps its timer."""
 
-    leg: OutboundLeg | None  # None: the caller leg
-    probe: int
+    leg: OutboundLeg | None  # None: the caller's session
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +193,7 @@ Message = (
     | LegEvent
     | LegRequest
     | OptionsResult
-    | ProbeExpired
+    | SessionTimer
     | AcdOffer
     | AcdCancel
     | AcdQueued

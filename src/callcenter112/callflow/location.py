@@ -42,8 +42,11 @@ from ..sip.message import Request
 class LocationServices(Protocol):
     """What the location work needs of the centre (a narrow slice of CallServices)."""
 
-    config: Config
-    store: Store
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def store(self) -> Store: ...
 
     def wall(self) -> float: ...
 

@@ -80,6 +80,7 @@ from .events import (
 )
 from .message import Headers, Request, Response, new_branch
 from .peer import Peer
+from .refer import refer_notify
 from .transaction import TransactionKey
 
 __all__ = [
@@ -840,6 +841,16 @@ class InviteSession:
         self._timers["probe"] = now + PROBE_TIMEOUT_S
         return True
 
+    def notify_refer(self, *, refer_cseq: int, frag: str, active: bool) -> bool:
+        """NOTIFY the implicit subscription of the peer's REFER (RFC 3515
+        §2.4.4) with `frag`, a sipfrag status line; its answers are not
+        needed. False when the session has no dialog or is ending."""
+        if self.dialog is None or self.state in (State.TERMINATING, State.TERMINATED):
+            return False
+        notify = refer_notify(self.dialog, refer_cseq=refer_cseq, frag=frag, active=active)
+        self.transactions.request(notify, self.peer, _ignore_answer)
+        return True
+
     # -- network in: requests -------------------------------------------------------------
 
     def receive_request(
@@ -1184,3 +1195,7 @@ def with_credentials(
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _ignore_answer(event: TransactionEvent) -> None:
+    del event  # a NOTIFY's answer changes nothing (RFC 3515 §2.4.4)

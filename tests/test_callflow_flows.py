@@ -1,0 +1,383 @@
+"""The call flow driven end to end over a fake wire and a fake clock (issue 10).
+
+Each test runs the real `Centre`, desk/ACD, hand-off and journal on a real
+SQLite store (tests/callflow_harness.py); only the SIP transport and the
+clock are fakes. No test here waits for a real timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcenter112.callflow.phases import Phase
+from callcenter112.incidents import Incident, RecordingStatus, Status
+from callcenter112.sip.message import Request, Response
+from callflow_harness import PROXY, Caller, CallflowHarness, Phone, sdp_offer
+from harness import Operator
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[CallflowHarness]:
+    harness = await CallflowHarness.open(tmp_path, operators=[Operator("op1", "secret1")])
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def test_a_call_is_answered_queued_offered_talked_and_ended(h: CallflowHarness) -> None:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    call = h.call()
+    assert call.phase is Phase.IVR
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite, 180)
+    await op.answer(invite)
+    assert call.phase is Phase.TALKING
+    await h.advance(2.0)
+    await caller.bye()
+    await h.settle()
+    assert call.done
+    assert h.leaks() == (0, 0)
+    assert op.dialog_requests("BYE"), "the operator's leg is hung up"
+
+
+async def talking(h: CallflowHarness) -> tuple[Caller, Phone, Request]:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite)
+    assert h.call().phase is Phase.TALKING
+    return caller, op, invite
+
+
+async def incident(h: CallflowHarness) -> Incident:
+    (incident_id,) = h.incident_ids
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    return record.incident
+
+
+async def test_the_ended_call_leaves_a_closed_incident_and_a_sealed_recording(
+    h: CallflowHarness,
+) -> None:
+    caller, _, _ = await talking(h)
+    await h.advance(1.0)
+    await caller.bye()
+    assert await h.check_ended() == []
+    inc = await incident(h)
+    assert inc.status is Status.COMPLETED
+    record = await h.store.get_incident(inc.id)
+    assert record is not None and record.recordings
+    assert {r.status for r in record.recordings} == {RecordingStatus.SEALED}
+
+
+async def test_a_caller_who_hangs_up_in_the_ivr_is_abandoned(h: CallflowHarness) -> None:
+    caller = Caller(h)
+    await caller.answered()
+    await h.advance(0.5)
+    await caller.bye()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.ABANDONED
+
+
+async def test_the_operator_hanging_up_ends_the_call_for_the_caller(h: CallflowHarness) -> None:
+    caller, op, invite = await talking(h)
+    await op.request_in(invite, "BYE", 1)
+    assert len(caller.byes()) == 1
+    await caller.answer_requests()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.COMPLETED
+
+
+async def test_a_dead_operator_phone_sends_the_caller_back_to_the_queue(h: CallflowHarness) -> None:
+    caller, op, _ = await talking(h)
+    call = h.call()
+    for _ in range(60):
+        if call.phase is Phase.QUEUE:
+            break
+        await h.advance(1.0)
+        await caller.answer_requests()  # the caller's side answers its OPTIONS probe
+    assert call.phase is Phase.QUEUE
+    assert call.operator_leg is None
+    assert op.dialog_requests("OPTIONS"), "the silent phone was probed first"
+    record = await h.store.get_incident(h.incident_ids[0])
+    assert record is not None
+    assert any(e.kind == "operator_lost" for e in record.events)
+    await caller.bye()
+    assert await h.check_ended() == []
+
+
+async def test_operator_refuses_the_offer_and_the_call_stays_queued(h: CallflowHarness) -> None:
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h)
+    await caller.answered()
+    await caller.digit("1")
+    await h.until(lambda: op.ringing() is not None)
+    invite = op.ringing()
+    assert invite is not None
+    await op.answer(invite, 486)
+    call = h.call()
+    assert call.phase is Phase.QUEUE and not call.offers
+    await caller.bye()
+    assert await h.check_ended() == []
+    assert (await incident(h)).status is Status.ABANDONED
+
+
+async def test_operator_puts_the_caller_on_hold_and_takes_them_back(h: CallflowHarness) -> None:
+    caller, op, invite = await talking(h)
+    await op.request_in(
+        invite, "INVITE", 2, body=sdp_offer(op.rtp_port, direction="sendonly", version=2)
+    )
+    call = h.call()
+    assert call.phase is Phase.HOLD
+    await op.request_in(invite, "INVITE", 3, body=sdp_offer(op.rtp_port, version=3))
+    assert call.phase is Phase.TALKING
+    await caller.bye()
+    assert await h.check_ended() == []
+
+
+async def test_a_store_that_fails_mid_call_does_not_lose_the_caller(
+    h: CallflowHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caller, _, _ = await talking(h)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(h.store, "add_event", broken)
+    await h.advance(1.0)
+    await caller.bye()
+    bye_answers = [r for r in caller.responses() if r.cseq.method == "BYE"]
+    assert [r.status for r in bye_answers] == [200]
+    assert not h.centre.active and h.leaks() == (0, 0)
+
+
+@pytest.fixture
+async def hx(tmp_path: Path) -> AsyncIterator[CallflowHarness]:
+    """With an agency behind the trunk's proxy and a supervisor's phone."""
+    harness = await CallflowHarness.open(
+        tmp_path,
+        operators=[Operator("op1", "secret1"), Operator("sup1", "secret2", takes_calls=False)],
+        agencies=[("fire", "113")],
+        supervisor_phone="sup1",
+    )
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def command(h: CallflowHarness, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    task = asyncio.get_running_loop().create_task(coro)
+    await h.settle()
+    await h.advance(0.1)
+    return task
+
+
+async def test_blind_transfer_bridges_the_caller_to_the_agency(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="blind", actor="op1"))
+    assert h.call().phase is Phase.TRANSFER
+    invite = agency.ringing()
+    assert invite is not None and "113" in invite.uri
+    await agency.answer(invite)
+    await h.advance(0.5)
+    await task
+    assert op.dialog_requests("BYE"), "the operator is released"
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+    inc = await incident(h)
+    assert inc.status is Status.COMPLETED and inc.transferred_at is not None
+
+
+async def test_a_busy_agency_leaves_the_caller_with_the_operator(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="blind", actor="op1"))
+    invite = agency.ringing()
+    assert invite is not None
+    await agency.answer(invite, 486)
+    await task
+    call = h.call()
+    # "The agency could not be reached" plays, then the operator has the caller back.
+    await h.until(lambda: call.phase is Phase.TALKING, within_s=30)
+    assert call.phase is Phase.TALKING and call.operator_leg is not None
+    assert not op.dialog_requests("BYE")
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert any(e.kind == "transfer_failed" for e in record.events), [e.kind for e in record.events]
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
+
+
+async def test_conference_then_the_operator_leaves(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, _ = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    (incident_id,) = h.incident_ids
+    task = await command(h, h.centre.transfer(incident_id, "fire", mode="conference", actor="op1"))
+    invite = agency.ringing()
+    assert invite is not None
+    await agency.answer(invite)
+    await h.advance(0.5)
+    await task
+    call = h.call()
+    assert call.phase is Phase.CONFERENCE
+    leave = await command(h, h.centre.leave_conference(incident_id, actor="op1"))
+    await leave
+    assert op.dialog_requests("BYE")
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+
+
+@pytest.mark.parametrize("mode", ["listen", "whisper", "barge"])
+async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> None:
+    h = hx
+    sup = Phone(h, "sup1", "secret2", port=5085, rtp_port=43000)
+    await sup.register()
+    caller, op, _ = await talking(h)
+    (incident_id,) = h.incident_ids
+    task = await command(
+        h, h.centre.supervise(incident_id, supervisor="supervisor", mode=mode, actor="supervisor")
+    )
+    invite = sup.ringing()
+    assert invite is not None
+    await sup.answer(invite)
+    await h.advance(0.5)
+    await task
+    call = h.call()
+    assert call.phase is Phase.TALKING
+    assert any(leg.name and leg.state == "answered" for leg in call.other_legs)
+    stop = await command(
+        h, h.centre.stop_supervision(incident_id, supervisor="supervisor", actor="supervisor")
+    )
+    await stop
+    assert sup.dialog_requests("BYE")
+    audits = await h.store.list_audit()
+    assert any("supervis" in a.action for a in audits), [a.action for a in audits]
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
+
+
+async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
+    hx: CallflowHarness,
+) -> None:
+    h = hx
+    op = Phone(h, "op1", "secret1")
+    await op.register()
+    caller = Caller(h, number="+4930555111")
+    await caller.answered()
+    await caller.bye()  # hung up in the IVR: abandoned, a callback task opens
+    (incident_id,) = h.incident_ids
+    (cb,) = await h.store.list_callbacks(open_only=True)
+    assert cb.incident_id == incident_id
+    task = await command(h, h.centre.start_callback(cb.id, operator="op1", actor="op1"))
+    await task
+    ring = op.ringing()
+    assert ring is not None
+    await op.answer(ring)
+    citizen = Phone(h, "citizen", port=PROXY.port, rtp_port=42000)
+    dialled = citizen.ringing()
+    assert dialled is not None and "4930555111" in dialled.uri
+    assert dialled.headers.get("Priority") == "psap-callback"
+    await citizen.answer(dialled)
+    await h.advance(1.0)
+    await citizen.request_in(dialled, "BYE", 1)
+    await op.answer_requests()
+    await h.advance(1.0)
+    assert op.dialog_requests("BYE"), "the operator's leg ends with the citizen's"
+    assert await h.check_ended() == []
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert len(record.recordings) == 2  # the call's and the callback's
+    (done,) = record.callbacks
+    assert done.attempts, "the attempt is kept"
+
+
+@pytest.mark.parametrize("where", ["ivr", "queue", "talking"])
+async def test_a_crash_mid_phase_leaves_an_interrupted_incident_and_no_open_recording(
+    h: CallflowHarness, where: str
+) -> None:
+    if where == "talking":
+        await talking(h)
+    else:
+        caller = Caller(h)
+        await caller.answered()
+        if where == "queue":
+            await caller.digit("1")  # no operator registered: it waits in the queue
+            assert h.call().phase is Phase.QUEUE
+    await h.advance(1.0)
+    (incident_id,) = h.incident_ids
+    report = await h.crash_and_recover()
+    assert report.interrupted == (incident_id,)
+    record = await h.store.get_incident(incident_id)
+    assert record is not None
+    assert record.incident.status is Status.INTERRUPTED
+    assert record.recordings
+    assert {r.status for r in record.recordings} <= {RecordingStatus.SEALED, RecordingStatus.LOST}
+    assert not [leg for leg in record.legs if leg.is_open]  # closed, end time unknown
+    assert record.callbacks, "an interrupted emergency is called back"
+
+
+async def test_a_refer_from_the_operator_phone_transfers_and_notifies(hx: CallflowHarness) -> None:
+    h = hx
+    caller, op, invite = await talking(h)
+    agency = Phone(h, "fire", port=PROXY.port, rtp_port=42000)
+    mark = len(h.wire.sent)
+    await op.request_in(invite, "REFER", 2, extra=[("Refer-To", "<sip:113@127.0.0.1>")])
+    answers = [m for m in h.wire.to(op.peer, since=mark) if isinstance(m, Response)]
+    assert [r.status for r in answers] == [202]
+    ring = agency.ringing()
+    assert ring is not None
+    await agency.answer(ring)
+    await h.advance(0.5)
+    # one NOTIFY per CSeq (the unanswered ones are retransmitted over UDP)
+    notifies = list({n.cseq.sequence: n for n in op.dialog_requests("NOTIFY")}.values())
+    assert [n.body for n in notifies] == [b"SIP/2.0 100 Trying\r\n", b"SIP/2.0 200 OK\r\n"]
+    assert (notifies[-1].headers.get("Subscription-State") or "").startswith("terminated")
+    assert all(n.headers.get("Event") == "refer;id=2" for n in notifies)
+    await op.answer_requests()
+    await caller.bye()
+    await agency.answer_requests()
+    assert await h.check_ended() == []
+
+
+async def test_a_refer_to_an_unknown_target_is_refused_and_the_call_goes_on(
+    hx: CallflowHarness,
+) -> None:
+    h = hx
+    caller, op, invite = await talking(h)
+    mark = len(h.wire.sent)
+    await op.request_in(invite, "REFER", 2, extra=[("Refer-To", "<sip:999@127.0.0.1>")])
+    answers = [m for m in h.wire.to(op.peer, since=mark) if isinstance(m, Response)]
+    assert [r.status for r in answers] == [403]
+    assert h.call().phase is Phase.TALKING
+    await caller.bye()
+    await op.answer_requests()
+    assert await h.check_ended() == []
