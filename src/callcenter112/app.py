@@ -18,7 +18,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from .callflow.handoff import Handoff
@@ -29,6 +29,7 @@ from .live_config import LiveWiring
 from .logs import configure_logging, get_logger
 from .media.prompts import PromptError, PromptLibrary
 from .media.recorder import repair_wav
+from .net.loop import run
 from .net.media import MediaEngine
 from .net.rtp_transport import RtpSocketPool
 from .records import Store, apply_retention, new_store, recover_after_crash
@@ -42,18 +43,10 @@ def serve(config: Config, *, config_path: str = "") -> int:
     """Run the server until SIGINT/SIGTERM; the process exit status."""
     configure_logging()
     _raise_file_limit(config)
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        try:
-            return runner.run(run_server(config, config_path=config_path))
-        except KeyboardInterrupt:
-            return 130
+        return run(run_server(config, config_path=config_path))
+    except KeyboardInterrupt:
+        return 130
 
 
 async def run_server(

@@ -61,6 +61,7 @@ from ..logs import configure_logging
 from ..media.g711 import Codec
 from ..media.player import Player
 from ..media.prompts import PromptLibrary
+from ..net.loop import new_event_loop
 from ..net.media import MediaEngine, MediaLeg
 from ..net.rtp_transport import RtpSocketPool
 from .report import write_section
@@ -118,13 +119,8 @@ def _raise_fd_limit(need: int) -> None:
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    """The server's loop: uvloop when installed (app.serve does the same)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
+    """The server's loop (net/loop.py: uvloop when installed)."""
+    return new_event_loop()
 
 
 # --------------------------------------------------------------------------- measured process

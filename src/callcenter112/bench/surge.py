@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..net.loop import run
 from ..simclient import (
     CallerScript,
     IncidentView,
@@ -829,15 +830,7 @@ async def _interruptible(coro: Coroutine[Any, Any, SurgeFigures]) -> SurgeFigure
 
 
 def _run_loop(coro: Any) -> Any:
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+    return run(coro)
 
 
 def prank_mix_scripts(
