@@ -105,6 +105,7 @@ from ..sip.session import (
     State,
 )
 from ..sip.transaction import TransactionKey
+from .guards import LegSrtp, leg_headers, operator_srtp, unrecorded_file  # issue 11
 from .handoff_state import HandoffState
 from .inbox import (
     AcdAnnounce,
@@ -503,7 +504,8 @@ class EmergencyCall:
         if media is None or not self.centre.config.recordings.enabled:
             return
         self.recording = await self.journal.open_recording(
-            media.codec, unrecorded_name=f"unrecorded-{self.caller.invite.call_id}"
+            media.codec,
+            unrecorded_name=unrecorded_file(self.caller.invite.call_id),  # issue 11
         )
         if self.recording is not None:
             media.attach_recorder(self.recording.recorder)
@@ -701,6 +703,9 @@ class EmergencyCall:
             session_id=self.number * 1000 + len(self.other_legs) + len(self.offers) + 1,
             session_version=1,
         )
+        srtp = None  # issue 11: SRTP on operator legs, per [[operator]] srtp
+        if role is LegRole.OPERATOR:
+            srtp, offer = LegSrtp.for_offer(operator_srtp(centre.config, name), offer)
         headers = list(extra_headers or [])
         if self.incident_id is not None:
             headers += [
@@ -711,6 +716,7 @@ class EmergencyCall:
                 ),
             ]
         headers.append(("Subject", f"112 {self.category}"))
+        headers = leg_headers(role, headers)  # issue 11: nothing internal to outside parties
         invite = outbound_request(
             centre,
             "INVITE",
@@ -732,6 +738,7 @@ class EmergencyCall:
             offer=offer,
             purpose=purpose,
             trunk=trunk,
+            srtp=srtp,
         )
         self._legs.append(leg)
         start_session(
@@ -828,6 +835,8 @@ class EmergencyCall:
         try:
             answer = SessionDescription.parse(response.body)
             leg.negotiated = accept_answer(leg.offer, answer)
+            if leg.srtp is not None:  # issue 11: SRTP keys from the answer
+                leg.media.srtp = leg.srtp.for_answer(leg.offer, answer)
         except SdpError as exc:
             self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
             await self.hangup_leg(leg, "bad_sdp")

@@ -38,6 +38,7 @@ from ..incidents import LegQuality, LegRole, Status
 from ..media.g711 import Codec
 from ..media.recorder import IncidentRecorder, RecordingInfo
 from ..records import Store, seal_recording
+from .guards import settle_recorder  # issue 11
 
 __all__ = [
     "Journal",
@@ -264,6 +265,7 @@ class Journal:
     async def seal_recording(self, recording: OpenRecording) -> RecordingEnd:
         """Close the file (the rest written, header fixed) and seal it into the
         incident's hash chain."""
+        await settle_recorder(recording.recorder)  # issue 11: held audio first reaches the disk
         try:
             info = await self.recorders.close_recorder(recording.recorder)
         except (OSError, ValueError) as exc:

@@ -1,0 +1,202 @@
+"""The edge's rules at the points where the call flow meets the outside (issue 11).
+
+The call flow calls these with one short line each (`# issue 11` next to
+them); every rule lives here and in the pure modules it composes:
+
+* **What leaves the centre.** `leg_headers()`: every outbound leg's extra
+  headers go through `outside.headers_for` for the party the leg reaches, so
+  no internal URL or `X-Incident-ID` reaches a citizen, an agency or the
+  carrier. `callback_target()`: a callback dials only a valid Indonesian
+  number (`outside.callable_number`).
+* **SRTP on operator legs** (SDES, RFC 4568). `[[operator]] srtp` is
+  ``off`` (plain RTP), ``optional`` (RTP/AVP with an `a=crypto` line: SRTP
+  when the phone answers with a key, RFC 4568 §7.1.1's best effort) or
+  ``mandatory`` (RTP/SAVP, what baresip's ``srtp-mand`` needs). `LegSrtp`
+  holds the offer's key until the answer; `for_answer()` gives the leg's
+  `SrtpContext` (None for plain RTP) or raises SdpError(488).
+* **The recording's health.** `recording_health_event()` turns the recorder's
+  degraded/recovered changes into the incident's timeline events;
+  `settle_recorder()` gives a held recording a moment to reach the disk
+  before it is closed.
+* **The Call-ID never reaches a path.** `unrecorded_file()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final
+
+from ..incidents import CallbackResult, LegRole
+from ..media.recorder import RecordingDegraded, RecordingHealth, unrecorded_name
+from ..offer_answer import answered_crypto, secure_offer
+from ..outside import Party, callable_number, headers_for
+from ..rtp.srtp import CryptoAttribute, SrtpContext, SrtpError
+from ..sdp import Attribute, SdpError, SessionDescription
+
+if TYPE_CHECKING:
+    from ..centre import Centre
+    from ..config import Config
+    from ..media.recorder import IncidentRecorder
+
+__all__ = [
+    "SETTLE_S",
+    "SRTP_SUITE",
+    "LegSrtp",
+    "SrtpMode",
+    "callback_target",
+    "leg_headers",
+    "not_callable",
+    "operator_srtp",
+    "recording_health_event",
+    "settle_recorder",
+    "unrecorded_file",
+    "watch_recording_health",
+]
+
+# RFC 4568 §6.2.1: the suite every SDES softphone offers (80-bit tag).
+SRTP_SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
+# How long a recorder whose disk refused writes may take to catch up before it
+# is closed anyway (what is still held is then counted as dropped): two of the
+# media layer's ~1 s flush rounds.
+SETTLE_S: Final = 2.0
+_SETTLE_POLL_S: Final = 0.05
+
+_PARTY: Final = {
+    LegRole.OPERATOR: Party.OPERATOR,
+    LegRole.SUPERVISOR: Party.OPERATOR,
+    LegRole.AGENCY: Party.AGENCY,
+    LegRole.CALLBACK: Party.CITIZEN,
+    LegRole.CALLER: Party.CITIZEN,
+}
+
+
+def leg_headers(role: LegRole, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`headers` as they may go to the party a `role` leg reaches."""
+    return headers_for(_PARTY[role], headers)
+
+
+def callback_target(number: str) -> str | None:
+    """The number a callback may dial, or None (then the attempt fails and the task stays open)."""
+    return callable_number(number)
+
+
+async def not_callable(centre: Centre, callback_id: int, actor: str) -> CallbackResult:
+    """A callback whose number is not callable: a failed attempt is recorded
+    (the task stays open for a person to decide) and nothing is dialled."""
+    await centre.store.callback_attempt(
+        callback_id,
+        actor=actor,
+        at=centre.wall(),
+        result=CallbackResult.FAILED,
+        note="not a callable Indonesian number",
+    )
+    return CallbackResult.FAILED
+
+
+def unrecorded_file(call_id: str) -> str:
+    """The file stem of a recording without an incident (never the Call-ID itself)."""
+    return unrecorded_name(call_id)
+
+
+class SrtpMode(StrEnum):
+    OFF = "off"
+    OPTIONAL = "optional"
+    MANDATORY = "mandatory"
+
+
+def operator_srtp(config: Config, user: str) -> SrtpMode:
+    """The SRTP setting of operator `user` (off for anyone not configured)."""
+    for op in config.operator:
+        if op.user == user:
+            return SrtpMode(op.srtp)
+    return SrtpMode.OFF
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegSrtp:
+    """Our key for one leg's offer, kept until its answer."""
+
+    mode: SrtpMode
+    local: CryptoAttribute | None
+
+    @classmethod
+    def for_offer(
+        cls, mode: SrtpMode, offer: SessionDescription, *, key_and_salt: bytes | None = None
+    ) -> tuple[LegSrtp, SessionDescription]:
+        """Our key (from `os.urandom` unless given) and `offer` carrying it."""
+        if mode is SrtpMode.OFF:
+            return cls(mode=mode, local=None), offer
+        crypto = CryptoAttribute.generate(
+            tag=1, suite=SRTP_SUITE, key_and_salt=key_and_salt or os.urandom(30)
+        )
+        if mode is SrtpMode.MANDATORY:
+            return cls(mode=mode, local=crypto), secure_offer(offer, crypto)
+        line = Attribute(name="crypto", value=crypto.serialize())
+        media = tuple(
+            replace(m, attributes=(*m.attributes, line))
+            if m.media.lower() == "audio" and m.port != 0
+            else m
+            for m in offer.media
+        )
+        return cls(mode=mode, local=crypto), replace(offer, media=media)
+
+    def for_answer(
+        self, offer: SessionDescription, answer: SessionDescription
+    ) -> SrtpContext | None:
+        """The leg's SRTP context, or None for plain RTP; SdpError when a
+        mandatory leg's answer has no usable key."""
+        if self.local is None:
+            return None
+        if self.mode is SrtpMode.MANDATORY:
+            return SrtpContext(local=self.local, remote=answered_crypto(offer, answer))
+        for m in answer.media:
+            if m.media.lower() != "audio" or m.port == 0:
+                continue
+            for value in m.attribute_values("crypto"):
+                try:
+                    theirs = CryptoAttribute.parse(value or "")
+                except SrtpError:
+                    continue
+                if (theirs.tag, theirs.suite) == (self.local.tag, self.local.suite):
+                    return SrtpContext(local=self.local, remote=theirs)
+            if m.proto.upper() == "RTP/SAVP":
+                raise SdpError(
+                    "answer is RTP/SAVP without a usable key (RFC 4568 §7.1.2)", status_hint=488
+                )
+        return None  # best effort: the phone answered plain RTP
+
+
+def recording_health_event(change: RecordingHealth) -> tuple[str, dict[str, int | str]]:
+    """The incident timeline event for one recorder health change."""
+    if isinstance(change, RecordingDegraded):
+        return "recording_degraded", {"error": change.error, "pending_bytes": change.pending_bytes}
+    return "recording_recovered", {"dropped_bytes": change.dropped_bytes}
+
+
+async def settle_recorder(rec: IncidentRecorder, *, within_s: float = SETTLE_S) -> bool:
+    """Wait up to `within_s` for the audio a refusing disk made the recorder
+    hold to be written; True when nothing is held any more."""
+    # Polled: the media layer's flush thread writes it, nothing signals the loop.
+    for _ in range(max(1, round(within_s / _SETTLE_POLL_S))):
+        if not rec.pending_bytes:
+            return True
+        await asyncio.sleep(_SETTLE_POLL_S)
+    return rec.pending_bytes == 0
+
+
+def watch_recording_health(centre: Centre) -> None:
+    """Put the recorders' degraded/recovered changes on their incidents'
+    timelines (`centre.media.on_recording_health`)."""
+
+    def on_health(rec: IncidentRecorder, change: RecordingHealth) -> None:
+        kind, detail = recording_health_event(change)
+        for call in list(centre.calls.values()):
+            if call.recording is not None and call.recording.recorder is rec:
+                centre.spawn_write(call.journal.event(kind, detail))
+                return
+
+    centre.media.on_recording_health = on_health
