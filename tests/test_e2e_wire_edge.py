@@ -4,6 +4,9 @@
   (`guessing.AccountGuard`, fed with the REGISTER's source) backs the account
   off everywhere except at the operator's usual address, where the real
   phone keeps registering.
+* An RTP range filled by waiting callers: callers beyond the operators'
+  reserve get 503 (and a refused incident); an operator who comes online is
+  still offered a waiting caller.
 """
 
 from __future__ import annotations
@@ -16,10 +19,22 @@ from pathlib import Path
 
 import pytest
 
+from callcenter112.callflow.guards import caller_pairs
 from callcenter112.guessing import DEFAULT_FREE_FAILURES
 from callcenter112.sip.auth import authorization_for
 from callcenter112.sip.message import Response, parse_message
-from harness import Server
+from harness import (
+    Server,
+    baresip_operator,
+    free_port,
+    free_range,
+    need,
+    operator_online,
+    start_caller,
+    talking_to,
+    wait_until,
+)
+from test_e2e_media import incident_id_of
 
 pytestmark = pytest.mark.peers
 
@@ -123,3 +138,71 @@ def test_guessing_from_many_addresses_never_locks_out_the_usual_address(
     finally:
         phone.close()
     assert not [e for e in server.events("auth_lockout") if e.get("source") == OPERATOR_IP]
+
+
+@pytest.mark.slow
+def test_a_full_rtp_range_of_waiting_callers_still_lets_an_operator_take_one(
+    tmp_path: Path,
+) -> None:
+    """Eight RTP pairs, one operator: at most six callers are admitted (two pairs
+    stay for op1's operator and agency legs), the others get 503 and a refused
+    incident. When op1's baresip comes online, it is offered a waiting caller and
+    talks to it: no offer fails for want of an RTP pair."""
+    need("sipp", "baresip")
+    pairs, takers = 8, 1
+    admitted = caller_pairs(pairs, takers)
+    assert admitted == 6
+    server = Server(
+        tmp_path / "server",
+        sip_port=free_port(),
+        web_port=free_port(),
+        rtp=free_range(pairs),
+        extra="menu_tries = 1\ninput_timeout_s = 1\n[queue]\nring_timeout_s = 4\nwrapup_s = 0\n",
+    )
+    server.start()
+    callers = []
+    try:
+        numbers = [f"08130000{n:02d}" for n in range(1, pairs + 1)]
+        for number in numbers:
+            callers.append(start_caller(server, tmp_path / number, caller=number, talk_ms=60_000))
+            time.sleep(0.3)
+        refused = wait_until(
+            lambda: (
+                server.events("capacity_reached")
+                if len(server.events("capacity_reached")) >= pairs - admitted
+                else None
+            ),
+            30,
+            what="the callers beyond the reserve refused",
+        )
+        assert len(refused) == pairs - admitted, refused
+        interrupted = server.sql("SELECT COUNT(*) FROM incidents WHERE status = 'interrupted'")[0][
+            0
+        ]
+        assert interrupted == pairs - admitted
+        waiting = [
+            n
+            for n in numbers
+            if (incident_id_of(server, n) or "")
+            and server.sql("SELECT status FROM incidents WHERE caller = ?", n)[0][0] == "active"
+        ]
+        assert len(waiting) == admitted, waiting
+        with baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ):
+            wait_until(lambda: operator_online(server, "op1"), 30, what="op1 registered")
+            talking = wait_until(
+                lambda: [n for n in waiting if talking_to(server, n, "op1")],
+                30,
+                what="op1 offered a waiting caller and talking",
+            )
+            assert len(talking) == 1
+        assert not server.events("offer_not_sent")
+    finally:
+        for run in callers:
+            run.kill()
+        try:
+            server.stop()
+        finally:
+            server.kill()
+    assert "Traceback" not in server.output()

@@ -418,7 +418,13 @@ class Centre:
             stats["rejected"] += 1
             self._respond(ev, 404)
             return
-        if self.stopping or len(self.active) >= self.config.sip.max_calls:
+        from .callflow.guards import admits_caller  # issue 11: RTP pairs kept in reserve
+
+        if (
+            self.stopping
+            or len(self.active) >= self.config.sip.max_calls
+            or not admits_caller(self)
+        ):
             stats["rejected"] += 1
             self.metrics[Counted.REJECTED_CAPACITY] += 1
             log.warning("capacity_reached", active=len(self.active))

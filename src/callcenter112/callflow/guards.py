@@ -19,6 +19,13 @@ them); every rule lives here and in the pure modules it composes:
   `settle_recorder()` gives a held recording a moment to reach the disk
   before it is closed.
 * **The Call-ID never reaches a path.** `unrecorded_file()`.
+* **Capacity that cannot deadlock.** `admits_caller()`: a caller is admitted
+  only while the operators' and agencies' legs keep their RTP pairs in
+  reserve (`caller_pairs()`), so a free operator can always be offered a
+  waiting caller: a full range never leaves every offer failing for want of
+  a pair (issue 11: 110 waiting callers on 100 pairs kept a new operator
+  idle for 35 s). The refused caller gets 503 and the refused-incident
+  record with its callback task, as at `sip.max_calls`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final
 
+from ..config import RTP_PAIRS_PER_CALL
 from ..incidents import CallbackResult, LegRole
 from ..media.recorder import RecordingDegraded, RecordingHealth, unrecorded_name
 from ..offer_answer import answered_crypto, secure_offer
@@ -47,7 +55,9 @@ __all__ = [
     "SRTP_SUITE",
     "LegSrtp",
     "SrtpMode",
+    "admits_caller",
     "callback_target",
+    "caller_pairs",
     "leg_headers",
     "not_callable",
     "operator_srtp",
@@ -200,3 +210,17 @@ def watch_recording_health(centre: Centre) -> None:
                 return
 
     centre.media.on_recording_health = on_health
+
+
+def caller_pairs(capacity: int, takers: int) -> int:
+    """How many of `capacity` RTP pairs waiting and talking callers may hold:
+    the rest is kept for the operator and agency legs of `takers` operators
+    (RTP_PAIRS_PER_CALL - 1 each). A range too small for that reserve still
+    admits a third of its pairs (and at least one caller): check-config warns."""
+    reserve = (RTP_PAIRS_PER_CALL - 1) * takers
+    return max(1, capacity - reserve, capacity // RTP_PAIRS_PER_CALL)
+
+
+def admits_caller(centre: Centre) -> bool:
+    """May one more caller be answered without eating into the reserve?"""
+    return len(centre.active) < caller_pairs(centre.media.pool.capacity, len(centre.operator_users))
