@@ -581,6 +581,8 @@ class Callback:
     outcome: str | None = None
     note: str | None = None
     attempts: tuple[CallbackAttempt, ...] = ()
+    # Issue 11: why the task waits for a supervisor instead of being dialled.
+    review: str | None = None
 
     @property
     def no_number(self) -> bool:

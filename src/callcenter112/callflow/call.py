@@ -105,7 +105,13 @@ from ..sip.session import (
     State,
 )
 from ..sip.transaction import TransactionKey
-from .guards import LegSrtp, leg_headers, operator_srtp, unrecorded_file  # issue 11
+from .guards import (  # issue 11
+    LegSrtp,
+    hold_unverified_callbacks,
+    leg_headers,
+    operator_srtp,
+    unrecorded_file,
+)
 from .handoff_state import HandoffState
 from .inbox import (
     AcdAnnounce,
@@ -1053,6 +1059,10 @@ class EmergencyCall:
             self.log.warning("ack_missing_but_media_flows")
             return
         await self.end(Status.INTERRUPTED, "no_ack", bye_caller=True)
+        # issue 11: never ACKed, no media: maybe spoofed, so a supervisor decides the callback
+        await hold_unverified_callbacks(
+            self.centre.store, self.incident_id, self.caller.media, at=self.centre.wall()
+        )
 
     async def _caller_hung_up(self) -> None:
         self.caller.ended = True

@@ -19,6 +19,11 @@ them); every rule lives here and in the pure modules it composes:
   `settle_recorder()` gives a held recording a moment to reach the disk
   before it is closed.
 * **The Call-ID never reaches a path.** `unrecorded_file()`.
+* **Spoofed trunk INVITEs.** A caller that never ACKed our 200 and never
+  sent a packet may be a forged source address: `hold_unverified_callbacks()`
+  marks its callback task for a supervisor's review (`UNVERIFIED`), shown on
+  the console's callback list, and `may_dial()` keeps it from being dialled
+  by anyone but a supervisor.
 * **Capacity that cannot deadlock.** `admits_caller()`: a caller is admitted
   only while the operators' and agencies' legs keep their RTP pairs in
   reserve (`caller_pairs()`), so a free operator can always be offered a
@@ -32,13 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..config import RTP_PAIRS_PER_CALL
 from ..incidents import CallbackResult, LegRole
+from ..logs import get_logger
 from ..media.recorder import RecordingDegraded, RecordingHealth, unrecorded_name
 from ..offer_answer import answered_crypto, secure_offer
 from ..outside import Party, callable_number, headers_for
@@ -46,19 +52,70 @@ from ..rtp.srtp import CryptoAttribute, SrtpContext, SrtpError
 from ..sdp import Attribute, SdpError, SessionDescription
 
 if TYPE_CHECKING:
-    from ..centre import Centre
     from ..config import Config
+    from ..incidents import Callback
     from ..media.recorder import IncidentRecorder
+    from ..net.media import MediaEngine, MediaLeg
+    from ..records import Store
+
+log = get_logger("guards")
+
+
+class _Recording(Protocol):
+    @property
+    def recorder(self) -> IncidentRecorder: ...
+
+
+class _Journal(Protocol):
+    async def event(self, kind: str, detail: Mapping[str, Any] | str | None = None) -> bool: ...
+
+
+class _Call(Protocol):
+    """What the health hook needs of a call (callflow.call.EmergencyCall)."""
+
+    @property
+    def recording(self) -> _Recording | None: ...
+
+    @property
+    def journal(self) -> _Journal: ...
+
+
+class GuardedCentre(Protocol):
+    """What these rules need of the centre (centre.Centre), without importing it."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def media(self) -> MediaEngine: ...
+
+    @property
+    def calls(self) -> Mapping[str, _Call]: ...
+
+    @property
+    def active(self) -> Collection[object]: ...
+
+    @property
+    def operator_users(self) -> Collection[str]: ...
+
+    def wall(self) -> float: ...
+
+    def spawn_write(self, aw: Awaitable[Any]) -> None: ...
+
 
 __all__ = [
     "SETTLE_S",
     "SRTP_SUITE",
+    "UNVERIFIED",
+    "GuardedCentre",
     "LegSrtp",
     "SrtpMode",
     "admits_caller",
     "callback_target",
     "caller_pairs",
+    "hold_unverified_callbacks",
     "leg_headers",
+    "may_dial",
     "not_callable",
     "operator_srtp",
     "recording_health_event",
@@ -74,6 +131,9 @@ SRTP_SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
 # media layer's ~1 s flush rounds.
 SETTLE_S: Final = 2.0
 _SETTLE_POLL_S: Final = 0.05
+
+# The callback review reason of a caller that never proved its address.
+UNVERIFIED: Final = "unverified_caller"
 
 _PARTY: Final = {
     LegRole.OPERATOR: Party.OPERATOR,
@@ -94,7 +154,7 @@ def callback_target(number: str) -> str | None:
     return callable_number(number)
 
 
-async def not_callable(centre: Centre, callback_id: int, actor: str) -> CallbackResult:
+async def not_callable(centre: GuardedCentre, callback_id: int, actor: str) -> CallbackResult:
     """A callback whose number is not callable: a failed attempt is recorded
     (the task stays open for a person to decide) and nothing is dialled."""
     await centre.store.callback_attempt(
@@ -198,7 +258,7 @@ async def settle_recorder(rec: IncidentRecorder, *, within_s: float = SETTLE_S) 
     return rec.pending_bytes == 0
 
 
-def watch_recording_health(centre: Centre) -> None:
+def watch_recording_health(centre: GuardedCentre) -> None:
     """Put the recorders' degraded/recovered changes on their incidents'
     timelines (`centre.media.on_recording_health`)."""
 
@@ -221,6 +281,27 @@ def caller_pairs(capacity: int, takers: int) -> int:
     return max(1, capacity - reserve, capacity // RTP_PAIRS_PER_CALL)
 
 
-def admits_caller(centre: Centre) -> bool:
+def admits_caller(centre: GuardedCentre) -> bool:
     """May one more caller be answered without eating into the reserve?"""
     return len(centre.active) < caller_pairs(centre.media.pool.capacity, len(centre.operator_users))
+
+
+async def hold_unverified_callbacks(
+    store: Store, incident_id: str | None, media: MediaLeg | None, *, at: float
+) -> bool:
+    """After a call ended for a missing ACK: if the caller never sent a single
+    packet either, its callback tasks wait for a supervisor. True when held."""
+    if incident_id is None or (media is not None and media.stats().packets > 0):
+        return False
+    try:
+        await store.callback_review(incident_id, reason=UNVERIFIED, at=at)
+    except Exception as exc:  # noqa: BLE001 - the task stays open; people still see it
+        log.error("callback_review_failed", incident_id=incident_id, error=str(exc))
+        return False
+    log.warning("callback_held_for_review", incident_id=incident_id, reason=UNVERIFIED)
+    return True
+
+
+def may_dial(callback: Callback, *, supervisor: bool) -> bool:
+    """A task held for review is dialled only on a supervisor's decision."""
+    return callback.review is None or supervisor

@@ -177,6 +177,7 @@ def _callback(row: Row, attempts: Iterable[CallbackAttempt] = ()) -> Callback:
         outcome=row["outcome"],
         note=row["note"],
         attempts=tuple(attempts),
+        review=row["review"],  # issue 11
     )
 
 
