@@ -206,3 +206,66 @@ def test_a_full_rtp_range_of_waiting_callers_still_lets_an_operator_take_one(
         finally:
             server.kill()
     assert "Traceback" not in server.output()
+
+
+def spoofed_invite(server_port: int, caller: str) -> socket.socket:
+    """A trunk INVITE to 112 from a socket that then never ACKs and never
+    sends a packet of media (what a forged source address looks like)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    sdp = (
+        f"v=0\r\no=- 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        f"m=audio {port + 2} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    )
+    invite = (
+        f"INVITE sip:112@127.0.0.1:{server_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{caller}@{host}>;tag={uuid.uuid4().hex[:8]}\r\n"
+        f"To: <sip:112@127.0.0.1:{server_port}>\r\n"
+        f"Call-ID: {uuid.uuid4().hex}@{host}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:{caller}@{host}:{port}>\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    )
+    sock.sendto(invite.encode(), ("127.0.0.1", server_port))
+    return sock
+
+
+@pytest.mark.slow
+def test_a_trunk_invite_never_acked_leaves_its_callback_to_a_supervisor(
+    server: Server,
+) -> None:
+    """The 200 OK is never ACKed and no RTP ever comes: when the centre gives
+    the call up (RFC 3261 Timer H, 32 s), its callback task is open but held
+    for a supervisor (`review`), not offered for dialling."""
+    caller = "081355500001"
+    sock = spoofed_invite(server.sip_port, caller)
+    try:
+        sock.settimeout(5)
+        data, _ = sock.recvfrom(65535)  # 100 Trying / 200 OK: it was taken
+        assert data.startswith(b"SIP/2.0 ")
+        incident = wait_until(lambda: incident_id_of(server, caller), 20, what="incident")
+        wait_until(
+            lambda: (
+                server.sql("SELECT status FROM incidents WHERE id = ?", incident)[0][0]
+                == "interrupted"
+            ),
+            90,
+            what="the unacknowledged call given up",
+        )
+        rows = wait_until(
+            lambda: server.sql(
+                "SELECT status, review FROM callbacks WHERE incident_id = ? AND review IS NOT NULL",
+                incident,
+            ),
+            20,
+            what="the callback held for review",
+        )
+        assert rows == [("open", "unverified_caller")]
+        events = server.sql(
+            "SELECT kind FROM events WHERE incident_id = ? AND kind = 'callback_review'", incident
+        )
+        assert len(events) == 1
+    finally:
+        sock.close()
