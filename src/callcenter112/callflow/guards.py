@@ -40,6 +40,7 @@ import os
 from collections.abc import Awaitable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..config import RTP_PAIRS_PER_CALL
@@ -48,6 +49,7 @@ from ..logs import get_logger
 from ..media.recorder import RecordingDegraded, RecordingHealth, unrecorded_name
 from ..offer_answer import answered_crypto, secure_offer
 from ..outside import Party, callable_number, headers_for
+from ..records.engines import is_postgresql, sqlite_path
 from ..rtp.srtp import CryptoAttribute, SrtpContext, SrtpError
 from ..sdp import Attribute, SdpError, SessionDescription
 
@@ -120,6 +122,7 @@ __all__ = [
     "operator_srtp",
     "recording_health_event",
     "settle_recorder",
+    "storage_folders",
     "unrecorded_file",
     "watch_recording_health",
 ]
@@ -305,3 +308,14 @@ async def hold_unverified_callbacks(
 def may_dial(callback: Callback, *, supervisor: bool) -> bool:
     """A task held for review is dialled only on a supervisor's decision."""
     return callback.review is None or supervisor
+
+
+def storage_folders(config: Config) -> list[Path]:
+    """The folders the centre's evidence is written to: the SQLite database's
+    (none for PostgreSQL: its server watches its own disk) and the recordings'.
+    What the low-disk alarm and /healthz's disk probes watch."""
+    folders = []
+    if not is_postgresql(config.storage.database):
+        folders.append(sqlite_path(config.storage.database, config.path).parent)
+    folders.append(config.path(config.storage.recordings))
+    return folders

@@ -39,6 +39,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..callflow.guards import storage_folders
+from ..faults import disk_checks
 from ..incidents import SLA_THRESHOLDS_S, IncidentQuery, Status, format_timestamp
 from ..live import LiveSnapshot
 from ..logs import get_logger
@@ -302,21 +304,34 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Issue 11: the store proves a write (`probe`), every evidence folder a
+    write and its free space; answers carry fixed words, never exception text
+    (that goes to the log)."""
     ctx: WebContext = request.app.state.web
     checks: dict[str, str] = {}
     try:
-        await ctx.store.list_incidents(IncidentQuery(), limit=1)
+        await ctx.store.probe(ctx.now())
         checks["store"] = "ok"
-    except StoreError as exc:
-        checks["store"] = f"fail: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
+        log.error("healthz_store_failed", error=str(exc))
+        checks["store"] = "fail"
     try:
         ctx.live.snapshot()
         checks["sip"] = "ok"
     except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
-        checks["sip"] = f"fail: {exc!r}"
-    ok = all(v == "ok" for v in checks.values())
+        log.error("healthz_sip_failed", error=repr(exc))
+        checks["sip"] = "fail"
+    storage = ctx.config.storage
+    checks.update(
+        await disk_checks(
+            storage_folders(ctx.config), threshold_bytes=storage.low_disk_mb * 1_000_000
+        )
+    )
+    # Low disk still works (the alarm is on the wallboard): degraded, not down.
+    ok = all(v in ("ok", "low_disk") for v in checks.values())
+    status = "fail" if not ok else "ok" if all(v == "ok" for v in checks.values()) else "degraded"
     return JSONResponse(
-        {"status": "ok" if ok else "fail", **checks, "at": format_timestamp(ctx.now())},
+        {"status": status, **checks, "at": format_timestamp(ctx.now())},
         status_code=200 if ok else 503,
         headers={"Cache-Control": "no-store"},
     )

@@ -1,0 +1,39 @@
+"""/healthz proves writes (issue 11): the store's probe row, every evidence
+folder's write and free space; fixed words, never exception text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_web_support import web_env
+
+
+async def test_healthz_writes_the_store_and_the_folders(tmp_path: Path) -> None:
+    async with web_env(tmp_path) as env:
+        r = await env.client.get("/healthz")
+        body = r.json()
+        assert r.status_code == 200, body
+        assert body["store"] == "ok" and body["disk:recordings"] == "ok"
+        rows = await env.store._read(
+            lambda conn: conn.execute("SELECT probed_at FROM health").fetchall()
+        )
+        assert len(rows) == 1
+
+
+async def test_healthz_names_a_folder_it_cannot_write(tmp_path: Path) -> None:
+    async with web_env(tmp_path) as env:
+        recordings = tmp_path / "recordings"
+        recordings.rename(tmp_path / "elsewhere")  # unmounted, say
+        recordings.write_text("not a folder")
+        r = await env.client.get("/healthz")
+        assert r.status_code == 503
+        assert r.json()["status"] == "fail" and r.json()["disk:recordings"] == "write_failed"
+        assert "Errno" not in r.text and "directory" not in r.text
+
+
+async def test_low_disk_is_degraded_not_down(tmp_path: Path) -> None:
+    async with web_env(tmp_path) as env:
+        object.__setattr__(env.app.state.web.config.storage, "low_disk_mb", 10_000_000)
+        r = await env.client.get("/healthz")
+        assert r.status_code == 200
+        assert r.json()["status"] == "degraded" and r.json()["disk:recordings"] == "low_disk"
