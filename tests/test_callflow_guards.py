@@ -176,3 +176,51 @@ async def test_settle_waits_for_held_audio_to_reach_the_disk(tmp_path: Path) -> 
     await task
     assert rec.pending_bytes == 0
     assert [type(c) for c in rec.take_health()] == [RecordingDegraded, RecordingRecovered]
+
+
+class WatchedCentre:
+    """The parts of the centre the low-disk alarm uses: a real config, events kept."""
+
+    def __init__(self, base: Path, low_disk_mb: int) -> None:
+        from callcenter112.config import parse_config
+
+        (base / "recordings").mkdir()
+        self.config = parse_config(
+            {
+                "sip": {"listen": "127.0.0.1:5070"},
+                "trunk": [{"name": "t", "allow": ["192.0.2.0/24"], "numbers": ["112"]}],
+                "storage": {
+                    "database": "db.sqlite3",
+                    "recordings": "recordings",
+                    "low_disk_mb": low_disk_mb,
+                },
+            },
+            base_dir=base,
+        )
+        self.stopping = False
+        self.published: list[tuple[str, dict[str, object]]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def publish(self, kind: str, *, data: dict[str, object] | None = None, **_: object) -> None:
+        self.published.append((kind, data or {}))
+
+    def spawn_write(self, aw: object) -> None:
+        self.tasks.append(asyncio.ensure_future(aw))  # type: ignore[arg-type]
+
+
+async def test_low_disk_alarm_is_published_once_per_change(tmp_path: Path) -> None:
+    from callcenter112.callflow.guards import start_disk_watch, storage_folders
+
+    centre = WatchedCentre(tmp_path, low_disk_mb=10_000_000)  # 10 TB: surely low here
+    assert storage_folders(centre.config) == [tmp_path, tmp_path / "recordings"]
+    start_disk_watch(centre, every_s=0.05)  # type: ignore[arg-type]
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(centre.tasks) >= 3:
+            break
+    await asyncio.gather(*centre.tasks)
+    centre.stopping = True
+    kinds = [(k, d["folder"], d["low"]) for k, d in centre.published]
+    # Both folders raised once, not again on the later checks.
+    assert sorted(kinds) == [("low_disk", "recordings", True), ("low_disk", tmp_path.name, True)]
+    assert all(d["free_bytes"] < d["threshold_bytes"] for _, d in centre.published)  # type: ignore[operator]

@@ -250,6 +250,9 @@ class Centre:
     async def start(self) -> None:
         await self.endpoint.start()
         await self._restore_registrations()
+        from .callflow.guards import start_disk_watch  # issue 11: low-disk alarm
+
+        self.disk_watch = start_disk_watch(self)  # → live event "low_disk" every change
         self._arm_presence()
         self._arm_midnight()
         log.info(

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..config import RTP_PAIRS_PER_CALL
+from ..faults import DiskWatch
 from ..incidents import CallbackResult, LegRole
 from ..logs import get_logger
 from ..media.recorder import RecordingDegraded, RecordingHealth, unrecorded_name
@@ -104,8 +105,24 @@ class GuardedCentre(Protocol):
 
     def spawn_write(self, aw: Awaitable[Any]) -> None: ...
 
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def publish(
+        self,
+        kind: str,
+        *,
+        operator: str | None = None,
+        incident_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None: ...
+
 
 __all__ = [
+    "DISK_CHECK_S",
     "SETTLE_S",
     "SRTP_SUITE",
     "UNVERIFIED",
@@ -122,11 +139,14 @@ __all__ = [
     "operator_srtp",
     "recording_health_event",
     "settle_recorder",
+    "start_disk_watch",
     "storage_folders",
     "unrecorded_file",
     "watch_recording_health",
 ]
 
+# How often the low-disk alarm measures the evidence folders (statvfs: cheap).
+DISK_CHECK_S: Final = 60.0
 # RFC 4568 §6.2.1: the suite every SDES softphone offers (80-bit tag).
 SRTP_SUITE: Final = "AES_CM_128_HMAC_SHA1_80"
 # How long a recorder whose disk refused writes may take to catch up before it
@@ -319,3 +339,35 @@ def storage_folders(config: Config) -> list[Path]:
         folders.append(sqlite_path(config.storage.database, config.path).parent)
     folders.append(config.path(config.storage.recordings))
     return folders
+
+
+def start_disk_watch(centre: GuardedCentre, *, every_s: float = DISK_CHECK_S) -> DiskWatch:
+    """Every `every_s`, measure the evidence folders; each low-disk change is
+    published to the wallboard (live event `low_disk`: folder, free and
+    threshold bytes, low or cleared). The first check runs at once."""
+    storage = centre.config.storage
+    watch = DiskWatch(
+        storage_folders(centre.config), threshold_bytes=storage.low_disk_mb * 1_000_000
+    )
+    loop = asyncio.get_running_loop()
+
+    async def check() -> None:
+        for alarm in await asyncio.to_thread(watch.check):
+            centre.publish(
+                "low_disk",
+                data={
+                    "folder": alarm.folder.name,
+                    "free_bytes": alarm.free_bytes,
+                    "threshold_bytes": alarm.threshold_bytes,
+                    "low": alarm.low,
+                },
+            )
+
+    def tick() -> None:
+        if centre.stopping:
+            return
+        centre.spawn_write(check())
+        loop.call_later(every_s, tick)
+
+    tick()
+    return watch
