@@ -37,3 +37,21 @@ async def test_low_disk_is_degraded_not_down(tmp_path: Path) -> None:
         r = await env.client.get("/healthz")
         assert r.status_code == 200
         assert r.json()["status"] == "degraded" and r.json()["disk:recordings"] == "low_disk"
+
+
+async def test_metrics_export_the_core_counters_and_free_disk(tmp_path: Path) -> None:
+    from callcenter112.counters import CoreCounters, Counted
+
+    async with web_env(tmp_path) as env:
+        text = (await env.client.get("/metrics")).text
+        assert "callcenter112_core_events_total" not in text  # this live centre counts nothing
+        env.live.metrics = CoreCounters({Counted.REJECTED_CAPACITY: 3})  # type: ignore[attr-defined]
+        text = (await env.client.get("/metrics")).text
+        assert 'callcenter112_core_events_total{event="rejected_capacity"} 3.0' in text
+        assert 'callcenter112_core_events_total{event="journal_write_failed"} 0.0' in text
+        free = [
+            line
+            for line in text.splitlines()
+            if line.startswith('callcenter112_disk_free_bytes{folder="recordings"}')
+        ]
+        assert len(free) == 1 and float(free[0].split()[-1]) > 0
