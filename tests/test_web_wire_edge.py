@@ -55,3 +55,31 @@ async def test_metrics_export_the_core_counters_and_free_disk(tmp_path: Path) ->
             if line.startswith('callcenter112_disk_free_bytes{folder="recordings"}')
         ]
         assert len(free) == 1 and float(free[0].split()[-1]) > 0
+
+
+async def test_a_callback_held_for_review_is_for_a_supervisor_to_dial(tmp_path: Path) -> None:
+    from callcenter112.incidents import Status
+
+    async with web_env(tmp_path) as env:
+        t0 = env.live.clock()
+        iid = await env.store.create_incident(caller="081277776666", arrived_at=t0 - 100)
+        cb = await env.store.close_incident(
+            iid, status=Status.INTERRUPTED, at=t0 - 80, ended_at=t0 - 80, reason="no_ack"
+        )
+        assert await env.store.callback_review(iid, reason="unverified_caller", at=t0 - 79) == 1
+        csrf = await env.sign_in("op1")
+        page = (await env.client.get("/console")).text
+        assert f'data-callback="{cb}"' in page  # still listed …
+        assert 'data-testid="callback-review"' in page  # … marked for a supervisor
+        assert f"/console/callbacks/{cb}/call" not in page  # no "Call back" for an operator
+        r = await env.client.post(
+            f"/console/callbacks/{cb}/call",
+            data={"csrf_token": csrf},
+            headers={"Accept": "application/json"},
+        )
+        assert r.status_code == 403 and "supervisor" in r.text
+        assert env.live.actions == []
+        env.sign_out_locally()
+        await env.sign_in("supervisor")  # the wallboard lists it for the supervisor to decide
+        board = (await env.client.get("/wallboard")).text
+        assert f'data-callback="{cb}"' in board and 'data-testid="callback-review"' in board

@@ -22,8 +22,8 @@ them); every rule lives here and in the pure modules it composes:
 * **Spoofed trunk INVITEs.** A caller that never ACKed our 200 and never
   sent a packet may be a forged source address: `hold_unverified_callbacks()`
   marks its callback task for a supervisor's review (`UNVERIFIED`), shown on
-  the console's callback list, and `may_dial()` keeps it from being dialled
-  by anyone but a supervisor.
+  the console's and the wallboard's callback lists; `may_dial()` keeps the
+  console's "Call back" (operators) from dialling it.
 * **Capacity that cannot deadlock.** `admits_caller()`: a caller is admitted
   only while the operators' and agencies' legs keep their RTP pairs in
   reserve (`caller_pairs()`), so a free operator can always be offered a
