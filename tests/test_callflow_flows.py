@@ -291,7 +291,7 @@ async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
     h = hx
     op = Phone(h, "op1", "secret1")
     await op.register()
-    caller = Caller(h, number="+4930555111")
+    caller = Caller(h, number="081234567890")  # callbacks dial Indonesian numbers only
     await caller.answered()
     await caller.bye()  # hung up in the IVR: abandoned, a callback task opens
     (incident_id,) = h.incident_ids
@@ -304,7 +304,7 @@ async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
     await op.answer(ring)
     citizen = Phone(h, "citizen", port=PROXY.port, rtp_port=42000)
     dialled = citizen.ringing()
-    assert dialled is not None and "4930555111" in dialled.uri
+    assert dialled is not None and "081234567890" in dialled.uri
     assert dialled.headers.get("Priority") == "psap-callback"
     await citizen.answer(dialled)
     await h.advance(1.0)

@@ -288,7 +288,7 @@ def check_after_restart(server: Server) -> None:
         assert rec["status"] == "sealed" and rec["seq"] is not None, rec
         seqs.append(rec["seq"])
         path = server.recordings / rec["path"]
-        assert stat.S_IMODE(path.stat().st_mode) == 0o444, oct(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o440, oct(path.stat().st_mode)
         audio = read_wav(path)  # raises on a header that does not fit the file
         assert audio.channels == rec["channels"] == 2
         assert audio.info.data_size == path.stat().st_size - audio.info.data_offset

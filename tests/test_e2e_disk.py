@@ -83,6 +83,13 @@ def test_a_disk_that_fills_mid_call_loses_no_recorded_audio(
     assert recovered["dropped"] == 0
     [degraded] = server.events("recording_degraded")
     assert degraded["error"] == "No space left on device"
+    # Issue 11: both changes are on the incident's timeline too.
+    timeline = server.sql(
+        "SELECT kind, detail FROM events WHERE kind IN ('recording_degraded',"
+        " 'recording_recovered') ORDER BY at, id"
+    )
+    assert [k for k, _ in timeline] == ["recording_degraded", "recording_recovered"], timeline
+    assert '"pending_bytes"' in timeline[0][1] and '"dropped_bytes":0' in timeline[1][1]
     # Closed and sealed (read-only): the whole call is there, ~13 s (8 s of speech + talk).
     wait_until(lambda: not os.access(wav, os.W_OK) or wav.stat().st_mode & 0o222 == 0, 20)
     audio = read_wav(wav)

@@ -233,7 +233,7 @@ def test_flipped_byte_deleted_file_and_edited_chain_row_are_all_named(
         (byte,) = f.read(1)
         f.seek(at)
         f.write(bytes([byte ^ 0xFF]))
-    os.chmod(flipped, 0o444)  # and the mode put back
+    os.chmod(flipped, 0o440)  # and the mode put back
 
     # 2. Another recording removed.
     deleted.unlink()

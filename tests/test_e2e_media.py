@@ -687,10 +687,11 @@ def small_pool_server(directory: Path, *, pairs: int, preopen: int) -> Iterator[
 
 @pytest.mark.peers
 def test_rtp_port_exhaustion_answers_503_and_ports_come_back(tmp_path: Path) -> None:
-    """Two RTP pairs (one pre-opened, one opened on demand): two callers are answered, the
+    """Four RTP pairs (one pre-opened, the rest on demand): two callers are answered, the
     third gets 503 with Retry-After at once — never a hang — and a port freed by a hang-up
     serves the next caller."""
-    with small_pool_server(tmp_path, pairs=2, preopen=1) as server:
+    # Four pairs: two for callers, two kept for op1's operator and agency legs (issue 11).
+    with small_pool_server(tmp_path, pairs=4, preopen=1) as server:
         rtp_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rtp_sink.bind(("127.0.0.1", 0))
         rtp_port = rtp_sink.getsockname()[1]
@@ -726,6 +727,8 @@ def test_rtp_port_exhaustion_answers_503_and_ports_come_back(tmp_path: Path) -> 
                 caller.close()
             rtp_sink.close()
         rejected = [e for e in server.events("call_rejected") if e.get("status") == 503]
+        # Issue 11: refused before the pool runs dry, keeping op1's reserve.
+        rejected += server.events("capacity_reached")
         assert len(rejected) == 1, rejected
         # Refused, yet not lost: an interrupted incident with a callback task.
         third_incident = wait_until(lambda: incident_id_of(server, "0813000003"), 20)

@@ -98,7 +98,7 @@ def _kinds(report: VerifyReport) -> dict[ProblemKind, list[str]]:
 
 async def test_seal_hashes_protects_and_chains(store: SqliteStore, recdir: Path) -> None:
     iid, path = await _call_with_recording(store, recdir, 1)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o440  # records.READ_ONLY_MODE (issue 11)
     rec = await store.get_incident(iid)
     assert rec is not None
     [r] = rec.recordings

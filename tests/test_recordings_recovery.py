@@ -151,7 +151,7 @@ async def test_recovery_after_crash(tmp_path: Path) -> None:
             [recording] = rec.recordings
             assert recording.status is RecordingStatus.SEALED and recording.seq is not None
             path = recdir / recording.path
-            assert stat.S_IMODE(path.stat().st_mode) == 0o444
+            assert stat.S_IMODE(path.stat().st_mode) == 0o440  # records.READ_ONLY_MODE (issue 11)
             info = wav_info(path)
             assert info is not None
             assert info.data_bytes == 8192 * 2  # the torn last frame was cut

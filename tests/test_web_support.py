@@ -112,6 +112,8 @@ def make_config(tmp_path: Path, **web: Any) -> Config:
             {"name": "ambulans", "label": "PSC 119", "number": "119", "trunk": "telkom"},
             {"name": "damkar", "label": "Damkar", "number": "113", "trunk": "telkom"},
         ],
+        # Where web_env's store and recordings are: /healthz probes them (issue 11).
+        "storage": {"database": "db.sqlite3", "recordings": "recordings"},
     }
     return parse_config(data, source="test", base_dir=tmp_path)
 

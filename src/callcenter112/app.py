@@ -324,8 +324,14 @@ async def _retention_loop(
     while not stop.is_set():
         try:
             report = await apply_retention(
-                store, recordings_dir, config.recordings.keep_days, time.time()
+                store,
+                recordings_dir,
+                config.recordings.keep_days,
+                time.time(),
+                max_share=config.recordings.max_delete_share,  # issue 11: refuses, never --force
             )
+            if report.refused:
+                log.error("retention_refused", reason=report.refused)
             if getattr(report, "deleted", None):
                 log.info("retention", report=str(report))
         except Exception as exc:  # noqa: BLE001 - retention must never stop the centre

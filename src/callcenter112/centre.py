@@ -125,6 +125,9 @@ class Centre:
         self.store = store
         self.prompts = prompts
         self.media = media
+        from .callflow.guards import watch_recording_health  # issue 11: recording health
+
+        watch_recording_health(self)  # → recording_degraded / _recovered incident events
         self._spawn = spawn
         self.recordings_dir = config.path(config.storage.recordings)
         self.recordings_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +170,6 @@ class Centre:
             port=config.sip.listen.port,
             advertise=config.sip.advertise,
             on_event=self._on_sip_event,
-            allow_source=self._allow_source,
         )
         self.endpoint.transport.trace = config.sip.trace
         # Admission before parse, and SIP over TLS (issue 11).
@@ -255,6 +257,9 @@ class Centre:
     async def start(self) -> None:
         await self.endpoint.start()
         await self._restore_registrations()
+        from .callflow.guards import start_disk_watch  # issue 11: low-disk alarm
+
+        self.disk_watch = start_disk_watch(self)  # → live event "low_disk" every change
         self._arm_presence()
         self._arm_midnight()
         log.info(
@@ -313,11 +318,6 @@ class Centre:
         await self.endpoint.close()
 
     # -- the switchboard ---------------------------------------------------------------
-
-    def _allow_source(self, ip: str) -> bool:
-        if self._trunk_of(ip) is not None:
-            return True  # carrier traffic is never throttled
-        return self.guard.check(ip, self.loop.time()) is not Admission.THROTTLED
 
     def _trunk_of(self, ip: str) -> TrunkConfig | None:
         try:
@@ -423,10 +423,8 @@ class Centre:
             self._respond(ev, a.status, reason=a.reason, headers=list(a.headers))  # issue 15
             return
         trunk = self._trunk_of(ev.peer.host)
-        if trunk is None:
-            self.metrics[Counted.INVITE_FORBIDDEN] += 1
-            log.info("invite_forbidden", source=str(ev.peer), uri=req.uri)
-            self._respond(ev, 403, headers=[("Warning", '399 callcenter112 "not a trunk"')])
+        if trunk is None:  # issue 11: anonymous ones were answered statelessly by the edge;
+            self._respond(ev, 404)  # a known operator address dialling here reaches no 112
             return
         stats = self.trunk_stats[trunk.name]
         stats["in"] = self.wall()
@@ -437,7 +435,13 @@ class Centre:
             stats["rejected"] += 1
             self._respond(ev, 404)
             return
-        if self.stopping or len(self.active) >= self.config.sip.max_calls:
+        from .callflow.guards import admits_caller  # issue 11: RTP pairs kept in reserve
+
+        if (
+            self.stopping
+            or len(self.active) >= self.config.sip.max_calls
+            or not admits_caller(self)
+        ):
             stats["rejected"] += 1
             self.metrics[Counted.REJECTED_CAPACITY] += 1
             log.warning("capacity_reached", active=len(self.active))
@@ -494,7 +498,7 @@ class Centre:
         except Exception:  # noqa: BLE001
             to_user = None
         if self._trunk_of(ev.peer.host) is None:
-            # `_allow_source` already took this request's token from the
+            # The edge's admission already took this request's token from the
             # source's bucket; taking a second one here would halve the
             # rate a NAT full of operators' phones is allowed.
             locked = self.guard.locked_until(ev.peer.host, now, user=to_user) is not None
@@ -508,7 +512,7 @@ class Centre:
             return
         if admission is Admission.THROTTLED:
             return
-        result = self.auth.verify(req, now)
+        result = self.auth.verify(req, now, source=ev.peer.host)  # issue 11: guessing guard
         if not result.ok:
             if result.counts_as_failure:
                 started = self.guard.record_failure(ev.peer.host, now, user=result.username)
@@ -602,6 +606,7 @@ class Centre:
                 continue
             # First ping due now: the phone has not proved itself to this process.
             bindings.append(replace(b, refreshed_at=mono - self.qualifier.every_s))
+            self.guard.record_success(b.source.host, mono, user=user)  # issue 11: known address
         events = self.registrar.restore(bindings, mono)
         for event in events:
             self._presence_event(event)

@@ -589,6 +589,9 @@ class OperatorConfig(_Section):
     # False for a phone that registers but is never offered queue calls: a
     # supervisor's softphone used to listen, whisper and barge.
     takes_calls: bool = True
+    # Issue 11: SDES-keyed SRTP on this operator's legs (callflow/guards.py):
+    # "optional" offers a key on RTP/AVP, "mandatory" offers RTP/SAVP only.
+    srtp: Literal["off", "optional", "mandatory"] = "off"
 
     @model_validator(mode="after")
     def _sip_secret(self) -> OperatorConfig:

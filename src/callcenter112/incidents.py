@@ -584,6 +584,8 @@ class Callback:
     note: str | None = None
     attempts: tuple[CallbackAttempt, ...] = ()
     priority: bool = False  # a silent caller's (issue 12): listed first
+    # Issue 11: why the task waits for a supervisor instead of being dialled.
+    review: str | None = None
 
     @property
     def no_number(self) -> bool:

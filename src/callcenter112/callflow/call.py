@@ -85,6 +85,7 @@ from .call_base import (
     SDP,
     outbound_request,
 )
+from .guards import unrecorded_file  # issue 11
 from .inbox import (
     AcdAnnounce,
     AcdCancel,
@@ -377,7 +378,8 @@ class EmergencyCall(
         if media is None or not self.centre.config.recordings.enabled:
             return
         self.recording = await self.journal.open_recording(
-            media.codec, unrecorded_name=f"unrecorded-{self.caller.invite.call_id}"
+            media.codec,
+            unrecorded_name=unrecorded_file(self.caller.invite.call_id),  # issue 11
         )
         if self.recording is not None:
             media.attach_recorder(self.recording.recorder)

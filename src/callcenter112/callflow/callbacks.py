@@ -36,6 +36,7 @@ from ..sip.session import (
     State,
 )
 from .call import ALLOW, SDP, outbound_request
+from .guards import callback_target, leg_headers, not_callable  # issue 11
 from .inbox import LegEvent, LegRequest, Message, RingTimedOut
 from .journal import Journal, OpenRecording
 from .legs import OutboundLeg, quality, start_session, trunk_credentials
@@ -123,6 +124,12 @@ class CallbackCall:
 
     async def run(self) -> None:
         try:
+            target = callback_target(self.number)  # issue 11: only valid Indonesian numbers
+            if target is None:
+                self.result = await not_callable(
+                    self.centre.store, self.callback_id, self.actor, at=self.centre.wall()
+                )
+                return
             await self._dial("operator")
             while not self.done:
                 message = await self.inbox.get()
@@ -162,6 +169,7 @@ class CallbackCall:
                 ("P-Asserted-Identity", f"<sip:{self.trunk_caller_id}@{advertise}>"),
                 ("X-Incident-ID", self.incident_id),
             ]
+        extra = leg_headers(role, extra)  # issue 11: nothing internal to outside parties
         media = await centre.media.open_leg(f"callback-{self.callback_id}/{role.value}")
         codec = (
             self.op_leg.media.codec if who == "citizen" and self.op_leg is not None else Codec.PCMA

@@ -39,6 +39,7 @@ from ..media.g711 import Codec
 from ..media.recorder import IncidentRecorder, RecordingInfo
 from ..records import Store, seal_recording
 from .failover import before_deadline, close_later
+from .guards import settle_recorder  # issue 11
 
 __all__ = [
     "Journal",
@@ -290,6 +291,7 @@ class Journal:
     async def seal_recording(self, recording: OpenRecording) -> RecordingEnd:
         """Close the file (the rest written, header fixed) and seal it into the
         incident's hash chain."""
+        await settle_recorder(recording.recorder)  # issue 11: held audio first reaches the disk
         try:
             info = await self.recorders.close_recorder(recording.recorder)
         except (OSError, ValueError) as exc:

@@ -24,6 +24,7 @@ from ..sip.message import Request, parse_address
 from ..sip.peer import Peer
 from ..sip.session import Credentials, InviteSession, LocalParty
 from ..sip.transaction import TransactionKey
+from .guards import LegSrtp  # issue 11
 
 __all__ = [
     "CallerSide",
@@ -104,6 +105,7 @@ class OutboundLeg:
     # it: a busy loop must not turn an answer in time into a missed offer.
     acd_answer: bool | None = None
     session: InviteSession | None = None  # the leg's INVITE usage (sip/session.py)
+    srtp: LegSrtp | None = None  # issue 11: our SDES key until the answer (guards.py)
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ from .call_base import (
     _offer_failure,
     outbound_request,
 )
+from .guards import LegSrtp, leg_headers, operator_srtp  # issue 11
 from .inbox import (
     LegEvent,
     OptionsResult,
@@ -116,6 +117,9 @@ class OfferPart(CallBase[CallT]):
             session_id=self.number * 1000 + len(self.other_legs) + len(self.offers) + 1,
             session_version=1,
         )
+        srtp = None  # issue 11: SRTP on operator legs, per [[operator]] srtp
+        if role is LegRole.OPERATOR:
+            srtp, offer = LegSrtp.for_offer(operator_srtp(centre.config, name), offer)
         headers = list(extra_headers or [])
         if self.incident_id is not None:
             headers += [
@@ -126,6 +130,7 @@ class OfferPart(CallBase[CallT]):
                 ),
             ]
         headers.append(("Subject", f"112 {self.category}"))
+        headers = leg_headers(role, headers)  # issue 11: nothing internal to outside parties
         body, content_type = offer.serialize(), SDP
         if role is LegRole.AGENCY and self.location is not None:  # issue 13: PIDF-LO by value
             body, content_type = await self.location.agency_body(body, headers, self.incident_id)
@@ -150,6 +155,7 @@ class OfferPart(CallBase[CallT]):
             offer=offer,
             purpose=purpose,
             trunk=trunk,
+            srtp=srtp,
         )
         self._legs.append(leg)
         start_session(
@@ -246,6 +252,8 @@ class OfferPart(CallBase[CallT]):
         try:
             answer = SessionDescription.parse(response.body)
             leg.negotiated = accept_answer(leg.offer, answer)
+            if leg.srtp is not None:  # issue 11: SRTP keys from the answer
+                leg.media.srtp = leg.srtp.for_answer(leg.offer, answer)
         except SdpError as exc:
             self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
             await self.hangup_leg(leg, "bad_sdp")

@@ -30,6 +30,7 @@ from .call_base import (
     CallT,
     _abnormal_bye,
 )
+from .guards import hold_unverified_callbacks  # issue 11
 from .inbox import (
     CallerAckMissing,
     CallerCancelled,
@@ -151,6 +152,10 @@ class PeerPart(CallBase[CallT]):
             self.log.warning("ack_missing_but_media_flows")
             return
         await self.end(Status.INTERRUPTED, "no_ack", bye_caller=True)
+        # issue 11: never ACKed, no media: maybe spoofed, so a supervisor decides the callback
+        await hold_unverified_callbacks(
+            self.centre.store, self.incident_id, self.caller.media, at=self.centre.wall()
+        )
 
     async def _caller_hung_up(self) -> None:
         self.caller.ended = True

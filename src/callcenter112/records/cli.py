@@ -60,6 +60,7 @@ from ..incidents import (
 from .engines import open_database
 from .evidence import VerifyReport, verify_audit, verify_recordings
 from .protocol import Store, StoreError
+from .retention import apply_retention
 
 __all__ = ["ProgressBar", "add_commands", "cli_actor"]
 
@@ -489,6 +490,27 @@ async def _recordings_verify(store: Store, cfg: Config, args: argparse.Namespace
     return 0 if report.ok else 1
 
 
+async def _recordings_sweep(store: Store, cfg: Config, args: argparse.Namespace) -> int:
+    """The retention sweep by hand (issue 11): refuses like the server's, unless
+    `--force` for a share beyond recordings.max_delete_share (never for the clock)."""
+    report = await apply_retention(
+        store,
+        cfg.path(cfg.storage.recordings),
+        cfg.recordings.keep_days,
+        time.time(),
+        actor=cli_actor(),
+        max_share=cfg.recordings.max_delete_share,
+        force=args.force,
+    )
+    if report.refused:
+        print(f"refused: {report.refused}", file=sys.stderr)
+        return 1
+    print(f"deleted {len(report.deleted)} recording(s)")
+    for error in report.errors:
+        print(f"could not remove {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 async def _audit_verify(store: Store, cfg: Config, args: argparse.Namespace) -> int:
     bar = ProgressBar("verify", sys.stderr, enabled=_progress_enabled(args))
     try:
@@ -700,6 +722,17 @@ def add_commands(sub: SubParsers, common: argparse.ArgumentParser) -> None:
     )
     _progress_flags(p)
     p.set_defaults(handler=_handler(_recordings_verify))
+    p = rec_sub.add_parser(
+        "sweep",
+        parents=[common],
+        help="delete recordings past recordings.keep_days (refused on a wrong clock)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even more than recordings.max_delete_share of the recordings",
+    )
+    p.set_defaults(handler=_handler(_recordings_sweep))
 
     cb = sub.add_parser("callbacks", help="the callback list of dropped calls")
     cb_sub = cb.add_subparsers(dest="action", required=True, metavar="ACTION")

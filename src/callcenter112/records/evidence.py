@@ -1,7 +1,7 @@
 """The evidence files: hashing, sealing, and verifying the recordings and audit chains.
 
 Recordings are legal-grade (DESIGN §1): the original G.711 bits, sealed when
-the call ends. Sealing (`seal_recording`) makes the file read-only (0o444),
+the call ends. Sealing (`seal_recording`) makes the file read-only (0o440),
 hashes it with SHA-256 and appends an entry to the recordings hash chain
 (rules in `records.chain`).
 
@@ -56,7 +56,7 @@ __all__ = [
     "wav_info",
 ]
 
-READ_ONLY_MODE = 0o444
+READ_ONLY_MODE = 0o440  # issue 11: the owner and its group (the auditors) only
 _CHUNK = 1 << 20  # hash files a MiB at a time
 _PAGE = 500  # chain entries fetched per store read
 
@@ -169,7 +169,7 @@ async def seal_recording(
     codec: Codec | str | None,
     sealed_at: float | None = None,
 ) -> Recording:
-    """Seal a closed recording: chmod 0o444, SHA-256, append to the hash chain.
+    """Seal a closed recording: chmod 0o440, SHA-256, append to the hash chain.
 
     Call it after the recorder closed the file. `sealed_at` defaults to the
     wall clock. Returns the chain entry. Raises OSError if the file cannot be

@@ -264,8 +264,24 @@ class Store(Protocol):
     ) -> int: ...
 
     async def callback_close(
-        self, callback_id: int, *, actor: str, at: float, outcome: str, note: str | None = None
+        self,
+        callback_id: int,
+        *,
+        actor: str,
+        at: float,
+        outcome: str,
+        note: str | None = None,
+        holder: str | None = None,
     ) -> Callback: ...
+
+    # issue 11: callbacks held for a supervisor; the /healthz write; retention's checks
+    async def callback_review(self, incident_id: str, *, reason: str, at: float) -> int: ...
+
+    async def probe(self, now: float) -> None: ...
+
+    async def newest_seal_at(self) -> float | None: ...
+
+    async def count_recordings(self) -> int: ...
 
     async def list_callbacks(
         self, *, open_only: bool = True, incident_id: str | None = None, limit: int | None = None

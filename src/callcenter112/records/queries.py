@@ -848,9 +848,18 @@ class StoreQueries:
         return await self._write(run)
 
     async def callback_close(
-        self, callback_id: int, *, actor: str, at: float, outcome: str, note: str | None = None
+        self,
+        callback_id: int,
+        *,
+        actor: str,
+        at: float,
+        outcome: str,
+        note: str | None = None,
+        holder: str | None = None,
     ) -> Callback:
-        """Close a callback task with its outcome; audit-logged."""
+        """Close a callback task with its outcome; audit-logged. With `holder`
+        (an operator, not a supervisor) the task must be held by `holder`,
+        checked in the same transaction (issue 11): else 403."""
         _check_word("actor", actor)
         _check_word("outcome", outcome, limit=200)
 
@@ -858,6 +867,12 @@ class StoreQueries:
             row = _callback_row(conn, callback_id)
             if row["status"] == CallbackStatus.CLOSED.value:
                 raise IncidentError(f"callback {callback_id} is already closed", status_hint=409)
+            if holder is not None and row["taken_by"] != holder:
+                whose = f"held by {row['taken_by']}" if row["taken_by"] else "not taken"
+                raise IncidentError(
+                    f"callback {callback_id} is {whose}; a supervisor may close it",
+                    status_hint=403,
+                )
             conn.execute(
                 "UPDATE callbacks SET status = 'closed', closed_by = ?, closed_at = ?,"
                 " outcome = ?, note = ? WHERE id = ?",
@@ -876,6 +891,69 @@ class StoreQueries:
             return _load_callback(conn, callback_id)
 
         return await self._write(run)
+
+    async def callback_review(self, incident_id: str, *, reason: str, at: float) -> int:
+        """Hold the incident's open callback tasks for a supervisor (issue 11:
+        e.g. a trunk INVITE that never ACKed nor sent media may be spoofed);
+        returns how many were marked. A `callback_review` event on the incident."""
+        _check_word("reason", reason)
+
+        def run(conn: SqlConnection) -> int:
+            _incident_row(conn, incident_id)
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM callbacks WHERE incident_id = ? AND status = 'open'",
+                    (incident_id,),
+                )
+            ]
+            for callback_id in ids:
+                conn.execute("UPDATE callbacks SET review = ? WHERE id = ?", (reason, callback_id))
+                _insert_event(
+                    conn,
+                    incident_id,
+                    at,
+                    "callback_review",
+                    {"callback_id": callback_id, "reason": reason},
+                )
+            return len(ids)
+
+        return await self._write(run)
+
+    # -- health (issue 11)
+
+    async def probe(self, now: float) -> None:
+        """A real write for /healthz: upsert the one-row `health` table."""
+
+        def run(conn: SqlConnection) -> None:
+            conn.execute(
+                "INSERT INTO health (id, probed_at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+                (now,),
+            )
+
+        await self._write(run)
+
+    async def newest_seal_at(self) -> float | None:
+        """When the newest recording was sealed (the retention clock check)."""
+
+        def run(conn: SqlConnection) -> float | None:
+            value = conn.execute("SELECT MAX(sealed_at) FROM recordings").fetchone()[0]
+            return None if value is None else float(value)
+
+        return await self._read(run)
+
+    async def count_recordings(self) -> int:
+        """Recordings not yet deleted by retention (the share a sweep may take)."""
+
+        def run(conn: SqlConnection) -> int:
+            return int(
+                conn.execute("SELECT COUNT(*) FROM recordings WHERE deleted_at IS NULL").fetchone()[
+                    0
+                ]
+            )
+
+        return await self._read(run)
 
     # -- operators and audit
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..incidents import Recording
+from ..retention_guard import SweepFigures, sweep_refusal
 from .protocol import Store
 
 __all__ = ["RetentionReport", "apply_retention"]
@@ -22,6 +23,7 @@ _DAY_S = 86_400
 class RetentionReport:
     deleted: tuple[Recording, ...] = ()
     errors: tuple[str, ...] = ()  # files that could not be removed (entry is tombstoned)
+    refused: str | None = None  # issue 11: why nothing was deleted (retention_guard)
 
 
 _RETENTION_BATCH = 200
@@ -35,14 +37,28 @@ async def apply_retention(
     now: float,
     *,
     actor: str = "retention",
+    max_share: float = 1.0,
+    force: bool = False,
 ) -> RetentionReport:
     """Delete recordings sealed more than `keep_days` ago, unless on legal hold.
 
     Each entry becomes a tombstone (audit-logged as `retention_delete`) in
     the same transaction that re-checks the hold; then its file is removed.
     A file already gone counts as removed.
+
+    First (issue 11) `retention_guard.sweep_refusal` is asked: with the clock
+    behind the newest seal, or more than `max_share` of the recordings due
+    without `force`, nothing is deleted and the report says why.
     """
     cutoff = now - keep_days * _DAY_S
+    total = await store.count_recordings()
+    expired = len(await store.recordings_due_for_retention(before=cutoff, limit=total + 1))
+    figures = SweepFigures(
+        now=now, newest_seal_at=await store.newest_seal_at(), expired=expired, total=total
+    )
+    refusal = sweep_refusal(figures, max_share=max_share, force=force)
+    if refusal is not None:
+        return RetentionReport(refused=refusal)
     deleted: list[Recording] = []
     errors: list[str] = []
     for _ in range(_RETENTION_MAX_ROUNDS):

@@ -178,6 +178,7 @@ def _callback(row: Row, attempts: Iterable[CallbackAttempt] = ()) -> Callback:
         note=row["note"],
         attempts=tuple(attempts),
         priority=bool(row["priority"]),
+        review=row["review"],  # issue 11
     )
 
 

@@ -36,6 +36,7 @@ from ..callers import (
     repeat_verdict,
     suggest_watch_list,
 )
+from ..callflow.guards import may_dial  # issue 11
 from ..config import DISPOSITIONS, Config
 from ..incidents import CallbackStatus, IncidentRecord, incident_flags
 from ..live import LiveEvent, LiveSnapshot, OperatorView
@@ -356,6 +357,10 @@ async def take_callback(call: Call) -> Response:
 async def call_back(call: Call) -> Response:
     """Have the centre take the callback task for this operator and ring them, then the caller."""
     callback_id = _callback_id(call)
+    held = await call.ctx.store.list_callbacks(open_only=True)  # issue 11: held for review
+    cb = next((c for c in held if c.id == callback_id), None)
+    if cb is not None and not may_dial(cb, supervisor=call.who.may(("supervisor",))):
+        raise WebError(403, f"callback {callback_id} waits for a supervisor ({cb.review})")
     await call.ctx.live.start_callback(
         callback_id, operator=_sip_user(call.who), actor=call.who.user
     )

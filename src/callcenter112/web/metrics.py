@@ -24,8 +24,8 @@ Neither endpoint needs a sign-in: they carry counts, no personal data; keep
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -39,6 +39,9 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..callflow.guards import storage_folders
+from ..counters import CoreCounters, Counted, RtpQuality
+from ..faults import disk_checks, free_bytes
 from ..incidents import SLA_THRESHOLDS_S, IncidentQuery, Status, format_timestamp
 from ..live import LiveSnapshot
 from ..logs import get_logger
@@ -48,6 +51,7 @@ from .context import WebContext
 __all__ = [
     "ANSWER_BUCKETS_S",
     "CONTENT_TYPE",
+    "CoreCountersSource",
     "RtpQuality",
     "RtpQualityFigures",
     "RtpQualitySource",
@@ -80,19 +84,17 @@ class RtpQualityFigures(Protocol):
     def jitter_ms(self) -> Sequence[float]: ...  # current interarrival jitter per stream
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RtpQuality:
-    """RTP receive statistics the live centre may offer for /metrics."""
-
-    streams: int
-    packets_received: int
-    packets_lost: int
-    jitter_ms: tuple[float, ...]
-
-
 @runtime_checkable
 class RtpQualitySource(Protocol):
     def rtp_quality(self) -> RtpQualityFigures: ...
+
+
+@runtime_checkable
+class CoreCountersSource(Protocol):
+    """The live centre's own counts (`centre.Centre.metrics`, issue 11)."""
+
+    @property
+    def metrics(self) -> CoreCounters: ...
 
 
 def _le(bound: float) -> str:
@@ -125,6 +127,14 @@ class _Scrape(Collector):
         self.families.append(
             CounterMetricFamily(name.removesuffix("_total"), help_text, value=value)
         )
+
+    def counters(
+        self, name: str, help_text: str, label: str, samples: Iterable[tuple[str, float]]
+    ) -> None:
+        family = CounterMetricFamily(name.removesuffix("_total"), help_text, labels=[label])
+        for label_value, value in samples:
+            family.add_metric([label_value], value)
+        self.families.append(family)
 
     def histogram(
         self, name: str, help_text: str, values: Iterable[float], buckets: Iterable[float]
@@ -268,6 +278,23 @@ async def _store_families(out: _Scrape, ctx: WebContext, midnight: float) -> Non
     )
 
 
+async def _disk_families(out: _Scrape, ctx: WebContext) -> None:
+    """Free bytes in each evidence folder (issue 11: the low-disk alarm's figure)."""
+    samples = []
+    for folder in storage_folders(ctx.config):
+        try:
+            samples.append((folder.name, float(await asyncio.to_thread(free_bytes, folder))))
+        except OSError as exc:
+            log.warning("metrics_disk_failed", folder=str(folder), error=str(exc))
+            samples.append((folder.name, 0.0))
+    out.gauges(
+        "callcenter112_disk_free_bytes",
+        "Bytes still free for the centre in each evidence folder.",
+        "folder",
+        samples,
+    )
+
+
 async def render_metrics(ctx: WebContext) -> bytes:
     """The whole exposition; a part whose source fails is left out and flagged down."""
     out = _Scrape()
@@ -287,6 +314,15 @@ async def render_metrics(ctx: WebContext) -> bytes:
             _rtp_families(out, live.rtp_quality())
         except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
             log.warning("metrics_rtp_failed", error=repr(exc))
+    if isinstance(live, CoreCountersSource):  # issue 11: the centre's own counts
+        counted = live.metrics
+        out.counters(
+            "callcenter112_core_events_total",
+            "Things the core counted since start (refusals, failed writes, …).",
+            "event",
+            [(c.value, counted[c]) for c in Counted],
+        )
+    await _disk_families(out, ctx)
     out.gauge("callcenter112_web_sessions", "Signed-in web sessions.", len(ctx.sessions))
     out.gauge("callcenter112_web_event_streams", "Open live-update streams.", len(ctx.streams))
     return out.text()
@@ -302,21 +338,34 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
+    """Issue 11: the store proves a write (`probe`), every evidence folder a
+    write and its free space; answers carry fixed words, never exception text
+    (that goes to the log)."""
     ctx: WebContext = request.app.state.web
     checks: dict[str, str] = {}
     try:
-        await ctx.store.list_incidents(IncidentQuery(), limit=1)
+        await ctx.store.probe(ctx.now())
         checks["store"] = "ok"
-    except StoreError as exc:
-        checks["store"] = f"fail: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
+        log.error("healthz_store_failed", error=str(exc))
+        checks["store"] = "fail"
     try:
         ctx.live.snapshot()
         checks["sip"] = "ok"
     except Exception as exc:  # noqa: BLE001 - reported as down, never a crash
-        checks["sip"] = f"fail: {exc!r}"
-    ok = all(v == "ok" for v in checks.values())
+        log.error("healthz_sip_failed", error=repr(exc))
+        checks["sip"] = "fail"
+    storage = ctx.config.storage
+    checks.update(
+        await disk_checks(
+            storage_folders(ctx.config), threshold_bytes=storage.low_disk_mb * 1_000_000
+        )
+    )
+    # Low disk still works (the alarm is on the wallboard): degraded, not down.
+    ok = all(v in ("ok", "low_disk") for v in checks.values())
+    status = "fail" if not ok else "ok" if all(v == "ok" for v in checks.values()) else "degraded"
     return JSONResponse(
-        {"status": "ok" if ok else "fail", **checks, "at": format_timestamp(ctx.now())},
+        {"status": status, **checks, "at": format_timestamp(ctx.now())},
         status_code=200 if ok else 503,
         headers={"Cache-Control": "no-store"},
     )

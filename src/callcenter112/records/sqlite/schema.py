@@ -338,6 +338,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE callbacks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        version=13,
+        summary="issue 11: callbacks held for a supervisor; a one-row table /healthz writes",
+        statements=(
+            # Why a task waits for a supervisor instead of being dialled (e.g.
+            # "unverified_caller": a trunk INVITE never ACKed, no media).
+            "ALTER TABLE callbacks ADD COLUMN review TEXT",
+            """CREATE TABLE health (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 probed_at REAL NOT NULL)""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
