@@ -175,3 +175,16 @@ def test_someone_elses_guessing_does_not_lock_out_the_operator_address() -> None
         guard.record_failure("203.0.113.7", T0 + i, user="op1")
     assert guard.check(OPERATOR, T0 + 60, user="op1") is Admission.ADMITTED
     assert guard.check("203.0.113.7", T0 + 60, user="op1") is Admission.LOCKED_OUT
+
+
+def test_a_thawed_phone_answering_a_backlog_is_not_throttled() -> None:
+    # A softphone that was frozen (laptop lid) answers every queued qualify
+    # OPTIONS at once; the answer that proves it is back must get through,
+    # while its requests stay bucketed and a stranger's answers too.
+    p = policy()
+    answers = [p.admit(b"", OPERATOR, T0) for _ in range(500)]
+    assert answers == [Verdict.DELIVER] * 500
+    requests = [p.admit(b"OPTIONS", OPERATOR, T0) for _ in range(500)]
+    assert Verdict.DROP in requests
+    stranger = [p.admit(b"", "203.0.113.7", T0) for _ in range(500)]
+    assert Verdict.DROP in stranger

@@ -423,8 +423,11 @@ class Centre:
             self._respond(ev, a.status, reason=a.reason, headers=list(a.headers))  # issue 15
             return
         trunk = self._trunk_of(ev.peer.host)
-        if trunk is None:  # issue 11: anonymous ones were answered statelessly by the edge;
-            self._respond(ev, 404)  # a known operator address dialling here reaches no 112
+        if trunk is None:
+            # Issue 11: strangers were answered statelessly by the edge; what reaches
+            # here is a known operator address, refused as DESIGN §2 says (403).
+            log.info("invite_forbidden", source=str(ev.peer), uri=req.uri, stateless=False)
+            self._respond(ev, 403, headers=[("Warning", '399 callcenter112 "not a trunk"')])
             return
         stats = self.trunk_stats[trunk.name]
         stats["in"] = self.wall()

@@ -21,7 +21,8 @@ What each class may do with a datagram (`Verdict`):
 class      out-of-dialog INVITE        other requests / ACK / responses
 =========  ==========================  ==================================
 TRUNK      DELIVER                     DELIVER
-OPERATOR   DELIVER (bucket, share)     DELIVER (bucket; requests: share)
+OPERATOR   DELIVER (bucket, share)     DELIVER (requests: bucket, share;
+                                       responses: always)
 ANONYMOUS  REFUSE (stateless 403,      DELIVER (bucket; requests: share)
            within a global budget)
 =========  ==========================  ==================================
@@ -231,6 +232,13 @@ class EdgePolicy:
         """The fate of one message from `host`; `kind` from `message_kind()`."""
         cls = self.classify(host, now)
         if cls is SourceClass.TRUNK:
+            self.stats.delivered += 1
+            return Verdict.DELIVER
+        if cls is SourceClass.OPERATOR and kind == b"":
+            # A softphone answering the centre's own requests (qualify OPTIONS,
+            # offers): it creates no server transaction and only matches ours.
+            # A phone that thawed answers a backlog at once; throttling that
+            # burst would drop the answer that proves it is back.
             self.stats.delivered += 1
             return Verdict.DELIVER
         if self.guard.check(host, now) is Admission.THROTTLED:

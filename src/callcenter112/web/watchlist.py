@@ -34,6 +34,7 @@ from ..callers import (
     suggest_watch_list,
 )
 from ..incidents import Disposition, IncidentQuery, normalize_caller
+from ..numerals import is_ascii_digits
 from ..watchlist import EXPIRY_CHOICES, WatchListChange, WatchListError
 from ..watchlist_cli import entry_to_json
 from .bodies import WebError
@@ -236,13 +237,17 @@ async def _remove(call: Call) -> WatchListChange:
         "their dispositions, whether it is listed, and any watch-list suggestion. Withheld "
         "numbers have none.",
         answer=CallerHistoryAnswer,
-        errors=(401, 403),
+        errors=(400, 401, 403),
     )
 )
 @guarded("operator", "supervisor", "auditor")
 async def history_api(call: Call) -> Response:
     store, now = call.ctx.store, call.now()
-    number = normalize_caller(call.param("number"))
+    raw = call.param("number")
+    digits = raw[1:] if raw.startswith("+") else raw
+    if raw != "anonymous" and not (1 <= len(digits) <= 32 and is_ascii_digits(digits)):
+        raise WebError(400, "number: digits 0-9 only, optionally after a leading +")
+    number = normalize_caller(raw)
     calls = await store.calls_from(number, since=now - MONTH_S, until=now + 1)
     history = caller_history(number, calls, now + 1)
     suggestion = suggest_watch_list(history, CallerRules.from_config(call.ctx.config.callers))
