@@ -437,3 +437,25 @@ async def test_a_refer_to_an_unknown_target_is_refused_and_the_call_goes_on(
     await caller.bye()
     await op.answer_requests()
     assert await h.check_ended() == []
+
+
+async def test_the_live_snapshot_carries_the_raised_low_disk_alarms(h: CallflowHarness) -> None:
+    """Issue 11: what the wallboard's low-disk banner shows is the centre's
+    disk watch: raised folders while they are low, nothing once cleared."""
+    from callcenter112.faults import DiskWatch
+
+    assert h.centre.snapshot().low_disk == ()
+    free = {"data": 10**12, "recordings": 10**12}
+    h.centre.disk_watch = DiskWatch(
+        [h.directory / "data", h.directory / "recordings"],
+        threshold_bytes=10**9,
+        measure=lambda folder: free[folder.name],
+    )
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ()
+    free["recordings"] = 10**8
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ("recordings",)
+    free["recordings"] = 10**12
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ()
