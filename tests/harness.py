@@ -110,6 +110,7 @@ class Operator:
     password: str
     skills: tuple[str, ...] = ("medical", "fire", "disaster", "police")
     takes_calls: bool = True  # False: a supervisor's softphone
+    srtp: str = "off"  # [[operator]] srtp: off | optional | mandatory
 
 
 def config_text(
@@ -133,6 +134,7 @@ def config_text(
         f'[[operator]]\nuser = "{o.user}"\npassword = "{o.password}"\n'
         f"skills = {json.dumps(list(o.skills))}\n"
         f"takes_calls = {'true' if o.takes_calls else 'false'}\n"
+        + (f'srtp = "{o.srtp}"\n' if o.srtp != "off" else "")
         for o in operators
     )
     sup_phone = f'sip_user = "{supervisor_phone}"\n' if supervisor_phone else ""

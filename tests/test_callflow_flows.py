@@ -8,6 +8,7 @@ clock are fakes. No test here waits for a real timer.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 
 from callcenter112.callflow.phases import Phase
 from callcenter112.incidents import Incident, RecordingStatus, Status
+from callcenter112.net.media import MediaLeg
+from callcenter112.rtp.srtp import CryptoAttribute, SrtpContext
+from callcenter112.sdp import SessionDescription
 from callcenter112.sip.message import Request, Response
 from callflow_harness import PROXY, Caller, CallflowHarness, Phone, sdp_offer
 from harness import Operator
@@ -61,9 +65,49 @@ async def talking(h: CallflowHarness) -> tuple[Caller, Phone, Request]:
     await h.until(lambda: op.ringing() is not None)
     invite = op.ringing()
     assert invite is not None
-    await op.answer(invite)
+    await pick_up(op, invite)
     assert h.call().phase is Phase.TALKING
     return caller, op, invite
+
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+async def pick_up(phone: Phone, invite: Request) -> SrtpContext | None:
+    """`phone` answers `invite`: plain RTP to a plain offer; to an SDES-keyed
+    RTP/SAVP offer (issue 11) its own key under our tag (RFC 4568 §7.1.2).
+    Returns the phone's SRTP context, if any."""
+    offer = SessionDescription.parse(invite.body)
+    (audio,) = [m for m in offer.media if m.media == "audio"]
+    if audio.proto != "RTP/SAVP":
+        assert not audio.attribute_values("crypto"), invite.body
+        await phone.answer(invite)
+        return None
+    (ours,) = audio.attribute_values("crypto")
+    centre_key = CryptoAttribute.parse(str(ours))
+    key = CryptoAttribute.generate(tag=centre_key.tag, suite=SUITE, key_and_salt=os.urandom(30))
+    body = (
+        "v=0\r\no=- 4711 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {phone.rtp_port} RTP/SAVP 8 101\r\n"
+        "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        f"a=crypto:{key.serialize()}\r\na=sendrecv\r\n"
+    ).encode()
+    await phone.answer(invite, body=body)
+    return SrtpContext(local=key, remote=centre_key)
+
+
+def assert_srtp(h: CallflowHarness, leg: MediaLeg, phone: SrtpContext | None) -> None:
+    """A leg to a phone on mandatory SRTP carries the keys of the offer and the
+    phone's answer (what either side protects, the other unprotects); else plain."""
+    secure = any(o.srtp == "mandatory" for o in h.config.operator)
+    assert (phone is not None) is secure, "an SRTP phone gets an SDES-keyed offer"
+    if phone is None:
+        assert leg.srtp is None
+        return
+    assert leg.srtp is not None, "the leg's media is plain RTP"
+    packet = bytes([0x80, 8, 0, 1, 0, 0, 0, 160, 0, 0, 0x12, 0x34]) + bytes(160)
+    assert leg.srtp.unprotect(phone.protect(packet)) == packet
+    assert phone.unprotect(leg.srtp.protect(packet)) == packet
 
 
 async def incident(h: CallflowHarness) -> Incident:
@@ -170,11 +214,16 @@ async def test_a_store_that_fails_mid_call_does_not_lose_the_caller(
 
 
 @pytest.fixture
-async def hx(tmp_path: Path) -> AsyncIterator[CallflowHarness]:
-    """With an agency behind the trunk's proxy and a supervisor's phone."""
+async def hx(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[CallflowHarness]:
+    """With an agency behind the trunk's proxy and a supervisor's phone; an
+    indirect parameter sets both phones' [[operator]] srtp (default off)."""
+    srtp = getattr(request, "param", "off")
     harness = await CallflowHarness.open(
         tmp_path,
-        operators=[Operator("op1", "secret1"), Operator("sup1", "secret2", takes_calls=False)],
+        operators=[
+            Operator("op1", "secret1", srtp=srtp),
+            Operator("sup1", "secret2", takes_calls=False, srtp=srtp),
+        ],
         agencies=[("fire", "113")],
         supervisor_phone="sup1",
     )
@@ -255,6 +304,7 @@ async def test_conference_then_the_operator_leaves(hx: CallflowHarness) -> None:
     assert await h.check_ended() == []
 
 
+@pytest.mark.parametrize("hx", ["off", "mandatory"], indirect=True)
 @pytest.mark.parametrize("mode", ["listen", "whisper", "barge"])
 async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> None:
     h = hx
@@ -267,12 +317,14 @@ async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> 
     )
     invite = sup.ringing()
     assert invite is not None
-    await sup.answer(invite)
+    phone = await pick_up(sup, invite)
     await h.advance(0.5)
     await task
     call = h.call()
     assert call.phase is Phase.TALKING
-    assert any(leg.name and leg.state == "answered" for leg in call.other_legs)
+    (leg,) = [leg for leg in call.other_legs if leg.name == "supervisor"]
+    assert leg.state == "answered"
+    assert_srtp(h, leg.media, phone)  # issue 11: per the supervisor phone's srtp
     stop = await command(
         h, h.centre.stop_supervision(incident_id, supervisor="supervisor", actor="supervisor")
     )
@@ -285,6 +337,7 @@ async def test_a_supervisor_joins_and_leaves(hx: CallflowHarness, mode: str) -> 
     assert await h.check_ended() == []
 
 
+@pytest.mark.parametrize("hx", ["off", "mandatory"], indirect=True)
 async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
     hx: CallflowHarness,
 ) -> None:
@@ -301,10 +354,13 @@ async def test_a_callback_rings_the_operator_then_the_citizen_and_records_it(
     await task
     ring = op.ringing()
     assert ring is not None
-    await op.answer(ring)
+    phone = await pick_up(op, ring)
+    (op_media,) = [m for m in h.media.legs if m.label == f"callback-{cb.id}/operator"]
+    assert_srtp(h, op_media, phone)  # issue 11: per the operator phone's srtp
     citizen = Phone(h, "citizen", port=PROXY.port, rtp_port=42000)
     dialled = citizen.ringing()
     assert dialled is not None and "081234567890" in dialled.uri
+    assert b"a=crypto" not in dialled.body, "no key goes to the carrier"
     assert dialled.headers.get("Priority") == "psap-callback"
     await citizen.answer(dialled)
     await h.advance(1.0)
@@ -381,3 +437,25 @@ async def test_a_refer_to_an_unknown_target_is_refused_and_the_call_goes_on(
     await caller.bye()
     await op.answer_requests()
     assert await h.check_ended() == []
+
+
+async def test_the_live_snapshot_carries_the_raised_low_disk_alarms(h: CallflowHarness) -> None:
+    """Issue 11: what the wallboard's low-disk banner shows is the centre's
+    disk watch: raised folders while they are low, nothing once cleared."""
+    from callcenter112.faults import DiskWatch
+
+    assert h.centre.snapshot().low_disk == ()
+    free = {"data": 10**12, "recordings": 10**12}
+    h.centre.disk_watch = DiskWatch(
+        [h.directory / "data", h.directory / "recordings"],
+        threshold_bytes=10**9,
+        measure=lambda folder: free[folder.name],
+    )
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ()
+    free["recordings"] = 10**8
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ("recordings",)
+    free["recordings"] = 10**12
+    h.centre.disk_watch.check()
+    assert h.centre.snapshot().low_disk == ()

@@ -544,6 +544,36 @@ async def test_wallboard_stream_shows_a_new_waiting_caller(env: WebEnv) -> None:
     assert env.live.subscribers == 0
 
 
+async def test_wallboard_shows_the_low_disk_alarm_while_it_is_raised(env: WebEnv) -> None:
+    """Issue 11: the centre's live `low_disk` event raises a red banner on the
+    board and clears it; a board opened while the alarm is up shows it at once."""
+    await env.sign_in("supervisor")
+    assert 'data-testid="low-disk"' not in (await env.client.get("/wallboard")).text
+    async with running(env) as (base, _server):
+        client = await _http_client(env, base)
+        async with client, client.stream("GET", "/wallboard/events") as response:
+            reader = SseReader(response)
+            assert 'data-testid="low-disk"' not in await reader.until("waiting")
+            for _ in range(100):
+                if env.live.subscribers:
+                    break
+                await asyncio.sleep(0.01)
+            env.live.disk_alarm("recordings", low=True)
+            html = await reader.until("waiting", 'data-testid="low-disk"')
+            assert 'class="alert-banner" role="alert" data-testid="low-disk"' in html
+            assert 'data-folders="recordings"' in html and "Disk almost full" in html
+            page = (await env.client.get("/wallboard")).text
+            assert 'data-testid="low-disk" data-folders="recordings"' in page
+            env.live.disk_alarm("recordings", low=False)
+            for _ in range(20):  # the cleared alarm's re-render drops the banner
+                html = await reader.until("waiting")
+                if 'data-testid="low-disk"' not in html:
+                    break
+            else:
+                raise AssertionError("the low-disk banner stayed after the alarm cleared")
+    assert 'data-testid="low-disk"' not in (await env.client.get("/wallboard")).text
+
+
 async def test_console_stream_pops_the_offered_incident(env: WebEnv) -> None:
     await env.sign_in("op1")
     async with running(env) as (base, _server):

@@ -132,6 +132,7 @@ class FakeLiveCenter:
     actions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     refuse: ControlError | None = None  # raise this from the next control call
     broken: bool = False  # snapshot() raises (the SIP side is down)
+    low_disk: tuple[str, ...] = ()  # folders under the low-disk threshold (issue 11)
     _subscribers: list[asyncio.Queue[LiveEvent | None]] = field(default_factory=list)
 
     @classmethod
@@ -191,6 +192,7 @@ class FakeLiveCenter:
             registrations=tuple(self.registrations),
             rtp=self.rtp,
             max_calls=500,
+            low_disk=self.low_disk,
         )
 
     async def subscribe(self) -> AsyncGenerator[LiveEvent, None]:
@@ -260,6 +262,16 @@ class FakeLiveCenter:
     def stop(self) -> None:
         for queue in self._subscribers:
             queue.put_nowait(None)
+
+    def disk_alarm(self, folder: str, *, low: bool) -> None:
+        """The low-disk alarm of `folder` raised or cleared, as the centre's disk watch
+        publishes it (callflow/guards.py start_disk_watch)."""
+        others = tuple(f for f in self.low_disk if f != folder)
+        self.low_disk = tuple(sorted((*others, folder))) if low else others
+        self.publish(
+            "low_disk",
+            data={"folder": folder, "free_bytes": 10**8, "threshold_bytes": 2 * 10**9, "low": low},
+        )
 
     def caller_waits(self, incident_id: str, caller: str, category: str, arrived_at: float) -> None:
         self.waiting.append(

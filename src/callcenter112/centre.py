@@ -50,6 +50,7 @@ from .callflow.legs import OutboundLeg
 from .callflow.screening import end_call  # issue 12
 from .config import Config, TrunkConfig
 from .counters import CoreCounters, Counted, RtpQuality
+from .faults import DiskWatch
 from .ivr import IvrSettings
 from .live import (
     ActiveCall,
@@ -148,6 +149,7 @@ class Centre:
             t.name: {"in": None, "out": None, "calls": 0, "rejected": 0} for t in config.trunk
         }
         self._trunk_nets = [(t, t.networks) for t in config.trunk]
+        self.disk_watch: DiskWatch | None = None  # issue 11: low-disk alarm, from start()
         self.guard = SourceGuard.from_config(config.sip)
         self.auth = DigestAuthenticator.from_config(
             config.sip,
@@ -756,6 +758,7 @@ class Centre:
             registrations=tuple(regs),
             rtp=RtpUsage(in_use=pool.in_use, opened=pool.opened, capacity=pool.capacity),
             max_calls=self.config.sip.max_calls,
+            low_disk=self.disk_watch.low_folders() if self.disk_watch is not None else (),
         )
 
     async def subscribe(self) -> AsyncIterator[LiveEvent]:

@@ -176,6 +176,10 @@ class DiskWatch:
             out.append(DiskState(folder=folder, free_bytes=free, low=free < self.threshold_bytes))
         return out
 
+    def low_folders(self) -> tuple[str, ...]:
+        """The names of the folders the last `check()` found low (the raised alarms)."""
+        return tuple(sorted(folder.name for folder, low in self._low.items() if low))
+
     def check(self) -> list[DiskAlarm]:
         changes = []
         for state in self.states():

@@ -127,6 +127,7 @@ class LiveSnapshot:
     registrations: tuple[RegistrationView, ...]
     rtp: RtpUsage
     max_calls: int
+    low_disk: tuple[str, ...] = ()  # issue 11: evidence folders under storage.low_disk_mb
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

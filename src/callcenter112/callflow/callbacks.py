@@ -36,7 +36,7 @@ from ..sip.session import (
     State,
 )
 from .call import ALLOW, SDP, outbound_request
-from .guards import callback_target, leg_headers, not_callable  # issue 11
+from .guards import callback_target, leg_headers, not_callable, softphone_offer  # issue 11
 from .inbox import LegEvent, LegRequest, Message, RingTimedOut
 from .journal import Journal, OpenRecording
 from .legs import OutboundLeg, quality, start_session, trunk_credentials
@@ -181,6 +181,9 @@ class CallbackCall:
             session_id=900_000 + self.callback_id,
             session_version=1,
         )
+        srtp = None  # issue 11: the operator's phone gets its [[operator]] srtp
+        if who == "operator":
+            srtp, offer = softphone_offer(centre.config, self.operator, offer)
         invite = outbound_request(
             centre,
             "INVITE",
@@ -195,7 +198,7 @@ class CallbackCall:
         )
         leg = OutboundLeg(
             role=role, name=name, invite=invite, peer=peer, media=media, offer=offer,
-            purpose="callback",
+            purpose="callback", srtp=srtp,
         )  # fmt: skip
         if who == "operator":
             self.op_leg = leg
@@ -270,7 +273,9 @@ class CallbackCall:
             self._bye(leg)
             return
         try:
-            n = accept_answer(leg.offer, SessionDescription.parse(body))
+            answer = SessionDescription.parse(body)
+            n = accept_answer(leg.offer, answer)
+            leg.secure_media(answer)  # issue 11: SRTP keys from the answer
         except SdpError:
             self._bye(leg)
             await self._failed(leg, 488)

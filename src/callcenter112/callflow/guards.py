@@ -139,6 +139,7 @@ __all__ = [
     "operator_srtp",
     "recording_health_event",
     "settle_recorder",
+    "softphone_offer",
     "start_disk_watch",
     "storage_folders",
     "unrecorded_file",
@@ -207,6 +208,15 @@ def operator_srtp(config: Config, user: str) -> SrtpMode:
         if op.user == user:
             return SrtpMode(op.srtp)
     return SrtpMode.OFF
+
+
+def softphone_offer(
+    config: Config, sip_user: str, offer: SessionDescription
+) -> tuple[LegSrtp, SessionDescription]:
+    """Our key for a leg to the softphone of `sip_user` (an operator's, a
+    supervisor's, a callback's) and `offer` carrying it, per that
+    [[operator]]'s `srtp`: the one rule for every leg to a centre phone."""
+    return LegSrtp.for_offer(operator_srtp(config, sip_user), offer)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

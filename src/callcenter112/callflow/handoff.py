@@ -509,6 +509,7 @@ class Handoff:
                 display=f"{mode.upper()} 112 {call.caller_number}",
                 peer=binding.target,
                 purpose="supervise",
+                softphone=sip_user,  # issue 11: the phone's [[operator]] srtp
             )
         except PortsExhausted:
             raise ControlError(503, "no RTP ports free for supervision") from None

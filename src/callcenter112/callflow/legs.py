@@ -107,6 +107,12 @@ class OutboundLeg:
     session: InviteSession | None = None  # the leg's INVITE usage (sip/session.py)
     srtp: LegSrtp | None = None  # issue 11: our SDES key until the answer (guards.py)
 
+    def secure_media(self, answer: SessionDescription) -> None:
+        """Issue 11: key the leg's media from `answer` when we offered SRTP
+        (SdpError when a mandatory leg's answer carries no usable key)."""
+        if self.srtp is not None:
+            self.media.srtp = self.srtp.for_answer(self.offer, answer)
+
 
 @dataclass(slots=True)
 class CallerSide:

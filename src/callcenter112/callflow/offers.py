@@ -38,7 +38,7 @@ from .call_base import (
     _offer_failure,
     outbound_request,
 )
-from .guards import LegSrtp, leg_headers, operator_srtp  # issue 11
+from .guards import leg_headers, softphone_offer  # issue 11
 from .inbox import (
     LegEvent,
     OptionsResult,
@@ -80,6 +80,7 @@ class OfferPart(CallBase[CallT]):
                 peer=binding.target,
                 purpose="offer",
                 extra_headers=[("Route", v) for v in binding.route_set],  # issue 15: Path
+                softphone=operator,
             )
         except Exception as exc:  # noqa: BLE001 - no ports, a send error: next operator
             self.log.error("offer_not_sent", operator=operator, error=repr(exc))
@@ -104,7 +105,10 @@ class OfferPart(CallBase[CallT]):
         purpose: str,
         extra_headers: list[tuple[str, str]] | None = None,
         trunk: str | None = None,
+        softphone: str | None = None,
     ) -> OutboundLeg:
+        """An INVITE leg of this call; `softphone` is the [[operator]] SIP user
+        it rings (an operator's or a supervisor's phone), whose `srtp` applies."""
         centre = self.centre
         advertise = centre.config.sip.advertise
         media = await centre.media.open_leg(f"{self.ref}/{role.value}:{name}")
@@ -117,9 +121,9 @@ class OfferPart(CallBase[CallT]):
             session_id=self.number * 1000 + len(self.other_legs) + len(self.offers) + 1,
             session_version=1,
         )
-        srtp = None  # issue 11: SRTP on operator legs, per [[operator]] srtp
-        if role is LegRole.OPERATOR:
-            srtp, offer = LegSrtp.for_offer(operator_srtp(centre.config, name), offer)
+        srtp = None  # issue 11: SRTP on legs to centre phones, per [[operator]] srtp
+        if softphone is not None:
+            srtp, offer = softphone_offer(centre.config, softphone, offer)
         headers = list(extra_headers or [])
         if self.incident_id is not None:
             headers += [
@@ -252,8 +256,7 @@ class OfferPart(CallBase[CallT]):
         try:
             answer = SessionDescription.parse(response.body)
             leg.negotiated = accept_answer(leg.offer, answer)
-            if leg.srtp is not None:  # issue 11: SRTP keys from the answer
-                leg.media.srtp = leg.srtp.for_answer(leg.offer, answer)
+            leg.secure_media(answer)  # issue 11: SRTP keys from the answer
         except SdpError as exc:
             self.log.warning("bad_answer_sdp", to=leg.name, error=exc.reason)
             await self.hangup_leg(leg, "bad_sdp")

@@ -57,6 +57,7 @@ _SECTIONS_OF: dict[str, tuple[str, ...]] = {
     "callback_changed": ("callbacks",),
     "supervision_changed": ("calls",),
     "location_changed": (),  # issue 13: for the map; nothing on the wallboard changes
+    "low_disk": ("waiting",),  # issue 11: the low-disk banner, raised or cleared
 }
 CALLBACK_OUTCOMES: dict[str, tuple[str, str]] = {
     "handled": ("Sudah ditangani", "Handled"),
