@@ -68,6 +68,7 @@ from .media.prompts import PromptLibrary
 from .net.media import MediaEngine
 from .net.sip_endpoint import SipEndpoint
 from .records import Store
+from .records.queries import FRESHER_BY_S
 from .sip.auth import DigestAuthenticator
 from .sip.dialog import Dialog, DialogId, DialogTable, no_such_dialog
 from .sip.events import (
@@ -191,6 +192,8 @@ class Centre:
         self._presence_timer: asyncio.TimerHandle | None = None
         self.stopping = False
         self._save_pending = False
+        # (operator, binding key) → expires_at as this node last wrote it to the store.
+        self._saved_bindings: dict[tuple[str, str], float] = {}
         self._midnight_timer: asyncio.TimerHandle | None = None
         self.on_new_day: list[Callable[[], None]] = []  # issue 16: trunk counters' day
 
@@ -305,7 +308,7 @@ class Centre:
             await asyncio.sleep(0.05)
         self.desk.close()
         try:
-            await self.store.save_registrations(self._registration_rows())
+            await self._write_registrations()
             # Nobody is on duty on a stopped server; the history says so now,
             # not at the next start.
             await self.store.close_operator_states(reason="server_stopped", at=self.wall())
@@ -548,8 +551,10 @@ class Centre:
         self.endpoint.respond(ev.server_key, response)
         for event in outcome.events:
             self._presence_event(event)
-        if outcome.status == 200:
+        if outcome.status == 200 and self.role.runs_acd():
             self._save_registrations_soon()
+        elif outcome.status == 200:  # issue 15: a follower's last-resort REGISTER
+            self._save_registrations(result.user)
         self._arm_presence()
 
     def _presence_event(self, event: RegistrarEvent) -> None:
@@ -591,19 +596,29 @@ class Centre:
     # -- registrations across a restart --------------------------------------------
 
     async def _restore_registrations(self) -> None:
-        """Take back the softphone bindings saved before this start and ping each
-        phone at once: operators are online again within seconds of a restart
-        instead of whenever their phones next re-register (up to an hour)."""
+        """Take back the softphone bindings saved in the store and ping each new
+        one at once: operators are online again within seconds of a restart
+        instead of whenever their phones next re-register (up to an hour).
+
+        Also the leader's merge in a cluster (cluster/glue.py calls this every
+        few seconds while the node runs the ACD): a row is taken only when this
+        node did not write it itself or it is fresher than what this node wrote,
+        so a binding this node just dropped is not brought back before its
+        delete is written."""
         try:
             rows = await self.store.load_registrations(now=self.wall())
         except Exception as exc:  # noqa: BLE001 - phones re-register on their own anyway
             log.error("registrations_load_failed", error=str(exc))
             return
         mono, wall = self.loop.time(), self.wall()
-        bindings = []
-        for user, _key, text, _expires in rows:
-            if user not in {o.user for o in self.config.operator}:
+        configured = {o.user for o in self.config.operator}
+        bindings, taken = [], {}
+        for user, key, text, expires in rows:
+            if user not in configured:
                 continue  # removed from the configuration meanwhile
+            mine = self._saved_bindings.get((user, key))
+            if mine is not None and expires <= mine + FRESHER_BY_S:
+                continue  # this node's own row: its registrar already decided
             try:
                 b = binding_from_dict(json.loads(text), mono_now=mono, wall_now=wall)
             except (ValueError, KeyError, TypeError) as exc:
@@ -611,12 +626,15 @@ class Centre:
                 continue
             # First ping due now: the phone has not proved itself to this process.
             bindings.append(replace(b, refreshed_at=mono - self.qualifier.every_s))
+            taken[(user, key)] = expires
             self.guard.record_success(b.source.host, mono, user=user)  # issue 11: known address
         events = self.registrar.restore(bindings, mono)
+        self._saved_bindings.update(taken)  # in the store already, as written there
         for event in events:
             self._presence_event(event)
-        if bindings:
+        if events:
             log.info("registrations_restored", bindings=len(bindings), operators=len(events))
+            self._arm_presence()
 
     def _save_registrations_soon(self) -> None:
         if self._save_pending:
@@ -624,11 +642,33 @@ class Centre:
         self._save_pending = True
         self.loop.call_later(1.0, self._save_registrations)
 
-    def _save_registrations(self) -> None:
+    def _save_registrations(self, user: str | None = None) -> None:
         self._save_pending = False
-        self.spawn_write(self.store.save_registrations(self._registration_rows()))
+        self.spawn_write(self._write_registrations(user))
 
-    def _registration_rows(self) -> list[tuple[str, str, str, float]]:
+    async def _write_registrations(self, user: str | None = None) -> None:
+        """Write this node's registrations to the store (see `save_registrations`).
+
+        The node that runs the ACD owns the table: it writes every binding it
+        holds and deletes the ones it dropped. Any other node writes only the
+        bindings of the `user` whose REGISTER it just answered (the edge sent it
+        as a last resort) and never deletes another node's rows: the leader
+        merges them within seconds (cluster/glue.py)."""
+        if user is None and not self.role.runs_acd():
+            return
+        rows = self._registration_rows(user)
+        held = {(u, k) for u, k, _t, _e in rows}
+        gone = [
+            (u, k, e)
+            for (u, k), e in self._saved_bindings.items()
+            if (user is None or u == user) and (u, k) not in held
+        ]
+        await self.store.save_registrations(rows, gone=gone, now=self.wall())
+        for u, k, _e in gone:
+            self._saved_bindings.pop((u, k), None)
+        self._saved_bindings.update({(u, k): e for u, k, _t, e in rows})
+
+    def _registration_rows(self, user: str | None = None) -> list[tuple[str, str, str, float]]:
         mono, wall = self.loop.time(), self.wall()
         return [
             (
@@ -638,6 +678,7 @@ class Centre:
                 wall + (b.expires_at - mono),
             )
             for b in self.registrar.bindings()
+            if user is None or b.user == user
         ]
 
     def _qualify(self, binding: Binding, sent: float) -> None:

@@ -320,7 +320,15 @@ class Store(Protocol):
         """The incident's captured messages in capture order; [] if none."""
         ...
 
-    async def save_registrations(self, rows: Sequence[tuple[str, str, str, float]]) -> None: ...
+    async def save_registrations(
+        self,
+        rows: Sequence[tuple[str, str, str, float]],
+        *,
+        gone: Sequence[tuple[str, str, float]] = (),
+        now: float,
+    ) -> None:
+        """Upsert `rows`, delete `gone` bindings no fresher than saved, drop expired rows."""
+        ...
 
     async def load_registrations(self, *, now: float) -> list[tuple[str, str, str, float]]: ...
 

@@ -111,6 +111,11 @@ def _fixes_of(conn: SqlConnection, incident_id: str) -> tuple[Fix, ...]:
 
 T = TypeVar("T")
 _NO_LIMIT = 1 << 62  # "no LIMIT" for both engines (PostgreSQL refuses SQLite's -1)
+# A saved binding's expires_at is recomputed from two clocks at each save and
+# drifts by microseconds; a phone that re-registered moved it by at least
+# the registrar's minimum expiry (60 s), so 1 s tells "the row I wrote" from
+# "a fresher row another node wrote".
+FRESHER_BY_S = 1.0
 
 
 class StoreQueries:
@@ -972,14 +977,34 @@ class StoreQueries:
 
         await self._write(run)
 
-    async def save_registrations(self, rows: Sequence[tuple[str, str, str, float]]) -> None:
-        """Replace the saved softphone registrations: (operator, binding key,
-        binding JSON, expires_at wall clock). After a restart the centre takes
-        them back and checks each phone with OPTIONS, so operators are not
-        offline until their phones happen to re-register."""
+    async def save_registrations(
+        self,
+        rows: Sequence[tuple[str, str, str, float]],
+        *,
+        gone: Sequence[tuple[str, str, float]] = (),
+        now: float,
+    ) -> None:
+        """Save softphone registrations: upsert `rows` (operator, binding key,
+        binding JSON, expires_at wall clock), delete the `gone` bindings
+        (operator, binding key, the expires_at this node last saved) unless
+        the row is fresher than that, and drop rows expired by `now`.
+
+        Never a wholesale replace: in a cluster both nodes write this table (a
+        follower takes a REGISTER the edge sent as a last resort while no node
+        was leader) and the leader merges what it did not write itself
+        (`Centre._restore_registrations`); a replace by one node would erase
+        the other's. After a restart the centre takes the rows back and checks
+        each phone with OPTIONS, so operators are not offline until their
+        phones happen to re-register."""
 
         def run(conn: SqlConnection) -> None:
-            conn.execute("DELETE FROM registrations")
+            for operator, key, saved_expiry in gone:
+                conn.execute(
+                    "DELETE FROM registrations WHERE operator = ? AND binding_key = ?"
+                    " AND expires_at <= ?",
+                    (operator, key, saved_expiry + FRESHER_BY_S),
+                )
+            conn.execute("DELETE FROM registrations WHERE expires_at <= ?", (now,))
             conn.executemany(
                 "INSERT INTO registrations (operator, binding_key, binding, expires_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (operator, binding_key) DO UPDATE"
