@@ -539,12 +539,14 @@ class SipTransport:
 
     def _find_tcp(self, peer: Peer) -> _TcpProtocol | None:
         """A live connection of `peer`'s transport to its address: one that
-        came from there, or one we opened to it (by the name we were given)."""
+        came from there, or one we opened to that same destination. A
+        connection we opened is matched only by the name it was opened (and
+        its certificate verified) for, never by the address it resolved to."""
         want = (peer.transport, peer.host, peer.port)
         for conn in self._tcp.values():
-            for seen in (conn.peer, conn.dest):
-                if seen is not None and (seen.transport, seen.host, seen.port) == want:
-                    return conn
+            seen = conn.dest or conn.peer
+            if seen is not None and (seen.transport, seen.host, seen.port) == want:
+                return conn
         return None
 
     def _send_when_open(self, data: bytes, peer: Peer) -> None:
