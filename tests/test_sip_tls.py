@@ -12,7 +12,9 @@ from callcenter112.net.sip_endpoint import SipEndpoint
 from callcenter112.sip.dialog import Dialog
 from callcenter112.sip.message import Headers, Request, parse_address, parse_message
 from callcenter112.sip.peer import Peer, contact_uri, uri_transport, via_value
+from callcenter112.sip.registrar import Registrar
 from callcenter112.sip.transaction import response_destination
+from test_kamailio_path import EDGE, T0, register
 
 
 @pytest.mark.parametrize(
@@ -121,3 +123,19 @@ def test_endpoint_names_its_tls_listener_on_tls_legs() -> None:
     # Without a TLS listener configured: RFC 3263 §4.2's 5061.
     endpoint.transport.tls_port = None
     assert endpoint.port_for("tls") == 5061
+
+
+@pytest.mark.parametrize(
+    ("first_hop", "target"),
+    [
+        ("<sips:10.10.0.2;lr>", Peer("tls", "10.10.0.2", 5061)),
+        ("<sip:10.10.0.2:5071;transport=tls;lr>", Peer("tls", "10.10.0.2", 5071)),
+        ("<sip:10.10.0.2;transport=tcp;lr>", Peer("tcp", "10.10.0.2", 5060)),
+    ],
+)
+def test_a_binding_behind_a_tls_edge_is_reached_over_tls(first_hop: str, target: Peer) -> None:
+    """RFC 3327 Path: the first hop's URI picks the transport to the edge."""
+    reg = Registrar(path_proxies=[EDGE.host])
+    assert reg.handle_register(register(f"Path: {first_hop}"), "op1", T0, source=EDGE).status == 200
+    (binding,) = reg.contacts("op1")
+    assert binding.target == target and binding.route_set == (first_hop,)
