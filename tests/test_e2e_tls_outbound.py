@@ -27,9 +27,13 @@ from harness import (
     Baresip,
     Server,
     WebSession,
+    baresip_operator,
+    event_kinds,
     free_port,
+    incident_of,
     incident_status,
     need,
+    operator_online,
     start_caller,
     wait_until,
 )
@@ -62,14 +66,17 @@ class Setup:
 
 
 @contextlib.contextmanager
-def centre_and_agency(tmp_path: Path, *, agency_ca: str) -> Iterator[Setup]:
+def centre_and_agency(
+    tmp_path: Path, *, agency_ca: str, number: str = "113", extra: str = ""
+) -> Iterator[Setup]:
     """The centre (its own TLS listener, the trunk to the agency over TLS, the
-    city CA as sip.tls_ca) and the agency, whose certificate `agency_ca`
+    city CA as sip.tls_ca) and the far end answering `number` over TLS (agency
+    damkar, or a citizen called back), whose certificate `agency_ca`
     ("city-ca" or a stranger's) signed; both running."""
     ca = new_authority(tmp_path / "ca", "city-ca")
     signer = ca if agency_ca == ca.name else new_authority(tmp_path / agency_ca, agency_ca)
     leaf = signer.issue(tmp_path / "agency-cert", "agency", ips=("127.0.0.1",))
-    agency = TlsAgency(tmp_path / "agency", number="113", certificate=leaf.bundle)
+    agency = TlsAgency(tmp_path / "agency", number=number, certificate=leaf.bundle)
     own = ca.issue(tmp_path / "centre-cert", "centre", ips=("127.0.0.1",))
     tls_port = free_port()
     server = Server(
@@ -77,6 +84,7 @@ def centre_and_agency(tmp_path: Path, *, agency_ca: str) -> Iterator[Setup]:
         trunk_proxy_port=agency.tls_port,
         trunk_extra='transport = "tls"\n',
         agencies=[("damkar", "113")],
+        extra=extra,
         sip_extra=(
             f'tls_listen = "127.0.0.1:{tls_port}"\n'
             f'tls_certificate = "{own.certificate}"\ntls_key = "{own.key}"\n'
@@ -162,3 +170,59 @@ def test_an_agency_certificate_from_another_ca_fails_the_call_not_the_server(
         assert caller.wait(60) == 0, caller.logs()
         wait_until(lambda: incident_status(server, number) is not None, 20, what="incident")
     assert "Call established" not in agency.output()
+
+
+@pytest.mark.parametrize("citizen", ["081311112222"])
+def test_callback_reaches_the_citizen_over_tls(tmp_path: Path, citizen: str) -> None:
+    """The call flow's own outbound leg (callflow/callbacks.py) over the TLS trunk:
+    a caller gives up in the queue, an operator (baresip over UDP) calls back,
+    and the citizen's phone answers over TLS."""
+    need("baresip", "sipp")
+    fast = "input_timeout_s = 2\n[queue]\nwrapup_s = 1\nring_timeout_s = 8"
+    with centre_and_agency(tmp_path, agency_ca="city-ca", number=citizen, extra=fast) as setup:
+        server, phone, tls_port = setup.server, setup.agency, setup.tls_port
+        caller = start_caller(server, tmp_path / "caller", caller=citizen, digits="1", talk_ms=2500)
+        assert caller.wait(60) == 0, caller.logs()
+        wait_until(lambda: incident_status(server, citizen) == "abandoned", 20, what="abandoned")
+        incident = incident_of(server, citizen)
+        assert incident is not None
+        (task,) = [c for c in incident["callbacks"] if c["status"] == "open"]
+        with baresip_operator(
+            tmp_path / "op1", user="op1", password="secret1", server_port=server.sip_port
+        ):
+            wait_until(lambda: operator_online(server, "op1"), 20, what="op1 registered")
+            web = WebSession(server, "op1", "secret1")
+            try:
+                answer = web.post(f"/console/callbacks/{task['id']}/call")
+                assert answer.status_code < 400, answer.text
+                wait_until(
+                    lambda: (
+                        "callback_answered"
+                        in event_kinds(incident_of(server, citizen) or {"events": []})
+                    ),
+                    40,
+                    what="the citizen answered over TLS",
+                )
+            finally:
+                web.close()
+        # The operator hung up: the citizen's phone got its BYE over TLS.
+        out = server.events("sip_out")
+        wait_until(
+            lambda: any(
+                e["first_line"].startswith("BYE ") and e["peer"].startswith("tls:")
+                for e in server.events("sip_out")
+            ),
+            20,
+            what="BYE to the citizen over TLS",
+        )
+        (invite,) = [e for e in out if e["first_line"].startswith(f"INVITE sip:{citizen}@")]
+        assert invite["peer"] == f"tls:127.0.0.1:{phone.tls_port}"
+        assert f"Via: SIP/2.0/TLS 127.0.0.1:{tls_port};" in invite["message"]
+        assert f"Contact: <sips:112@127.0.0.1:{tls_port}>" in invite["message"]
+        attempts = [
+            a
+            for c in (incident_of(server, citizen) or {"callbacks": []})["callbacks"]
+            for a in c.get("attempts", [])
+        ]
+        assert any(a["result"] == "answered" for a in attempts), attempts
+    assert "Call established" in phone.output()
