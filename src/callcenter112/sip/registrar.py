@@ -43,7 +43,7 @@ binding is most likely that restarted phone's dead predecessor. A single
 REGISTER listing more new contacts than the cap is refused (403).
 
 Where to send (NAT): each binding keeps the source (transport, address, port,
-TCP connection) the REGISTER came from, and `Binding.target` decides:
+TCP/TLS connection) the REGISTER came from, and `Binding.target` decides:
   * contact host is an IP equal to the source IP → the contact (no NAT; its
     port is the one the phone listens on);
   * contact host is a non-global address (RFC 1918, CGNAT, loopback,
@@ -52,7 +52,11 @@ TCP connection) the REGISTER came from, and `Binding.target` decides:
     routing, what Kamailio's fix_nated_register and Asterisk's
     rewrite_contact do);
   * contact host is another global address → the contact (multi-homed phone).
-  TCP keeps the connection id, so the INVITE reuses the phone's connection.
+  The contact's transport is its URI's (`peer.uri_transport`: `sips:` and
+  `;transport=tls` are TLS, `;transport=tcp` TCP, else UDP). TCP and TLS keep
+  the connection id when the contact is of the source's transport, so the
+  INVITE reuses the phone's connection; when that has closed, the transport
+  opens a new one of the same kind (TLS verified against `sip.tls_ca`).
 The Request-URI of the INVITE stays the Contact URI; only the destination
 changes.
 

@@ -50,7 +50,7 @@ Design choices
 * §18.2.1 / RFC 3581 §4: `received` and `rport` are written into the top
   Via of every request on arrival, so a response built with
   `Response.for_request` carries them; `response_destination` applies
-  §18.2.2 (same TCP connection while it lives; rport; received; maddr).
+  §18.2.2 (same TCP or TLS connection while it lives; rport; received; maddr).
 * A CANCEL is answered by the layer itself (200 with the INVITE's To-tag,
   or 481 when no INVITE matches, §9.2); `CancelReceived` asks the TU for
   the 487. With `auto_trying` (default) an INVITE is answered 100 Trying
