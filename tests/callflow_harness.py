@@ -132,6 +132,7 @@ class Wire:
     """Stands in for `SipTransport`: keeps what the endpoint sends."""
 
     port: int = 5060
+    tls_port: int | None = None  # no TLS listener (SipEndpoint.port_for)
     trace: bool = False
     sent: list[Sent] = field(default_factory=list)
     on_connection_lost: Callable[[Peer], None] | None = None

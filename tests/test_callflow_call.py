@@ -17,6 +17,7 @@ from callcenter112.callflow.services import CallServices
 from callcenter112.counters import CoreCounters, Counted
 from callcenter112.sip.message import Headers, Request, parse_message
 from callcenter112.sip.peer import Peer
+from callcenter112.sip.session import LocalParty
 from callcenter112.sip.transaction import server_key
 
 
@@ -49,8 +50,10 @@ class Endpoint:
 
     port = 5060
 
-    def contact(self, user: str = "callcenter112", transport: str = "udp") -> str:
-        return f"<sip:{user}@192.0.2.10:5060>"
+    def local_party(self, transport: str, *, user: str = "112", user_agent: str) -> LocalParty:
+        return LocalParty(
+            via_host="192.0.2.10", via_port=5060, contact=f"<sip:{user}@192.0.2.10:5060>"
+        )
 
 
 @dataclass

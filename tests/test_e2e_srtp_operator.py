@@ -115,7 +115,7 @@ def test_operator_on_tls_and_srtp_hears_the_caller_and_the_recording_stays_bit_e
     offers = [
         e
         for e in server.events("sip_out")
-        if e["first_line"].startswith("INVITE sip:op1") and e["peer"].startswith("tcp:")
+        if e["first_line"].startswith("INVITE sip:op1") and e["peer"].startswith("tls:")
     ]
     assert offers, "the offer went to the phone on its TLS connection"
     body = offers[0].get("message") or ""

@@ -35,6 +35,8 @@ from callcenter112.sip.registrar import (
     Registrar,
     RegistrarEvent,
     UnregisterReason,
+    binding_from_dict,
+    binding_to_dict,
 )
 
 T0 = 5000.0
@@ -441,9 +443,22 @@ def test_heap_stays_bounded_under_many_refreshes() -> None:
             ("udp", "203.0.113.5", 1024),
             True,
         ),
-        # A transport we do not speak: the source.
+        # TLS (issue 11): the contact over TLS, on 5061 unless given.
         (
             "sip:op1@198.51.100.7:5061;transport=tls",
+            Peer("tls", "198.51.100.7", 50000, 7),
+            ("tls", "198.51.100.7", 5061),
+            False,
+        ),
+        (
+            "sips:op1@198.51.100.7",
+            Peer("tls", "198.51.100.7", 50000, 7),
+            ("tls", "198.51.100.7", 5061),
+            False,
+        ),
+        # A transport we do not speak: the source.
+        (
+            "sip:op1@198.51.100.7:5061;transport=sctp",
             Peer("tcp", "198.51.100.7", 50000, 7),
             ("tcp", "198.51.100.7", 50000),
             True,
@@ -491,6 +506,30 @@ def test_tcp_contact_keeps_the_connection() -> None:
     )
     natted = next(b for b in reg.contacts("op1") if b.behind_nat)
     assert natted.target == Peer("tcp", "203.0.113.5", 61000, 43)
+
+
+def test_tls_contact_keeps_its_connection_and_its_transport() -> None:
+    reg = registrar()
+    src = Peer("tls", "198.51.100.7", 50000, 42)
+    reg.handle_register(
+        register("<sip:op1@198.51.100.7:5063;transport=tls>"), "op1", T0, source=src
+    )
+    (b,) = reg.contacts("op1")
+    assert b.target == Peer("tls", "198.51.100.7", 5063, 42) and not b.behind_nat
+    # Saved and restored across a restart: still TLS, on a new connection.
+    saved = binding_to_dict(b, mono_now=T0, wall_now=1_000_000.0)
+    restored = binding_from_dict(saved, mono_now=T0, wall_now=1_000_000.0)
+    assert restored.target == Peer("tls", "198.51.100.7", 5063)
+    assert restored.source == Peer("tls", "198.51.100.7", 50000)
+    # A TLS contact from a plain TCP connection does not reuse that connection.
+    reg.handle_register(
+        register("<sips:op1@198.51.100.7:5065>", call_id="y"),
+        "op1",
+        T0,
+        source=Peer("tcp", "198.51.100.7", 50001, 43),
+    )
+    sips = next(b for b in reg.contacts("op1") if b.contact.startswith("sips:"))
+    assert sips.target == Peer("tls", "198.51.100.7", 5065)
 
 
 def test_contacts_are_ordered_by_q_then_freshness() -> None:

@@ -4,7 +4,7 @@ The certificate is self-signed, made here with openssl for 127.0.0.1;
 baresip trusts it through `sip_cafile`. The call comes from SIPp over the
 trunk (UDP); the centre's INVITE to the operator goes back on the phone's
 TLS connection (the registrar binds a TLS contact to the connection it
-registered on).
+registered on, as transport tls), with a TLS Via and a sips: Contact.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_baresip_registers_over_tls_and_answers_a_call(tmp_path: Path) -> None:
             registers = [
                 e for e in server.events("sip_in") if e["first_line"].startswith("REGISTER ")
             ]
-            assert registers and all(e["peer"].startswith("tcp:") for e in registers)
+            assert registers and all(e["peer"].startswith("tls:") for e in registers)
             assert all("SIP/2.0/TLS" in (e.get("message") or "") for e in registers)
             caller = start_caller(
                 server, tmp_path / "caller", caller="081234500001", digits="1", talk_ms=15_000
@@ -84,9 +84,14 @@ def test_baresip_registers_over_tls_and_answers_a_call(tmp_path: Path) -> None:
             invites_out = [
                 e
                 for e in server.events("sip_out")
-                if e["first_line"].startswith("INVITE ") and e["peer"].startswith("tcp:")
+                if e["first_line"].startswith("INVITE ") and e["peer"].startswith("tls:")
             ]
+            # The binding kept its transport (issue 11): the offer went to the
+            # phone over TLS, saying so in its Via, with our sips: Contact.
             assert invites_out, "the offer went to the phone on its TLS connection"
+            offer = invites_out[0]["message"]
+            assert f"Via: SIP/2.0/TLS 127.0.0.1:{tls_port};" in offer, offer
+            assert f"Contact: <sips:112@127.0.0.1:{tls_port}>" in offer, offer
             assert caller.wait(90) == 0, caller.logs()
         finally:
             phone.stop()

@@ -25,7 +25,7 @@ from callcenter112.sip.events import (
     TransportFailed,
 )
 from callcenter112.sip.message import Headers, Request, Response, new_branch, new_tag, parse_message
-from callcenter112.sip.peer import Peer
+from callcenter112.sip.peer import Peer, TransportName
 from callcenter112.sip.transaction import (
     TABLES,
     Input,
@@ -336,16 +336,19 @@ def test_server_non_invite_guard() -> None:
     assert layer.stats["unanswered_requests"] == 1
 
 
-def test_reliable_transport_has_no_retransmissions_and_zero_wait_timers() -> None:
-    peer = Peer("tcp", "192.0.2.1", 40000, conn_id=7)
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_reliable_transport_has_no_retransmissions_and_zero_wait_timers(
+    transport: TransportName,
+) -> None:
+    peer = Peer(transport, "192.0.2.1", 40000, conn_id=7)
     layer = TransactionLayer()
-    via = f"SIP/2.0/TCP 192.0.2.1:5062;branch={new_branch()}"
+    via = f"SIP/2.0/{transport.upper()} 192.0.2.1:5062;branch={new_branch()}"
     event = one(layer.receive(make_request("OPTIONS", via=via), peer, 0.0), RequestReceived)
     layer.respond(event.server_key, Response.for_request(event.request, 200, to_tag="t"), 0.0)
     ((_, where),) = sent(layer)
     assert where == peer  # §18.2.2: back on the same connection
     assert len(layer) == 0  # Timer J = 0 on TCP
-    via2 = f"SIP/2.0/TCP 192.0.2.1:5062;branch={new_branch()}"
+    via2 = f"SIP/2.0/{transport.upper()} 192.0.2.1:5062;branch={new_branch()}"
     inv = one(layer.receive(make_request(via=via2), peer, 0.0), RequestReceived)
     layer.respond(inv.server_key, Response.for_request(inv.request, 486, to_tag="t"), 0.0)
     assert send_times(layer, 20.0) == []  # no Timer G on TCP

@@ -195,6 +195,10 @@ class SipConfig(_Section):
     tls_listen: HostPort | None = None
     tls_certificate: str = ""
     tls_key: str = ""
+    # Outgoing SIP over TLS (a `transport = "tls"` trunk, a phone reached on
+    # a new TLS connection): PEM file of the CAs that may sign the far end's
+    # certificate, instead of the system's; unset: the system's CAs.
+    tls_ca: str = ""
 
     @field_validator("tls_listen", mode="before")
     @classmethod
@@ -537,7 +541,9 @@ class TrunkConfig(_Section):
     allow: list[str]
     numbers: list[str] = Field(default_factory=lambda: ["112"])
     proxy: HostPort | None = None
-    transport: Literal["udp", "tcp"] = "udp"
+    # "tls": calls out go over TLS to `proxy` (port 5061 unless given), its
+    # certificate checked against `proxy`'s host and `sip.tls_ca`.
+    transport: Literal["udp", "tcp", "tls"] = "udp"
     # Caller number used on calls out (agencies, callbacks).
     caller_id: str = "112"
     # Digest credentials for calls out, when the carrier challenges them (401/407).
@@ -561,6 +567,19 @@ class TrunkConfig(_Section):
             if not n or any(c.isspace() or c in "<>;@" for c in n):
                 raise ValueError(f"[{i}] {n!r} is not a dialled number")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_proxy_port(cls, data: object) -> object:
+        # RFC 3263 §4.2: a TLS proxy without a port is on 5061, not 5060.
+        if isinstance(data, dict) and data.get("transport") == "tls":
+            v = data.get("proxy")
+            if isinstance(v, str) and v.strip():
+                try:
+                    return {**data, "proxy": _parse_host_port(v, default_port=5061)}
+                except ValueError:
+                    pass  # reported under trunk[i].proxy by _proxy
+        return data
 
     @field_validator("proxy", mode="before")
     @classmethod
@@ -980,6 +999,15 @@ def _cross_checks(cfg: Config) -> list[ConfigProblem]:
                 )
             )
     dupes("agency", "number", [a.number for a in cfg.agency])
+    for i, t in enumerate(cfg.trunk):
+        if t.transport == "tls" and cfg.sip.tls_listen is None:
+            # The far end sends its in-dialog requests (BYE) to our sips:
+            # Contact, which must be a TLS listener (sip/peer.contact_uri).
+            problems.append(
+                ConfigProblem(
+                    f"trunk[{i}].transport", '"tls" needs sip.tls_listen (our sips: Contact)'
+                )
+            )
 
     if cfg.queue.overflow_after_s > 0:
         if not cfg.queue.overflow_to:

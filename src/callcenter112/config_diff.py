@@ -33,6 +33,7 @@ RESTART_KEYS: tuple[str, ...] = (
     "sip.tls_listen",
     "sip.tls_certificate",
     "sip.tls_key",
+    "sip.tls_ca",
     "rtp.ports",
     "rtp.preopen",
     "web.listen",

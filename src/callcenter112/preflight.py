@@ -4,8 +4,9 @@
 returns, so a file that passes the check starts (issue 11: a copied config
 passed `check-config`, then `serve` disabled the web console). Checked: the
 secrets rule (`config.exposure_problems`), the prompts folder (loadable),
-the city areas file, the web certificate and key (readable, parseable, the
-key matches, not expired), and the database and recordings folders
+the city areas file, the web and SIP certificates and keys (readable,
+parseable, the key matches, not expired), the SIP CA file for outgoing TLS
+(`sip.tls_ca`: loadable, holds a CA), and the database and recordings folders
 (writable, or creatable).
 
 Paths: one rule, `Config.path()` — relative paths are taken from the folder
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from .config import Config, ConfigProblem, exposure_problems
 
-__all__ = ["check_certificate", "preflight", "writable_folder_problem"]
+__all__ = ["check_ca_file", "check_certificate", "preflight", "writable_folder_problem"]
 
 
 def writable_folder_problem(folder: Path) -> str | None:
@@ -78,6 +79,18 @@ def check_certificate(
     return problems
 
 
+def check_ca_file(path: Path) -> str | None:
+    """Why a PEM file of CA certificates cannot be trusted for TLS, or None:
+    the same load `serve` does (`net.admission.client_tls_context`)."""
+    from .net.admission import TlsSetupError, client_tls_context
+
+    try:
+        client_tls_context(str(path))
+    except TlsSetupError as exc:
+        return str(exc).removeprefix("sip.tls_ca: ")
+    return None
+
+
 def preflight(cfg: Config) -> list[ConfigProblem]:
     """Every problem `serve` would hit opening what `cfg` names."""
     from .media.prompts import PromptError, PromptLibrary
@@ -106,6 +119,10 @@ def preflight(cfg: Config) -> list[ConfigProblem]:
             cfg.path(cfg.sip.tls_certificate), cfg.path(cfg.sip.tls_key)
         ):
             problems.append(ConfigProblem("sip.tls_certificate", reason))
+    if cfg.sip.tls_ca:  # outgoing SIP over TLS: the CAs the far end's certificate chains to
+        ca_problem = check_ca_file(cfg.path(cfg.sip.tls_ca))
+        if ca_problem is not None:
+            problems.append(ConfigProblem("sip.tls_ca", ca_problem))
     from .records import is_postgresql
 
     folders = [("storage.recordings", cfg.path(cfg.storage.recordings))]

@@ -233,7 +233,7 @@ class EndpointTrunkTools:
         rings past the agency's ring timeout). No media flows (a=inactive)."""
         from .callflow.call import outbound_request
         from .callflow.legs import trunk_credentials
-        from .sip.session import Answered, Failed, HungUp, InviteSession, LocalParty
+        from .sip.session import Answered, Failed, HungUp, InviteSession
 
         centre = self.centre
         config = centre.config
@@ -284,12 +284,7 @@ class EndpointTrunkTools:
 
         session = InviteSession.outgoing(
             transactions=centre.endpoint,
-            local=LocalParty(
-                via_host=advertise,
-                via_port=centre.endpoint.port,
-                contact=centre.endpoint.contact("112", peer.transport),
-                user_agent=centre.user_agent,
-            ),
+            local=centre.endpoint.local_party(peer.transport, user_agent=centre.user_agent),
             invite=invite,
             peer=peer,
             on_event=on_event,

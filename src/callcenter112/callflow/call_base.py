@@ -37,11 +37,10 @@ from ..sdp import SessionDescription
 from ..sip.events import (
     TransactionEvent,
 )
-from ..sip.message import Headers, Request, new_branch, new_call_id, new_tag
+from ..sip.message import Headers, Request, new_call_id, new_tag
 from ..sip.peer import Peer
 from ..sip.session import (
     InviteSession,
-    LocalParty,
     ReinviteReceived,
     RequestArrived,
     SessionEvent,
@@ -112,12 +111,7 @@ class CallBase(Generic[CallT]):
         self.caller = CallerSide(invite=invite, server_key=server_key, peer=peer, to_tag=to_tag)
         self.caller_session = InviteSession.incoming(
             transactions=centre.endpoint,
-            local=LocalParty(
-                via_host=centre.config.sip.advertise,
-                via_port=centre.endpoint.port,
-                contact=centre.endpoint.contact("112", peer.transport),
-                user_agent=centre.user_agent,
-            ),
+            local=centre.endpoint.local_party(peer.transport, user_agent=centre.user_agent),
             invite=invite,
             peer=peer,
             server_key=server_key,
@@ -313,11 +307,7 @@ def outbound_request(
     our Contact, Allow and User-Agent, then `headers`."""
     advertise = centre.config.sip.advertise
     h = Headers()
-    h.add(
-        "Via",
-        f"SIP/2.0/{peer.transport.upper()} {advertise}:{centre.endpoint.port}"
-        f";branch={new_branch()};rport",
-    )
+    h.add("Via", centre.endpoint.via(peer.transport))
     h.add("Max-Forwards", "70")
     name = f'"{_quote(display)}" ' if display else ""
     h.add("From", f"{name}<sip:{from_user}@{advertise}>;tag={new_tag()}")

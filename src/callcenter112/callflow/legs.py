@@ -22,7 +22,7 @@ from ..sip.errors import SipParseError
 from ..sip.events import TransactionEvent
 from ..sip.message import Request, parse_address
 from ..sip.peer import Peer
-from ..sip.session import Credentials, InviteSession, LocalParty
+from ..sip.session import Credentials, InviteSession
 from ..sip.transaction import TransactionKey
 from .guards import LegSrtp  # issue 11
 
@@ -50,12 +50,7 @@ def start_session(
     """The INVITE session of an outbound leg, started: the leg's INVITE goes out."""
     session = InviteSession.outgoing(
         transactions=endpoint,
-        local=LocalParty(
-            via_host=advertise,
-            via_port=endpoint.port,
-            contact=endpoint.contact("112", leg.peer.transport),
-            user_agent=user_agent,
-        ),
+        local=endpoint.local_party(leg.peer.transport, user_agent=user_agent),
         invite=leg.invite,
         peer=leg.peer,
         on_event=on_event,

@@ -19,7 +19,7 @@ from .sip_transport import SipTransport
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["TlsSetupError", "install_edge", "server_tls_context"]
+__all__ = ["TlsSetupError", "client_tls_context", "install_edge", "server_tls_context"]
 
 
 class TlsSetupError(OSError):
@@ -45,6 +45,24 @@ def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
+def client_tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The context for TLS connections the centre opens (to a trunk, an
+    agency's carrier, a phone whose connection closed): the peer's
+    certificate must chain to `ca_file` (PEM, `sip.tls_ca`) or, when that is
+    unset, to the system's CAs, and must name the host we dial
+    (`check_hostname`, RFC 5922 §7.2). TLS 1.2 or later, as inbound."""
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise TlsSetupError(f"sip.tls_ca: no such file {ca_file}")
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise TlsSetupError(f"sip.tls_ca: {ca_file} cannot be used: {exc}") from None
+    if ca_file is not None and not ctx.get_ca_certs():
+        raise TlsSetupError(f"sip.tls_ca: {ca_file} holds no CA certificate")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
 def install_edge(
     transport: SipTransport,
     config: Config,
@@ -53,8 +71,9 @@ def install_edge(
     now: float,
     max_transactions: int,
 ) -> EdgePolicy:
-    """Admission before parse for every trunk in `config`, and TLS when
-    `sip.tls_listen` is set. Call before `transport.start()`."""
+    """Admission before parse for every trunk in `config`, the TLS listener
+    when `sip.tls_listen` is set, and outgoing TLS (`sip.tls_ca`). Call
+    before `transport.start()`."""
     networks = [n for trunk in config.trunk for n in trunk.networks]
     policy = EdgePolicy(
         trunk_networks=networks, guard=guard, now=now, max_transactions=max_transactions
@@ -67,4 +86,6 @@ def install_edge(
         transport.tls_loader = lambda: server_tls_context(certificate, key)
         transport.tls_host = sip.tls_listen.host
         transport.tls_port = sip.tls_listen.port
+    ca = str(config.path(sip.tls_ca)) if sip.tls_ca else None
+    transport.client_tls_loader = lambda: client_tls_context(ca)
     return policy

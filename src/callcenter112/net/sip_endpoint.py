@@ -20,8 +20,9 @@ from ..sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from ..sip.message import Request, Response
-from ..sip.peer import Peer
+from ..sip.message import Request, Response, new_branch
+from ..sip.peer import DEFAULT_PORTS, Peer, contact_uri, via_value
+from ..sip.session import LocalParty
 from ..sip.transaction import TransactionError, TransactionKey, TransactionLayer
 from .sip_transport import SipTransport
 
@@ -176,14 +177,31 @@ class SipEndpoint:
         self._timer_at = deadline
         self._timer = self._loop.call_at(max(deadline, self._loop.time()), self._on_timer)
 
-    # -- helpers for building requests --------------------------------------------
+    # -- who we are on the wire, per transport --------------------------------------
 
-    def via(self, transport: str = "udp") -> tuple[str, int, str]:
-        return (self.advertise, self.port, transport)
+    def port_for(self, transport: str) -> int:
+        """The port of our sent-by and Contact on a leg over `transport`:
+        the TLS listener for TLS (where the far end opens a new connection
+        if ours closes, RFC 3261 §18.2.2), else the UDP/TCP one."""
+        if transport == "tls":
+            return self.transport.tls_port or DEFAULT_PORTS["tls"]
+        return self.port
+
+    def via(self, transport: str = "udp") -> str:
+        """Our top Via for a new request over `transport`, with a fresh branch."""
+        return via_value(transport, self.advertise, self.port_for(transport), new_branch())
 
     def contact(self, user: str = "callcenter112", transport: str = "udp") -> str:
-        params = ";transport=tcp" if transport == "tcp" else ""
-        return f"<sip:{user}@{self.advertise}:{self.port}{params}>"
+        return contact_uri(user, self.advertise, self.port_for(transport), transport)
+
+    def local_party(self, transport: str, *, user: str = "112", user_agent: str) -> LocalParty:
+        """Who we are to an INVITE session over `transport` (sip/session.py)."""
+        return LocalParty(
+            via_host=self.advertise,
+            via_port=self.port_for(transport),
+            contact=self.contact(user, transport),
+            user_agent=user_agent,
+        )
 
 
 def _ignore(event: TransactionEvent) -> None:

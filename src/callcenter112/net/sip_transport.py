@@ -24,10 +24,18 @@ a socket of their own (`_trunk_lane`): a flood cannot fill the queue they
 wait in.
 
 TLS (RFC 3261 §26.2, `sips:`): connections accepted on the TLS listener are
-streams like TCP ones and carry the same `Peer("tcp", …, conn_id)`: answers
-and requests to a phone registered over TLS go back on its connection. A
-request to a TLS destination with no open connection is not opened as TLS
-(the centre does not dial out over TLS yet).
+streams like TCP ones and carry `Peer("tls", …, conn_id)`: answers and
+requests to a phone registered over TLS go back on its connection. A request
+to a TLS destination with no open connection opens one (`client_tls`: the
+system's CAs or `sip.tls_ca`, the peer's certificate checked against the
+host name we were given, RFC 5922 §7.2); a handshake that fails is logged
+(`tls_connect_failed`, with the reason) and fails the transactions waiting
+on it at once, like a refused TCP connection (RFC 3261 §17.1.4). Requests
+to one destination while its connection is being opened wait for it rather
+than open more. Connections the centre opens are its own legs: they are
+not counted against the admission policy's caps (issue 11's reserve for
+the centre's outbound legs), so a flood of inbound connections cannot stop
+an outbound call.
 
 A connection's loss is reported (`on_connection_lost`, so that the
 transactions bound to it fail at once, RFC 3261 §17.1.4) only if a message
@@ -72,6 +80,10 @@ log = get_logger("sip.transport")
 MessageHandler = Callable[[Request | Response, Peer], None]
 # TCP connections idle this long are closed (RFC 5626 keep-alives refresh it).
 TCP_IDLE_TIMEOUT_S = 600.0
+# An outgoing TCP connect, and TLS handshake, must be done within this: no
+# RFC sets it; a leg's INVITE would otherwise wait for Timer B (32 s) before
+# the call tries the next operator or reports the agency unreachable.
+CONNECT_TIMEOUT_S = 5.0
 # Kernel receive buffer asked for on the UDP socket. No RFC sets it: a burst
 # of INVITEs from a carrier, or every phone retransmitting after a network
 # blip, must wait in the kernel while the loop is busy, not be dropped
@@ -144,8 +156,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, owner: SipTransport, *, outgoing: bool = False) -> None:
+    def __init__(
+        self,
+        owner: SipTransport,
+        *,
+        outgoing: bool = False,
+        tls: bool = False,
+        dest: Peer | None = None,
+    ) -> None:
         self.owner = owner
+        self.tls = tls
+        # The destination an outgoing connection was opened for, as asked
+        # (a host name stays a name): later requests to it reuse this one.
+        self.dest = dest
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
@@ -176,7 +199,7 @@ class _TcpProtocol(asyncio.Protocol):
             transport.abort()
             return
         conn_id = self.owner._register_tcp(self)
-        self.peer = Peer("tcp", host, port, conn_id)
+        self.peer = Peer("tls" if self.tls else "tcp", host, port, conn_id)
         self._arm_idle()
 
     def _no_message(self) -> None:
@@ -260,6 +283,8 @@ class _TcpProtocol(asyncio.Protocol):
             self.owner._tcp.pop(self.peer.conn_id, None)
             if self.carried_sip and self.owner.on_connection_lost is not None:
                 self.owner.on_connection_lost(self.peer)
+                if self.dest is not None:  # requests sent to it by name
+                    self.owner.on_connection_lost(self.dest)
 
 
 class SipTransport:
@@ -287,6 +312,9 @@ class SipTransport:
         self.tls_loader: Callable[[], ssl.SSLContext] | None = None
         self.tls_host = tls_host
         self.tls_port = tls_port
+        # Outgoing TLS (module doc): built by start() from the loader.
+        self.client_tls: ssl.SSLContext | None = None
+        self.client_tls_loader: Callable[[], ssl.SSLContext] | None = None
         self._tls_server: asyncio.Server | None = None
         self._trunk_udp: _UdpProtocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -302,6 +330,9 @@ class SipTransport:
         # Outgoing connections being opened: held so that they are neither
         # garbage-collected mid-flight nor left running after close().
         self._connecting: set[asyncio.Task[None]] = set()
+        # What waits for each of them: (transport, host, port) → the
+        # messages, in order, and every Peer they were addressed to.
+        self._opening: dict[tuple[str, str, int], tuple[list[bytes], set[Peer]]] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -309,6 +340,8 @@ class SipTransport:
         loop = self._loop = asyncio.get_running_loop()
         if self.tls is None and self.tls_loader is not None:
             self.tls = self.tls_loader()  # raises before any socket is opened
+        if self.client_tls is None and self.client_tls_loader is not None:
+            self.client_tls = self.client_tls_loader()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         trunk_nets = (
             [n for n in self.admission.networks if n.version == 4]
@@ -353,7 +386,7 @@ class SipTransport:
         if self.tls is not None and self.tls_port is not None:
             tls_host = self.tls_host or self.host
             self._tls_server = await loop.create_server(
-                lambda: _TcpProtocol(self),
+                lambda: _TcpProtocol(self, tls=True),
                 host=tls_host,
                 port=self.tls_port,
                 family=socket.AF_INET6 if ":" in tls_host else socket.AF_INET,
@@ -483,15 +516,13 @@ class SipTransport:
             _trace("sip_out", data, peer)
         if self.tap is not None:  # issue 16: SIP capture
             self.tap("out", data, peer)
-        if peer.transport == "tcp":
+        if peer.reliable:
             conn = self._tcp.get(peer.conn_id) if peer.conn_id is not None else None
-            if conn is None:
+            if conn is None or conn.peer is None or conn.peer.transport != peer.transport:
                 conn = self._find_tcp(peer)
             if conn is None or conn.transport is None or conn.transport.is_closing():
                 # No connection to reuse: open one and send when it is up.
-                task = asyncio.get_running_loop().create_task(self._connect_and_send(data, peer))
-                self._connecting.add(task)
-                task.add_done_callback(self._connecting.discard)
+                self._send_when_open(data, peer)
                 return
             conn.carried_sip = True
             conn.transport.write(data)
@@ -507,33 +538,73 @@ class SipTransport:
         self.stats.sent += 1
 
     def _find_tcp(self, peer: Peer) -> _TcpProtocol | None:
+        """A live connection of `peer`'s transport to its address: one that
+        came from there, or one we opened to that same destination. A
+        connection we opened is matched only by the name it was opened (and
+        its certificate verified) for, never by the address it resolved to."""
+        want = (peer.transport, peer.host, peer.port)
         for conn in self._tcp.values():
-            if conn.peer is not None and (conn.peer.host, conn.peer.port) == (peer.host, peer.port):
+            seen = conn.dest or conn.peer
+            if seen is not None and (seen.transport, seen.host, seen.port) == want:
                 return conn
         return None
 
-    async def _connect_and_send(self, data: bytes, peer: Peer) -> None:
+    def _send_when_open(self, data: bytes, peer: Peer) -> None:
+        key = (peer.transport, peer.host, peer.port)
+        waiting = self._opening.get(key)
+        if waiting is not None:
+            waiting[0].append(data)
+            waiting[1].add(peer)
+            return
+        self._opening[key] = ([data], {peer})
+        task = asyncio.get_running_loop().create_task(self._connect_and_send(key))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_and_send(self, key: tuple[str, str, int]) -> None:
+        transport, host, port = key
         loop = asyncio.get_running_loop()
+        dest = Peer("tls" if transport == "tls" else "tcp", host, port)
+        tls = transport == "tls"
         try:
+            if tls and self.client_tls is None:
+                raise ssl.SSLError("no client TLS context (transport not started)")
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _TcpProtocol(self, outgoing=True), peer.host, peer.port
+                    lambda: _TcpProtocol(self, outgoing=True, tls=tls, dest=dest),
+                    host,
+                    port,
+                    ssl=self.client_tls if tls else None,
+                    # RFC 5922 §7.2 / RFC 6125: the certificate must name
+                    # the host we were told to reach (a configured name or
+                    # address), checked by the context (check_hostname).
+                    server_hostname=host if tls else None,
+                    ssl_handshake_timeout=CONNECT_TIMEOUT_S if tls else None,
                 ),
-                5.0,
+                CONNECT_TIMEOUT_S,
             )
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError) as exc:
+            _, peers = self._opening.pop(key, ([], set()))
             self.stats.send_errors += 1
-            log.info("tcp_connect_failed", peer=str(peer))
+            if tls:
+                # An operator and a deployment must see why: a wrong CA or
+                # host name is a configuration error, not a flaky network.
+                log.error("tls_connect_failed", peer=str(dest), reason=_tls_reason(exc))
+            else:
+                log.info("tcp_connect_failed", peer=str(dest))
             # RFC 3261 §17.1.4: a transport failure ends the transaction
             # now, not at Timer B/F (the operator's phone is gone: offer the
-            # call to the next one).
+            # call to the next one; an agency call fails with 503).
             if self.on_connection_lost is not None:
-                self.on_connection_lost(peer)
+                for peer in peers:
+                    self.on_connection_lost(peer)
             return
+        messages, _ = self._opening.pop(key, ([], set()))
         if proto.transport is not None:
             proto.carried_sip = True
-            proto.transport.write(data)
-            self.stats.sent += 1
+            for data in messages:
+                proto.transport.write(data)
+                self.stats.sent += 1
 
     @property
     def local_port(self) -> int:
@@ -594,6 +665,17 @@ def _trunk_lane(
     return socks[0], socks[1]
 
 
+def _tls_reason(exc: BaseException) -> str:
+    """Why a TLS connection could not be opened, in words for the log."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not accepted: {exc.verify_message or exc.reason}"
+    if isinstance(exc, TimeoutError):
+        return f"no TLS handshake within {CONNECT_TIMEOUT_S:g} s"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    return f"cannot connect: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+
+
 def _trace(direction: str, data: bytes, peer: Peer) -> None:
     head, _, _ = data.partition(b"\r\n")
     call_id = b""
@@ -613,11 +695,11 @@ def _trace(direction: str, data: bytes, peer: Peer) -> None:
 def response_peer(request: Request, peer: Peer) -> Peer:
     """Where a response to `request` goes (RFC 3261 §18.2.2, RFC 3581 §4).
 
-    Over TCP: back on the connection it came in on. Over UDP: to the source
+    Over TCP and TLS: back on the connection it came in on. Over UDP: to the source
     address, at the `rport` when the client asked for it (symmetric response
     routing through NAT), else at the Via's sent-by port.
     """
-    if peer.transport == "tcp":
+    if peer.reliable:
         return peer
     via = request.top_via
     if "rport" in via.parameters:

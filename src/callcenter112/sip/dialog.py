@@ -45,7 +45,7 @@ from .message import (
     new_branch,
     parse_address,
 )
-from .peer import Peer
+from .peer import Peer, via_value
 
 __all__ = [
     "TARGET_REFRESH_METHODS",
@@ -86,10 +86,6 @@ def _route_values(values: Iterable[str]) -> list[str]:
 def _initial_cseq() -> int:
     # §12.2.1.1: an initial value of our choosing, well below 2**31 (§8.1.1.5).
     return secrets.randbelow(2**16) + 1
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 @dataclass(slots=True, kw_only=True)
@@ -260,11 +256,7 @@ class Dialog:
             uri = str(replace(first, headers=None))  # §12.2.1.1: headers not allowed
             routes.append(f"<{self.remote_target}>")
         h = Headers()
-        h.add(
-            "Via",
-            f"SIP/2.0/{self.transport.upper()} {_bracket(self.via_host)}:{self.via_port}"
-            f";branch={new_branch()};rport",
-        )
+        h.add("Via", via_value(self.transport, self.via_host, self.via_port, new_branch()))
         h.add("Max-Forwards", "70")
         for route in routes:
             h.add("Route", route)

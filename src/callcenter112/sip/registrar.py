@@ -43,7 +43,7 @@ binding is most likely that restarted phone's dead predecessor. A single
 REGISTER listing more new contacts than the cap is refused (403).
 
 Where to send (NAT): each binding keeps the source (transport, address, port,
-TCP connection) the REGISTER came from, and `Binding.target` decides:
+TCP/TLS connection) the REGISTER came from, and `Binding.target` decides:
   * contact host is an IP equal to the source IP → the contact (no NAT; its
     port is the one the phone listens on);
   * contact host is a non-global address (RFC 1918, CGNAT, loopback,
@@ -52,7 +52,11 @@ TCP connection) the REGISTER came from, and `Binding.target` decides:
     routing, what Kamailio's fix_nated_register and Asterisk's
     rewrite_contact do);
   * contact host is another global address → the contact (multi-homed phone).
-  TCP keeps the connection id, so the INVITE reuses the phone's connection.
+  The contact's transport is its URI's (`peer.uri_transport`: `sips:` and
+  `;transport=tls` are TLS, `;transport=tcp` TCP, else UDP). TCP and TLS keep
+  the connection id when the contact is of the source's transport, so the
+  INVITE reuses the phone's connection; when that has closed, the transport
+  opens a new one of the same kind (TLS verified against `sip.tls_ca`).
 The Request-URI of the INVITE stays the Contact URI; only the destination
 changes.
 
@@ -95,7 +99,7 @@ from typing import TYPE_CHECKING, Final
 from ..numerals import is_ascii_digits
 from .errors import SipParseError
 from .message import URI, Address, Request, Response, new_tag, outside_quotes, parse_address
-from .peer import Peer, TransportName
+from .peer import DEFAULT_PORTS, Peer, TransportName, uri_transport
 
 if TYPE_CHECKING:
     from ..config import SipConfig
@@ -743,8 +747,9 @@ def _peer_dict(p: Peer) -> dict[str, object]:
 
 def _peer_of(d: Mapping[str, object]) -> Peer:
     transport = str(d["transport"])
-    # A TCP connection does not survive a restart: send on a new one.
-    return Peer("tcp" if transport == "tcp" else "udp", str(d["host"]), int(str(d["port"])))
+    name: TransportName = "tls" if transport == "tls" else "tcp" if transport == "tcp" else "udp"
+    # A TCP or TLS connection does not survive a restart: send on a new one.
+    return Peer(name, str(d["host"]), int(str(d["port"])))
 
 
 def binding_to_dict(b: Binding, *, mono_now: float, wall_now: float) -> dict[str, object]:
@@ -887,22 +892,21 @@ def _contact_uri_text(value: str) -> str:
 def _target(uri: URI, source: Peer) -> tuple[Peer, bool]:
     """Where to send requests for a contact registered from `source`, and
     whether that is the source rather than the contact (module doc)."""
-    transport = _param_value(uri, "transport")
-    if transport is None:
-        transport = "tls" if uri.scheme.lower() == "sips" else "udp"
+    name = uri_transport(uri.scheme, _param_value(uri, "transport"))
     host = uri.host.strip("[]")
     try:
         ip = ipaddress.ip_address(host)
         src = ipaddress.ip_address(source.host.strip("[]"))
     except ValueError:
         return source, True
-    if transport not in ("udp", "tcp"):
+    if name is None:
         return source, True
     if ip == src or ip.is_global:
-        name: TransportName = "tcp" if transport == "tcp" else "udp"
-        conn = source.conn_id if name == source.transport == "tcp" and ip == src else None
-        default = 5061 if uri.scheme.lower() == "sips" else 5060
-        return Peer(name, host, uri.port or default, conn), False
+        # A TLS or TCP binding keeps its connection (RFC 3261 §18.2.2 reuse);
+        # when it closes, the transport opens a new one of the same kind.
+        same = name == source.transport and source.reliable and ip == src
+        conn = source.conn_id if same else None
+        return Peer(name, host, uri.port or DEFAULT_PORTS[name], conn), False
     return source, True
 
 
@@ -960,10 +964,8 @@ def _path_target(path: tuple[str, ...]) -> Peer:
     """Where a request to a binding with a Path goes: its first hop (RFC 3261
     §8.1.2: the first Route, it being a loose router)."""
     uri = parse_address(path[0], "Path").uri
-    transport = _param_value(uri, "transport")
-    name: TransportName = "tcp" if transport == "tcp" else "udp"
-    default = 5061 if uri.scheme.lower() == "sips" else 5060
-    return Peer(name, uri.host.strip("[]"), uri.port or default)
+    name = uri_transport(uri.scheme, _param_value(uri, "transport")) or "udp"
+    return Peer(name, uri.host.strip("[]"), uri.port or DEFAULT_PORTS[name])
 
 
 def _supports_path(request: Request) -> bool:

@@ -50,7 +50,7 @@ Design choices
 * §18.2.1 / RFC 3581 §4: `received` and `rport` are written into the top
   Via of every request on arrival, so a response built with
   `Response.for_request` carries them; `response_destination` applies
-  §18.2.2 (same TCP connection while it lives; rport; received; maddr).
+  §18.2.2 (same TCP or TLS connection while it lives; rport; received; maddr).
 * A CANCEL is answered by the layer itself (200 with the INVITE's To-tag,
   or 481 when no INVITE matches, §9.2); `CancelReceived` asks the TU for
   the 487. With `auto_trying` (default) an INVITE is answered 100 Trying
@@ -356,11 +356,11 @@ def _strip_brackets(host: str) -> str:
 
 def response_destination(request: Request, peer: Peer) -> Peer:
     """Where responses to `request` go (RFC 3261 §18.2.2, RFC 3581 §4):
-    back on the TCP connection it came on while that lives; else to
+    back on the TCP or TLS connection it came on while that lives; else to
     maddr, or to the source address and port when the client asked for
     rport, else to `received` (or sent-by) and the Via port."""
     via = request.top_via
-    if peer.transport == "tcp" and peer.conn_id is not None:
+    if peer.reliable and peer.conn_id is not None:
         return peer
     default_port = _DEFAULT_PORTS.get(via.transport, 5060)
     maddr = via.parameters.get("maddr")
@@ -454,7 +454,7 @@ class _Transaction:
         self.request = request
         self.peer = peer
         self.reply_to = peer
-        self.reliable = peer.transport == "tcp"
+        self.reliable = peer.reliable  # TCP and TLS: no retransmission timers
         self.request_bytes = b""
         self.last_response: Response | None = None
         self.last_response_bytes = b""
