@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +58,15 @@ def _as_server_user(argv: list[str]) -> list[str]:
     return argv
 
 
-def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], *, netns: str | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run a server command (as `postgres` under root), inside network namespace `netns`."""
+    command = _as_server_user(argv)
+    if netns is not None:
+        command = ["ip", "netns", "exec", netns, *command]
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        _as_server_user(argv), check=True, capture_output=True, text=True, **kwargs
+        command, check=True, capture_output=True, text=True, **kwargs
     )
 
 
@@ -73,10 +80,13 @@ def _owned_tempdir(prefix: str) -> Path:
 
 @dataclass
 class PgServer:
-    """One running cluster. `data` is its folder; `port` its TCP port on 127.0.0.1."""
+    """One running cluster. `data` is its folder; `port` its TCP port on `address`
+    (127.0.0.1, or an address inside the network namespace `netns`)."""
 
     data: Path
     port: int
+    address: str = "127.0.0.1"
+    netns: str | None = None
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,10 +94,10 @@ class PgServer:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def dsn(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres@{self.address}:{self.port}/{database}"
 
     # -- lifecycle
 
@@ -141,21 +151,23 @@ class PgServer:
                 "-o",
                 f"-p {self.port}",
                 "start",
-            ]
+            ],
+            netns=self.netns,
         )
 
     def stop(self) -> None:
-        subprocess.run(
-            _as_server_user(
-                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
-            ),
-            capture_output=True,
-            check=False,
-        )
+        with suppress(subprocess.CalledProcessError):
+            _run(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                netns=self.netns,
+            )
 
     def crash(self) -> None:
         """``pg_ctl stop -m immediate``: the server dies as in a power cut of its process."""
-        _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"])
+        _run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+            netns=self.netns,
+        )
 
     def promote(self) -> None:
         _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "promote"])
@@ -170,7 +182,7 @@ class PgServer:
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-h",
-                "127.0.0.1",
+                self.address,
                 "-p",
                 str(self.port),
                 "-U",
@@ -179,7 +191,8 @@ class PgServer:
                 database,
                 "-c",
                 sql,
-            ]
+            ],
+            netns=self.netns,
         )
         return out.stdout.strip()
 

@@ -12,6 +12,12 @@ Reaching the primary. The DSN may name several hosts
 libpq tries them in order and keeps the one that accepts writes, so after a
 standby is promoted a reconnect lands on the new primary.
 
+Every wait on the server is bounded (`connect`): a connect attempt per host by
+``connect_timeout``, a silent peer — a primary whose machine or network died,
+which sends no FIN or RST — by TCP keepalives and ``tcp_user_timeout``, so a
+dead primary turns into a lost connection within ~10 s instead of the kernel's
+~15 min (a query being sent) or 2 h (an answer awaited).
+
 Outages. If the connection is lost before a batch's COMMIT was sent, nothing
 of it committed: the writer keeps the batch and reconnects every
 `reconnect_interval_s` for up to `outage_limit_s`, then runs the batch again.
@@ -43,6 +49,21 @@ __all__ = ["PgConnection", "PgRow", "PgWriter", "connect"]
 
 _SQL_CACHE: dict[str, str] = {}
 _CONNECT_TIMEOUT_S = 3
+
+# How long a dead server may keep a connection waiting. A primary whose *process*
+# dies closes its sockets and the store learns it at once; a primary whose *machine*
+# dies (power, network) sends nothing more, and with the kernel's defaults the writer
+# thread would wait, with every write queued behind it, ~15 min for a query being sent
+# (retransmissions, tcp_retries2 = 15) and over 2 h for an answer (keepalive 7200 s +
+# 9 probes 75 s apart). Names and units are libpq's ("Parameter Key Words", PostgreSQL 15
+# manual §34.1.2); a DSN that sets one of them wins.
+_SOCKET_DEFAULTS: dict[str, str] = {
+    "keepalives": "1",
+    "keepalives_idle": "5",  # s idle before the first probe (as the servers' side: deployment.md)
+    "keepalives_interval": "1",  # s between probes
+    "keepalives_count": "3",  # unanswered probes → dead (tcp_user_timeout caps it at 10 s)
+    "tcp_user_timeout": "10000",  # ms a sent query may stay unacknowledged (Linux TCP_USER_TIMEOUT)
+}
 
 
 def _pg_sql(sql: str) -> str:
@@ -126,11 +147,20 @@ class PgConnection:
 
 
 def connect(dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> PgConnection:
-    """An autocommit connection to the server of `dsn` that accepts writes."""
+    """An autocommit connection to the server of `dsn` that accepts writes.
+
+    Every wait on the server is bounded: connecting by `timeout_s` (per host),
+    a silent peer by TCP keepalives and ``tcp_user_timeout`` (`_SOCKET_DEFAULTS`);
+    the DSN's own values of these keys win.
+    """
+    named = psycopg.conninfo.conninfo_to_dict(dsn)
+    defaults = {"connect_timeout": str(max(1, int(timeout_s))), **_SOCKET_DEFAULTS}
+    conninfo = psycopg.conninfo.make_conninfo(
+        dsn, **{key: value for key, value in defaults.items() if key not in named}
+    )
     raw = psycopg.connect(
-        dsn,
+        conninfo,
         autocommit=True,
-        connect_timeout=max(1, int(timeout_s)),
         cursor_factory=psycopg.ClientCursor,
         application_name="callcenter112",
     )
