@@ -64,6 +64,7 @@ __all__ = [
     "FLAG_SILENT_CONFIRMED",
     "FLAG_WATCH_LISTED",
     "INCIDENT_CSV_COLUMNS",
+    "INCIDENT_FIELDS",
     "SLA_THRESHOLDS_S",
     "TIMESTAMP_FIELDS",
     "TRANSITIONS",
@@ -923,7 +924,9 @@ def incident_to_json(item: Incident | IncidentRecord) -> dict[str, object]:
     return out
 
 
-INCIDENT_CSV_COLUMNS: tuple[str, ...] = (
+# An incident's stored fields in one order: the CSV export's columns and the
+# store's incident columns (records/rows.py) both start with these.
+INCIDENT_FIELDS: tuple[str, ...] = (
     "id",
     "caller",
     "caller_name",
@@ -942,8 +945,9 @@ INCIDENT_CSV_COLUMNS: tuple[str, ...] = (
     "agencies_notified",
     "legal_hold",
     *TIMESTAMP_FIELDS,
-    "sla_s",
 )
+
+INCIDENT_CSV_COLUMNS: tuple[str, ...] = (*INCIDENT_FIELDS, "sla_s")
 
 
 def incident_csv_row(inc: Incident) -> list[str]:

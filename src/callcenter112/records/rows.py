@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import cast
 
 from ..incidents import (
+    INCIDENT_FIELDS,
     TIMESTAMP_FIELDS,
     AuditEntry,
     Callback,
@@ -39,27 +40,7 @@ __all__: list[str] = []
 
 # --------------------------------------------------------------------------- row mapping
 
-_INCIDENT_COLUMNS = (
-    "id",
-    "caller",
-    "caller_name",
-    "trunk",
-    "dialled",
-    "call_id",
-    "category",
-    "language",
-    "status",
-    "operator",
-    "disposition",
-    "location_text",
-    "kecamatan",
-    "kelurahan",
-    "description",
-    "agencies_notified",
-    "legal_hold",
-    *TIMESTAMP_FIELDS,
-    "updated_at",
-)
+_INCIDENT_COLUMNS = (*INCIDENT_FIELDS, "updated_at")
 _EVERY_INCIDENT = IncidentQuery()
 _INCIDENT_SELECT = "SELECT " + ", ".join(_INCIDENT_COLUMNS) + " FROM incidents"
 
