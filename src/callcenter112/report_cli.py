@@ -24,7 +24,6 @@ from .incidents import Callback, Incident, IncidentQuery
 from .net.loop import run as run_on_server_loop
 from .progress import ProgressBar, ProgressLine
 from .records import Store, StoreError, open_database
-from .report_output import category_labels, report_csv, report_pdf
 from .reports import PeriodKind, Report, ReportPeriod, compute_report, period_of
 
 if TYPE_CHECKING:
@@ -112,6 +111,9 @@ def _report(args: argparse.Namespace) -> int:
         return 1
     if bar is not None:
         bar.finish()
+    # The PDF library (fpdf2 and its font tools) loads only when a report is written.
+    from .report_output import category_labels, report_csv, report_pdf
+
     label = category_labels(labels)
     if args.format == "csv":
         data = report_csv(report, label).encode()
