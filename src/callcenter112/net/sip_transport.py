@@ -583,7 +583,7 @@ class SipTransport:
                 ),
                 CONNECT_TIMEOUT_S,
             )
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the waiting messages must fail now
             _, peers = self._opening.pop(key, ([], set()))
             self.stats.send_errors += 1
             if tls:
