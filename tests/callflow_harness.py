@@ -240,6 +240,7 @@ class CallflowHarness:
         operators: list[Operator] | None = None,
         agencies: list[tuple[str, str]] | None = None,
         extra: str = "",
+        sip_extra: str = "",
         supervisor_phone: str = "",
     ) -> CallflowHarness:
         """A centre on the fake wire; agencies are dialled through the trunk's
@@ -255,6 +256,7 @@ class CallflowHarness:
             operators=operators or [Operator("op1", "secret1")],
             agencies=agencies,
             extra=extra,
+            sip_extra=sip_extra,
             trunk_proxy_port=PROXY.port,
             supervisor_phone=supervisor_phone,
         )

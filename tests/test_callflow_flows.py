@@ -459,3 +459,32 @@ async def test_the_live_snapshot_carries_the_raised_low_disk_alarms(h: CallflowH
     free["recordings"] = 10**12
     h.centre.disk_watch.check()
     assert h.centre.snapshot().low_disk == ()
+
+
+@pytest.mark.parametrize("t1_ms", [500, 100])
+async def test_an_unacknowledged_answer_is_given_up_after_64_t1(tmp_path: Path, t1_ms: int) -> None:
+    """RFC 3261 §13.3.1.4: the 200 to the caller's INVITE is retransmitted until
+    its ACK comes, and the call is given up after 64*T1 — T1 from
+    `sip.timer_t1_ms` (32 s by default, 6.4 s with 100 ms)."""
+    h = await CallflowHarness.open(
+        tmp_path, operators=[Operator("op1", "secret1")], sip_extra=f"timer_t1_ms = {t1_ms}"
+    )
+    try:
+        caller = Caller(h)
+        await caller.dial()
+        final = caller.final()
+        assert final is not None and final.status == 200, caller.responses()
+        give_up_s = 64 * t1_ms / 1000
+        await h.advance(give_up_s - 0.5)
+        # Still retransmitting the 200 (T1, 2*T1, … capped at T2), not given up.
+        oks = [r for r in caller.responses() if r.status == 200 and r.cseq.method == "INVITE"]
+        assert len(oks) >= 3, len(oks)
+        incident = h.call().incident_id
+        assert incident is not None
+        assert (await h.store.get_incident(incident)).incident.status is Status.ACTIVE
+        await h.advance(1.0)
+        await h.settle()
+        record = await h.store.get_incident(incident)
+        assert record.incident.status is Status.INTERRUPTED, record.incident.status
+    finally:
+        await h.close()

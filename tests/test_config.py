@@ -89,6 +89,8 @@ def test_rtp_range_overlapping_sip_port() -> None:
         ("sip", {"bogus": 1}, "sip.bogus", "unknown key"),
         ("ivr", {"english_key": "1"}, "ivr", "already used"),
         ("queue", {"ring_timeout_s": 0}, "queue.ring_timeout_s", "greater than or equal"),
+        ("sip", {"timer_t1_ms": 10}, "sip.timer_t1_ms", "greater than or equal to 50"),
+        ("sip", {"timer_t1_ms": 9000}, "sip.timer_t1_ms", "less than or equal to 4000"),
         ("queue", {"overflow_after_s": 60}, "queue.overflow_to", "no overflow_to"),
     ],
 )

@@ -60,6 +60,7 @@ from callcenter112.sip.timers import TimerValues
 from harness import ROOT, Server
 
 SEED = 20_112
+T1_MS = 100  # the server's RFC 3261 T1 (sip.timer_t1_ms)
 UDP_MESSAGES = 4_000  # per round (two rounds, plus TCP and the flood)
 BATCH = 25  # fuzz datagrams between two probes
 # ... and at most this many bytes: the server's socket buffer (rmem_default,
@@ -98,7 +99,12 @@ class FuzzServer(Server):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("fuzz")
-    srv = FuzzServer(directory, extra="menu_tries = 1\ninput_timeout_s = 1\n")
+    # T1 of 100 ms: every transaction of a round is gone 6.4 s after it (64*T1), so
+    # `drain` waits that long instead of 32 s, twice (RFC 3261 §17.1.1.1 allows a
+    # smaller T1 where the round trip is known to be short: loopback).
+    srv = FuzzServer(
+        directory, extra="menu_tries = 1\ninput_timeout_s = 1\n", sip_extra=f"timer_t1_ms = {T1_MS}"
+    )
     srv.start()
     try:
         yield srv
@@ -592,7 +598,7 @@ def drain(server: Server) -> None:
     for a non-INVITE request, Timer H for an INVITE answered 404 whose ACK
     never comes: RFC 3261 §17.2.1, §17.2.2).
     """
-    until = time.monotonic() + TimerValues().timeout + 2.0
+    until = time.monotonic() + TimerValues(t1=T1_MS / 1000).timeout + 2.0
     n = 0
     while time.monotonic() < until:
         n += 1

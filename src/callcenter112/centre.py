@@ -173,6 +173,7 @@ class Centre:
             port=config.sip.listen.port,
             advertise=config.sip.advertise,
             on_event=self._on_sip_event,
+            t1=config.sip.timer_t1_ms / 1000,
         )
         self.endpoint.transport.trace = config.sip.trace
         # Admission before parse, and SIP over TLS (issue 11).

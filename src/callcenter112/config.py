@@ -189,6 +189,11 @@ class SipConfig(_Section):
     nonce_ttl_s: Annotated[float, Field(ge=5, le=3600)] = 300.0
     auth_fail_limit: Annotated[int, Field(ge=1, le=1000)] = 10
     auth_lockout_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    # RFC 3261 §17.1.1.1 T1, the round-trip estimate every transaction timer
+    # scales with (retransmissions from T1, timeouts 64*T1). 500 ms is the
+    # RFC's default; it "MAY be chosen smaller" where the round trip is known
+    # to be short (the trunk on a leased line, a LAN of softphones).
+    timer_t1_ms: Annotated[int, Field(ge=50, le=4000)] = 500
     # -- SIP over TLS (issue 11, `edge`): `sips:` on tls_listen (RFC 3261
     # §26.2; 5061 by RFC 3263 §4.2), PEM certificate chain and key, paths
     # relative to the checkout. Off when tls_listen is unset.

@@ -34,6 +34,7 @@ RESTART_KEYS: tuple[str, ...] = (
     "sip.tls_certificate",
     "sip.tls_key",
     "sip.tls_ca",
+    "sip.timer_t1_ms",
     "rtp.ports",
     "rtp.preopen",
     "web.listen",
