@@ -7,6 +7,13 @@ are `records.queries` unchanged (`PgConnection` rewrites ``?`` to ``%s`` and
 returns rows readable by name and position). docs/decisions.md has the
 asyncpg/psycopg measurement.
 
+A batch is sent in psycopg's pipeline mode (`PgConnection.pipelined`): on
+loopback a round trip cost more than the statement itself, and one statement
+at a time paid ~6 of them per transition (docs/benchmarks.md "store"). The
+writer then waits only where a write reads a result back (``RETURNING``, the
+row it updates) and once at the end; see `writer` for how a failing write
+still fails alone.
+
 Reaching the primary. The DSN may name several hosts
 (``postgresql://db1:5432,db2:5432/cc112?target_session_attrs=read-write``):
 libpq tries them in order and keeps the one that accepts writes, so after a
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -114,16 +122,58 @@ def _row_factory(cursor: Any) -> Any:
     return make
 
 
+class _PipelinedCursor:
+    """A cursor of a statement sent in pipeline mode. Its rows are read on demand
+    by psycopg; its `rowcount` is known only once its answer came, so asking for
+    it first waits for every answer sent so far (one round trip)."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: psycopg.ClientCursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
 class PgConnection:
     """A psycopg connection seen as `sql.SqlConnection` (autocommit; BEGIN/COMMIT are SQL)."""
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self._pipeline: psycopg.Pipeline | None = None
 
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> SqlCursor:
         cur = self.raw.cursor(row_factory=_row_factory)
         cur.execute(_pg_sql(sql), tuple(parameters) if parameters else None)
+        if self._pipeline is not None:
+            assert isinstance(cur, psycopg.ClientCursor)
+            return _PipelinedCursor(cur, self._pipeline)
         return cur
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Send statements without waiting for each answer (psycopg's pipeline
+        mode, PostgreSQL 14+ libpq); leaving waits for every answer and raises
+        the first error."""
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[object]], /) -> SqlCursor:
         cur = self.raw.cursor(row_factory=_row_factory)
@@ -182,7 +232,9 @@ class PgWriter(GroupCommitWriter):
 
     * `outage_limit_s` — how long a batch waits for the database to come back
       before its writes fail (the write queue holds at most `queue_size` more);
-    * `reconnect_interval_s` — pause between reconnection attempts.
+    * `reconnect_interval_s` — pause between reconnection attempts;
+    * `pipeline` — send a batch's statements in pipeline mode (the default; False
+      waits for each statement's answer, the benchmark's "before").
     """
 
     engine = "postgresql"
@@ -198,6 +250,7 @@ class PgWriter(GroupCommitWriter):
         id_utc_offset_s: float = 0.0,
         outage_limit_s: float = 120.0,
         reconnect_interval_s: float = 0.5,
+        pipeline: bool = True,
     ) -> None:
         super().__init__(
             WriterOptions(
@@ -210,6 +263,7 @@ class PgWriter(GroupCommitWriter):
         self.dsn = dsn
         self._outage_limit_s = outage_limit_s
         self._reconnect_interval_s = reconnect_interval_s
+        self._pipelines = pipeline
         self._writer: PgConnection | None = None
 
     def _open_writer(self) -> int:
@@ -258,6 +312,10 @@ class PgWriter(GroupCommitWriter):
     def _in_transaction(self, conn: SqlConnection) -> bool:
         assert isinstance(conn, PgConnection)
         return conn.in_transaction
+
+    def _pipeline(self, conn: SqlConnection) -> AbstractContextManager[object] | None:
+        assert isinstance(conn, PgConnection)
+        return conn.pipelined() if self._pipelines else None
 
     def _lost(self, conn: SqlConnection) -> bool:
         assert isinstance(conn, PgConnection)
