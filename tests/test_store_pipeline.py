@@ -112,9 +112,25 @@ async def test_row_counts_read_inside_a_pipelined_batch_are_right(store: Any) ->
     assert len(await store.fixes_for(first)) == 3
 
 
-async def test_one_statement_at_a_time_keeps_the_same_results(pg_dsn: str) -> None:
-    async with open_pg_store(pg_dsn, pipeline=False) as store:
+def _prepared_on_writer(conn: SqlConnection) -> int:
+    return int(conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0])
+
+
+async def test_the_writer_before_pipelines_keeps_the_same_results(pg_dsn: str) -> None:
+    async with open_pg_store(pg_dsn, pipeline=False, prepared=False) as store:
         _check_mixed(await _mixed_batch(store))
         assert store.largest_batch == 5
         assert store.pipeline_replays == 0
         assert await store.count_incidents() == 3
+        for i in range(10):
+            await _new(store, T0 + 10 + i)
+        assert await store._write(_prepared_on_writer) == 0  # values merged into the SQL
+
+
+async def test_statements_the_writer_repeats_are_prepared_on_the_server(pg_dsn: str) -> None:
+    async with open_pg_store(pg_dsn) as store:
+        for i in range(10):
+            await _new(store, T0 + i)
+        # SAVEPOINT, RELEASE, the day counter, the incident, its event (psycopg
+        # prepares a statement on its 5th run).
+        assert await store._write(_prepared_on_writer) >= 5

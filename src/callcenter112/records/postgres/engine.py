@@ -129,7 +129,7 @@ class _PipelinedCursor:
 
     __slots__ = ("_cursor", "_pipeline")
 
-    def __init__(self, cursor: psycopg.ClientCursor[Any], pipeline: psycopg.Pipeline) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
         self._cursor = cursor
         self._pipeline = pipeline
 
@@ -159,7 +159,7 @@ class PgConnection:
         cur = self.raw.cursor(row_factory=_row_factory)
         cur.execute(_pg_sql(sql), tuple(parameters) if parameters else None)
         if self._pipeline is not None:
-            assert isinstance(cur, psycopg.ClientCursor)
+            assert isinstance(cur, psycopg.Cursor)
             return _PipelinedCursor(cur, self._pipeline)
         return cur
 
@@ -196,12 +196,21 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> PgConnection:
+def connect(
+    dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S, prepared: bool = True
+) -> PgConnection:
     """An autocommit connection to the server of `dsn` that accepts writes.
 
     Every wait on the server is bounded: connecting by `timeout_s` (per host),
     a silent peer by TCP keepalives and ``tcp_user_timeout`` (`_SOCKET_DEFAULTS`);
     the DSN's own values of these keys win.
+
+    `prepared`: parameters travel apart from the statement (server-side
+    binding), and a statement run `psycopg.Connection.prepare_threshold` (5)
+    times is prepared on the server, so it is parsed and planned once per
+    connection; False merges the values into the SQL text on the client
+    (`psycopg.ClientCursor`) and the server parses and plans every statement
+    (the benchmark's "before").
     """
     named = psycopg.conninfo.conninfo_to_dict(dsn)
     defaults = {"connect_timeout": str(max(1, int(timeout_s))), **_SOCKET_DEFAULTS}
@@ -211,7 +220,7 @@ def connect(dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> PgConnection:
     raw = psycopg.connect(
         conninfo,
         autocommit=True,
-        cursor_factory=psycopg.ClientCursor,
+        cursor_factory=psycopg.Cursor if prepared else psycopg.ClientCursor,
         application_name="callcenter112",
     )
     return PgConnection(raw)
@@ -234,7 +243,8 @@ class PgWriter(GroupCommitWriter):
       before its writes fail (the write queue holds at most `queue_size` more);
     * `reconnect_interval_s` — pause between reconnection attempts;
     * `pipeline` — send a batch's statements in pipeline mode (the default; False
-      waits for each statement's answer, the benchmark's "before").
+      waits for each statement's answer, the benchmark's "before");
+    * `prepared` — server-side binding and prepared statements (`connect`).
     """
 
     engine = "postgresql"
@@ -251,6 +261,7 @@ class PgWriter(GroupCommitWriter):
         outage_limit_s: float = 120.0,
         reconnect_interval_s: float = 0.5,
         pipeline: bool = True,
+        prepared: bool = True,
     ) -> None:
         super().__init__(
             WriterOptions(
@@ -264,11 +275,12 @@ class PgWriter(GroupCommitWriter):
         self._outage_limit_s = outage_limit_s
         self._reconnect_interval_s = reconnect_interval_s
         self._pipelines = pipeline
+        self._prepared = prepared
         self._writer: PgConnection | None = None
 
     def _open_writer(self) -> int:
         try:
-            conn = connect(self.dsn)
+            conn = connect(self.dsn, prepared=self._prepared)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(self.dsn)}: {exc}") from exc
         try:
@@ -292,7 +304,7 @@ class PgWriter(GroupCommitWriter):
 
     def _open_reader(self) -> SqlConnection:
         try:
-            return connect(self.dsn)
+            return connect(self.dsn, prepared=self._prepared)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(self.dsn)}: {exc}") from exc
 
@@ -327,7 +339,7 @@ class PgWriter(GroupCommitWriter):
             self._writer.close()
             self._writer = None
         try:
-            self._writer = connect(self.dsn)
+            self._writer = connect(self.dsn, prepared=self._prepared)
         except psycopg.Error:
             return False
         return True

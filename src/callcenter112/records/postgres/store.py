@@ -26,6 +26,7 @@ async def open_pg_store(
     id_utc_offset_s: float = 0.0,
     outage_limit_s: float = 120.0,
     pipeline: bool = True,
+    prepared: bool = True,
 ) -> AsyncIterator[PostgresStore]:
     """``async with open_pg_store(dsn) as store:`` — open, yield, always close."""
     store = PostgresStore(
@@ -36,6 +37,7 @@ async def open_pg_store(
         id_utc_offset_s=id_utc_offset_s,
         outage_limit_s=outage_limit_s,
         pipeline=pipeline,
+        prepared=prepared,
     )
     await store.open()
     try:
