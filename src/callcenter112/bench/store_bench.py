@@ -7,7 +7,10 @@ and reports durable transitions per second for both. Each call makes the five
 writes a real call makes before it may proceed: create the incident (before
 answering), answered, queued, operator answered, closed. With a PostgreSQL
 DSN (`bench_store(..., postgresql=DSN)`) the same calls run on PostgreSQL in
-the same run. Every run also reports the p99 latency of the create-before-
+the same run: pipelined with prepared statements (the default), pipelined
+with the values merged into the SQL on the client, and the writer before both
+(one statement at a time, each waiting for its answer, values in the SQL).
+Every run also reports the p99 latency of the create-before-
 answer write.
 """
 
@@ -81,13 +84,16 @@ def p99_ms(latencies: list[float]) -> float:
     return round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1)
 
 
-async def _run(db: Path | str, n: int, max_batch: int) -> dict[str, float]:
+async def _run(
+    db: Path | str, n: int, max_batch: int, *, pipeline: bool = True, prepared: bool = True
+) -> dict[str, float]:
     store: SqliteStore | PostgresStore
     if isinstance(db, Path):
         await asyncio.to_thread(_fresh, db)
         store = SqliteStore(db, max_batch=max_batch)
     else:
-        store = PostgresStore(await asyncio.to_thread(_fresh_pg, db), max_batch=max_batch)
+        dsn = await asyncio.to_thread(_fresh_pg, db)
+        store = PostgresStore(dsn, max_batch=max_batch, pipeline=pipeline, prepared=prepared)
     await store.open()
     try:
         lat: list[float] = []
@@ -123,6 +129,14 @@ async def bench_store_async(
     }
     if postgresql is not None:
         result["postgresql_group_commit"] = await _run(postgresql, n, max_batch=512)
+        # Pipelined, but every statement parsed and planned by the server.
+        result["postgresql_group_commit_client_binding"] = await _run(
+            postgresql, n, max_batch=512, prepared=False
+        )
+        # The path before both: every statement waits for its answer, values in the SQL.
+        result["postgresql_group_commit_before"] = await _run(
+            postgresql, n, max_batch=512, pipeline=False, prepared=False
+        )
         result["postgresql_one_commit_per_transition"] = await _run(postgresql, n, max_batch=1)
     return result
 

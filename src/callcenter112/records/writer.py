@@ -11,6 +11,13 @@ says the failure is an outage it can ride out (`_outage`, PostgreSQL: the
 connection was lost before COMMIT was sent): then the batch is kept and run
 again on a new connection (see `records.postgres`).
 
+An engine whose driver can send statements without waiting for each answer
+(PostgreSQL's pipeline mode, `_pipeline`) runs the batch that way first: the
+writer then waits about once per write (where a write reads a result back)
+instead of once per statement. A database error in a pipeline cannot be pinned
+on its write, so it rolls the batch back and the batch runs again one statement
+at a time, where the failing write fails alone as above.
+
 Read queries run on a small pool of threads, each with its own connection,
 one snapshot per read. An engine supplies the connections and its dialect's
 transaction statements by overriding the hooks at the bottom.
@@ -22,7 +29,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from typing import Self, TypeVar, cast
 
@@ -89,6 +96,8 @@ class GroupCommitWriter:
         self.commits = 0
         self.write_ops = 0
         self.largest_batch = 0
+        # Pipelined batches run again one statement at a time after a database error.
+        self.pipeline_replays = 0
         # Set while the engine rides out a database outage (`_ride_out`).
         self._outage_since: float | None = None
         self._outage_reason: str | None = None
@@ -250,6 +259,56 @@ class GroupCommitWriter:
         conn = self._writer_connection()
         if conn is None:
             raise _Outage("no connection to the database")
+        pipeline = self._pipeline(conn)
+        if pipeline is not None:
+            outcomes = self._run_pipelined(conn, pipeline, runs)
+            if outcomes is not None:
+                return outcomes
+            self.pipeline_replays += 1
+        return self._run_one_by_one(conn, runs)
+
+    def _run_pipelined(
+        self, conn: SqlConnection, pipeline: AbstractContextManager[object], runs: list[Operation]
+    ) -> list[_Outcome] | None:
+        """The batch with its statements sent without waiting for each answer.
+
+        The same SAVEPOINT per write as `_run_one_by_one`, but a statement's
+        error reaches the client only at the next read of a result or the
+        pipeline's end, possibly inside a later write: it cannot be told whose
+        it is. So any database error rolls the whole batch back and returns
+        None (run it again one statement at a time, where each write fails
+        alone); an error raised by a write itself (a rule, e.g. `IncidentError`)
+        rolls back to its savepoint here as there.
+        """
+        errors = self._db_errors()
+        outcomes: list[_Outcome] = []
+        try:
+            with pipeline:
+                self._begin_write(conn)
+                for run in runs:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = run(conn)
+                    except errors:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - one operation fails alone
+                        conn.execute("ROLLBACK TO op")
+                        outcomes.append((False, self._failure(exc)))
+                    else:
+                        outcomes.append((True, value))
+                    conn.execute("RELEASE op")
+            # Leaving the pipeline waited for every answer: no statement failed.
+        except errors as exc:
+            if self._lost(conn):
+                raise _Outage(str(exc)) from exc
+            if self._in_transaction(conn):
+                with suppress(*errors):
+                    conn.execute("ROLLBACK")
+            return None
+        return self._commit(conn, runs, outcomes)
+
+    def _run_one_by_one(self, conn: SqlConnection, runs: list[Operation]) -> list[_Outcome]:
+        """The batch one statement at a time, each write inside its own SAVEPOINT."""
         errors = self._db_errors()
 
         def all_failed(exc: BaseException) -> list[_Outcome]:
@@ -289,6 +348,12 @@ class GroupCommitWriter:
                 except errors as exc:
                     return all_failed(exc)
                 outcomes.append((True, value))
+        return self._commit(conn, runs, outcomes)
+
+    def _commit(
+        self, conn: SqlConnection, runs: list[Operation], outcomes: list[_Outcome]
+    ) -> list[_Outcome]:
+        errors = self._db_errors()
         try:
             conn.execute("COMMIT")
         except errors as exc:
@@ -366,6 +431,11 @@ class GroupCommitWriter:
 
     def _in_transaction(self, conn: SqlConnection) -> bool:
         raise NotImplementedError
+
+    def _pipeline(self, conn: SqlConnection) -> AbstractContextManager[object] | None:
+        """A context in which statements are sent without waiting for their answers
+        (PostgreSQL's pipeline mode), or None to run one statement at a time."""
+        return None
 
     def _lost(self, conn: SqlConnection) -> bool:
         """Is this connection gone (server died, network cut)? Never, for a file."""

@@ -7,6 +7,13 @@ are `records.queries` unchanged (`PgConnection` rewrites ``?`` to ``%s`` and
 returns rows readable by name and position). docs/decisions.md has the
 asyncpg/psycopg measurement.
 
+A batch is sent in psycopg's pipeline mode (`PgConnection.pipelined`): on
+loopback a round trip cost more than the statement itself, and one statement
+at a time paid ~6 of them per transition (docs/benchmarks.md "store"). The
+writer then waits only where a write reads a result back (``RETURNING``, the
+row it updates) and once at the end; see `writer` for how a failing write
+still fails alone.
+
 Reaching the primary. The DSN may name several hosts
 (``postgresql://db1:5432,db2:5432/cc112?target_session_attrs=read-write``):
 libpq tries them in order and keeps the one that accepts writes, so after a
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -114,16 +122,58 @@ def _row_factory(cursor: Any) -> Any:
     return make
 
 
+class _PipelinedCursor:
+    """A cursor of a statement sent in pipeline mode. Its rows are read on demand
+    by psycopg; its `rowcount` is known only once its answer came, so asking for
+    it first waits for every answer sent so far (one round trip)."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor)
+
+
 class PgConnection:
     """A psycopg connection seen as `sql.SqlConnection` (autocommit; BEGIN/COMMIT are SQL)."""
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        self._pipeline: psycopg.Pipeline | None = None
 
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> SqlCursor:
         cur = self.raw.cursor(row_factory=_row_factory)
         cur.execute(_pg_sql(sql), tuple(parameters) if parameters else None)
+        if self._pipeline is not None:
+            assert isinstance(cur, psycopg.Cursor)
+            return _PipelinedCursor(cur, self._pipeline)
         return cur
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Send statements without waiting for each answer (psycopg's pipeline
+        mode, PostgreSQL 14+ libpq); leaving waits for every answer and raises
+        the first error."""
+        with self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[object]], /) -> SqlCursor:
         cur = self.raw.cursor(row_factory=_row_factory)
@@ -146,12 +196,21 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> PgConnection:
+def connect(
+    dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S, prepared: bool = True
+) -> PgConnection:
     """An autocommit connection to the server of `dsn` that accepts writes.
 
     Every wait on the server is bounded: connecting by `timeout_s` (per host),
     a silent peer by TCP keepalives and ``tcp_user_timeout`` (`_SOCKET_DEFAULTS`);
     the DSN's own values of these keys win.
+
+    `prepared`: parameters travel apart from the statement (server-side
+    binding), and a statement run `psycopg.Connection.prepare_threshold` (5)
+    times is prepared on the server, so it is parsed and planned once per
+    connection; False merges the values into the SQL text on the client
+    (`psycopg.ClientCursor`) and the server parses and plans every statement
+    (the benchmark's "before").
     """
     named = psycopg.conninfo.conninfo_to_dict(dsn)
     defaults = {"connect_timeout": str(max(1, int(timeout_s))), **_SOCKET_DEFAULTS}
@@ -161,7 +220,7 @@ def connect(dsn: str, *, timeout_s: float = _CONNECT_TIMEOUT_S) -> PgConnection:
     raw = psycopg.connect(
         conninfo,
         autocommit=True,
-        cursor_factory=psycopg.ClientCursor,
+        cursor_factory=psycopg.Cursor if prepared else psycopg.ClientCursor,
         application_name="callcenter112",
     )
     return PgConnection(raw)
@@ -182,7 +241,10 @@ class PgWriter(GroupCommitWriter):
 
     * `outage_limit_s` — how long a batch waits for the database to come back
       before its writes fail (the write queue holds at most `queue_size` more);
-    * `reconnect_interval_s` — pause between reconnection attempts.
+    * `reconnect_interval_s` — pause between reconnection attempts;
+    * `pipeline` — send a batch's statements in pipeline mode (the default; False
+      waits for each statement's answer, the benchmark's "before");
+    * `prepared` — server-side binding and prepared statements (`connect`).
     """
 
     engine = "postgresql"
@@ -198,6 +260,8 @@ class PgWriter(GroupCommitWriter):
         id_utc_offset_s: float = 0.0,
         outage_limit_s: float = 120.0,
         reconnect_interval_s: float = 0.5,
+        pipeline: bool = True,
+        prepared: bool = True,
     ) -> None:
         super().__init__(
             WriterOptions(
@@ -210,11 +274,13 @@ class PgWriter(GroupCommitWriter):
         self.dsn = dsn
         self._outage_limit_s = outage_limit_s
         self._reconnect_interval_s = reconnect_interval_s
+        self._pipelines = pipeline
+        self._prepared = prepared
         self._writer: PgConnection | None = None
 
     def _open_writer(self) -> int:
         try:
-            conn = connect(self.dsn)
+            conn = connect(self.dsn, prepared=self._prepared)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(self.dsn)}: {exc}") from exc
         try:
@@ -238,7 +304,7 @@ class PgWriter(GroupCommitWriter):
 
     def _open_reader(self) -> SqlConnection:
         try:
-            return connect(self.dsn)
+            return connect(self.dsn, prepared=self._prepared)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {_redact(self.dsn)}: {exc}") from exc
 
@@ -259,6 +325,10 @@ class PgWriter(GroupCommitWriter):
         assert isinstance(conn, PgConnection)
         return conn.in_transaction
 
+    def _pipeline(self, conn: SqlConnection) -> AbstractContextManager[object] | None:
+        assert isinstance(conn, PgConnection)
+        return conn.pipelined() if self._pipelines else None
+
     def _lost(self, conn: SqlConnection) -> bool:
         assert isinstance(conn, PgConnection)
         return conn.lost
@@ -269,7 +339,7 @@ class PgWriter(GroupCommitWriter):
             self._writer.close()
             self._writer = None
         try:
-            self._writer = connect(self.dsn)
+            self._writer = connect(self.dsn, prepared=self._prepared)
         except psycopg.Error:
             return False
         return True

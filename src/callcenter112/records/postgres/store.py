@@ -25,6 +25,8 @@ async def open_pg_store(
     readers: int = 2,
     id_utc_offset_s: float = 0.0,
     outage_limit_s: float = 120.0,
+    pipeline: bool = True,
+    prepared: bool = True,
 ) -> AsyncIterator[PostgresStore]:
     """``async with open_pg_store(dsn) as store:`` — open, yield, always close."""
     store = PostgresStore(
@@ -34,6 +36,8 @@ async def open_pg_store(
         readers=readers,
         id_utc_offset_s=id_utc_offset_s,
         outage_limit_s=outage_limit_s,
+        pipeline=pipeline,
+        prepared=prepared,
     )
     await store.open()
     try:
