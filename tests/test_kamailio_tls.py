@@ -59,12 +59,13 @@ def edge_leaf(tmp_path: Path) -> tuple[Path, Leaf]:
     return ca.certificate, ca.issue(tmp_path / "certs", "edge", ips=("127.0.0.1",))
 
 
-def settings(tls: EdgeTls | None) -> EdgeSettings:
+def settings(tls: EdgeTls | None, *, tcp: bool = False) -> EdgeSettings:
     return EdgeSettings(
         listen_host="127.0.0.1",
         listen_port=free_port(),
         nodes=(Node(host="127.0.0.1", port=25070),),
         trunk_nets=("127.0.0.1/32",),
+        tcp=tcp,
         tls=tls,
     )
 
@@ -72,18 +73,20 @@ def settings(tls: EdgeTls | None) -> EdgeSettings:
 # --------------------------------------------------------------------------- the template
 
 
-def test_rendered_tls_template_passes_kamailio_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tcp", [False, True])
+def test_rendered_tls_template_passes_kamailio_check(tmp_path: Path, tcp: bool) -> None:
     need("kamailio")
     _, leaf = edge_leaf(tmp_path)
     port = free_port()
     tls = EdgeTls(host="127.0.0.1", port=port, certificate=leaf.certificate, key=leaf.key)
-    cfg = render(settings(tls), tmp_path / "edge")
+    cfg = render(settings(tls, tcp=tcp), tmp_path / "edge")
     check = subprocess.run(
         ["kamailio", "-c", "-f", str(cfg)], check=False, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stderr[-3000:]
     # kamailio -c lists the sockets it would bind: the TLS one is there.
     assert f"tls: 127.0.0.1 [127.0.0.1]:{port}" in check.stdout + check.stderr
+    assert ("tcp: 127.0.0.1" in check.stdout + check.stderr) == tcp
     local = (tmp_path / "edge" / "local.cfg").read_text()
     assert "#!define WITH_TLS" in local
     tls_cfg = (tmp_path / "edge" / "tls.cfg").read_text()
