@@ -60,6 +60,24 @@ class SrtpServer(Server):
         self.config_path.write_text(text.replace(marker, marker + 'srtp = "mandatory"\n'))
 
 
+def tls_srtp_phone(directory: Path, *, port: int, ca: Path) -> Baresip:
+    """baresip as op1 over TLS to 127.0.0.1:`port`, trusting `ca`, SRTP mandatory
+    (tests/test_kamailio_tls.py uses it through the Kamailio edge)."""
+    phone = Baresip(directory, user="op1", password="secret1", server_port=port)
+    accounts = phone.directory / "accounts"
+    accounts.write_text(
+        accounts.read_text()
+        .replace(f"@127.0.0.1:{port}>", f"@127.0.0.1:{port};transport=tls>")
+        .replace(";audio_codecs=PCMU,PCMA", ";audio_codecs=PCMA;mediaenc=srtp-mand")
+    )
+    config = phone.directory / "config"
+    config.write_text(
+        config.read_text().replace("module account.so", "module srtp.so\nmodule account.so")
+        + f"sip_cafile {ca}\n"
+    )
+    return phone
+
+
 @pytest.mark.slow
 def test_operator_on_tls_and_srtp_hears_the_caller_and_the_recording_stays_bit_exact(
     tmp_path: Path,
@@ -77,18 +95,7 @@ def test_operator_on_tls_and_srtp_hears_the_caller_and_the_recording_stays_bit_e
     )
     server.start()
     try:
-        phone = Baresip(tmp_path / "op1", user="op1", password="secret1", server_port=tls_port)
-        accounts = phone.directory / "accounts"
-        accounts.write_text(
-            accounts.read_text()
-            .replace(f"@127.0.0.1:{tls_port}>", f"@127.0.0.1:{tls_port};transport=tls>")
-            .replace(";audio_codecs=PCMU,PCMA", ";audio_codecs=PCMA;mediaenc=srtp-mand")
-        )
-        config = phone.directory / "config"
-        config.write_text(
-            config.read_text().replace("module account.so", "module srtp.so\nmodule account.so")
-            + f"sip_cafile {cert}\n"
-        )
+        phone = tls_srtp_phone(tmp_path / "op1", port=tls_port, ca=cert)
         phone.start()
         try:
             wait_until(lambda: operator_online(server, "op1"), 30, what="op1 registered")

@@ -7,6 +7,11 @@ script includes), `dispatcher.list` and a db_text directory for `secfilter`.
 `render()` writes that directory; `kamailio -c -f DIR/kamailio.cfg` checks it;
 `kamcmd -s unix:DIR/kamailio.ctl …` talks to the running edge.
 
+TLS (DESIGN §8, softphones over TLS/SRTP): with `EdgeTls` the edge also
+listens on `tls:HOST:PORT` with the site's certificate and key (`tls.cfg`,
+TLS 1.2 or later, no client certificate asked of phones); the nodes are
+still reached over UDP on the private network.
+
 Timers (docs/deployment.md): with Kamailio's defaults a dead node is
 noticed only when tm's 30 s `fr_timer` ends a probe or a call attempt
 (kamailio#3446). The edge's probes are tm transactions too, so `fr_timer_ms`
@@ -32,6 +37,7 @@ __all__ = [
     "TEMPLATE",
     "EdgeSettings",
     "EdgeTimers",
+    "EdgeTls",
     "Node",
     "main",
     "render",
@@ -107,6 +113,40 @@ class Node:
         return f"sip:{host}:{self.port}"
 
 
+def _pem_file(option: str, path: Path, marker: str) -> None:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise ValueError(f"{option}: {path} cannot be read ({exc.strerror})") from None
+    if "-----BEGIN " not in text or marker not in text:
+        raise ValueError(f"{option}: {path} holds no PEM {marker.lower()}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeTls:
+    """The softphones' TLS listener: address, and the PEM certificate (chain) and key."""
+
+    host: str
+    port: int
+    certificate: Path
+    key: Path
+
+    def __post_init__(self) -> None:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            raise ValueError(f"tls_listen: {self.host!r} is not an IP address") from None
+        if not 0 < self.port < 65536:
+            raise ValueError(f"tls_listen: {self.port} is not a port")
+        _pem_file("tls_certificate", self.certificate, "CERTIFICATE")
+        _pem_file("tls_key", self.key, "PRIVATE KEY")
+
+    @property
+    def socket(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tls:{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EdgeSettings:
     listen_host: str
@@ -119,6 +159,7 @@ class EdgeSettings:
     ban_seconds: int = 300
     register_rate: int = 50  # REGISTERs per second from phones, all together
     tcp: bool = False  # also listen on TCP (same port) for softphones
+    tls: EdgeTls | None = None  # also listen on TLS for softphones
     blocked_user_agents: tuple[str, ...] = SCANNER_USER_AGENTS
     blocked_addresses: tuple[str, ...] = ()
     extra_defines: dict[str, str] = field(default_factory=dict)
@@ -150,6 +191,15 @@ def _local_cfg(s: EdgeSettings, directory: Path) -> str:
             if s.tcp
             else []
         ),
+        *(
+            [
+                "#!define WITH_TLS",
+                f'#!substdef "!LISTEN_TLS_SOCKET!{s.tls.socket}!g"',
+                f'#!define TLS_CFG "{directory / "tls.cfg"}"',
+            ]
+            if s.tls
+            else []
+        ),
         f'#!define TRUNK_NETS "{",".join(s.trunk_nets)}"',
         f'#!define DS_LIST "{directory / "dispatcher.list"}"',
         f'#!define DB_TEXT_DIR "text://{directory / "db"}"',
@@ -169,6 +219,26 @@ def _local_cfg(s: EdgeSettings, directory: Path) -> str:
     ]
     lines += [f"#!define {name} {value}" for name, value in s.extra_defines.items()]
     return "\n".join(lines) + "\n"
+
+
+def _tls_cfg(tls: EdgeTls) -> str:
+    # tls module README, "config": [server:default] is every TLS listener;
+    # phones present no certificate. [client:default] is used only if the edge
+    # must open a connection to a phone (it normally reuses the phone's own).
+    return (
+        "# Written by callcenter112.cluster.kamailio.render: the edge's TLS identity.\n"
+        "[server:default]\n"
+        "method = TLSv1.2+\n"
+        "verify_certificate = no\n"
+        "require_certificate = no\n"
+        f"certificate = {tls.certificate.resolve()}\n"
+        f"private_key = {tls.key.resolve()}\n"
+        "\n"
+        "[client:default]\n"
+        "method = TLSv1.2+\n"
+        "verify_certificate = no\n"
+        "require_certificate = no\n"
+    )
 
 
 def _dispatcher_list(s: EdgeSettings) -> str:
@@ -205,11 +275,30 @@ def render(settings: EdgeSettings, directory: Path, *, template: Path = TEMPLATE
     shutil.copyfile(template, cfg)
     (directory / "local.cfg").write_text(_local_cfg(settings, directory))
     (directory / "dispatcher.list").write_text(_dispatcher_list(settings))
+    if settings.tls:
+        (directory / "tls.cfg").write_text(_tls_cfg(settings.tls))
     (directory / "db" / "version").write_text(
         "table_name(string) table_version(int)\nsecfilter:1\n"
     )
     (directory / "db" / "secfilter").write_text(_secfilter_table(settings))
     return cfg
+
+
+def _host_port(option: str, text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{option}: {text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _tls(args: argparse.Namespace) -> EdgeTls | None:
+    given = (args.tls_listen, args.tls_certificate, args.tls_key)
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("--tls-listen, --tls-certificate and --tls-key go together")
+    host, port = _host_port("tls_listen", str(args.tls_listen))
+    return EdgeTls(host=host, port=port, certificate=args.tls_certificate, key=args.tls_key)
 
 
 def _node(text: str) -> Node:
@@ -231,16 +320,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trunk", action="append", required=True, help="trunk CIDR")
     parser.add_argument("--kamailio-defaults", action="store_true", help="Kamailio's own timers")
     parser.add_argument("--tcp", action="store_true", help="also listen on TCP for softphones")
+    parser.add_argument("--tls-listen", help="HOST:PORT for softphones over TLS (e.g. :5061)")
+    parser.add_argument("--tls-certificate", type=Path, help="PEM certificate (chain) for TLS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for TLS")
     args = parser.parse_args(argv)
-    host, _, port = str(args.listen).rpartition(":")
     try:
+        host, port = _host_port("listen", str(args.listen))
         settings = EdgeSettings(
-            listen_host=host.strip("[]"),
-            listen_port=int(port),
+            listen_host=host,
+            listen_port=port,
             nodes=tuple(_node(n) for n in args.node),
             trunk_nets=tuple(args.trunk),
             timers=KAMAILIO_DEFAULT_TIMERS if args.kamailio_defaults else DEFAULT_TIMERS,
             tcp=bool(args.tcp),
+            tls=_tls(args),
         )
     except ValueError as exc:
         print(f"kamailio render: {exc}", file=sys.stderr)
