@@ -115,7 +115,7 @@ def test_tls_needs_both_files_and_proxies_must_be_networks() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"web": {"tls_certificate": "a.crt", "trusted_proxies": ["10.0.0.0/8", "x"]}})
     text = str(err.value)
-    assert "web.trusted_proxies" in text and "'x' is not an IP network" in text
+    assert "web.trusted_proxies" in text and "'x' is not an IP address or network" in text
 
 
 def test_preopen_adapts_to_a_small_range_and_the_range_is_cross_checked() -> None:

@@ -415,15 +415,7 @@ class WebConfig(_Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, v: list[str]) -> list[str]:
-        bad = []
-        for i, item in enumerate(v):
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                bad.append(f"[{i}] {item!r} is not an IP network (CIDR)")
-        if bad:
-            raise ValueError("; ".join(bad))
-        return v
+        return _cidr_list(v)
 
     @field_validator("metrics_token")
     @classmethod
